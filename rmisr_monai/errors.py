@@ -1,0 +1,41 @@
+"""Project exception types.
+
+Every error a user can cause is raised as a subclass of :class:`RmisrError` carrying the file (when there is one)
+and the reason; the CLI prints ``str(error)`` as one line on stderr and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["RmisrError", "InputFileError", "OutputFileError", "WeightsError", "ConfigurationError"]
+
+
+class RmisrError(Exception):
+    """Base class of all errors the project raises on purpose."""
+
+
+class InputFileError(RmisrError):
+    """An input file or folder cannot be used: ``InputFileError(path, reason)`` -> ``"<path>: <reason>"``."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class OutputFileError(RmisrError):
+    """An output cannot be written (exists without overwrite, unknown format, disk full...)."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class WeightsError(RmisrError):
+    """A weights file is missing, corrupt, or does not fit the requested network."""
+
+
+class ConfigurationError(RmisrError, ValueError):
+    """An option or argument has a value that cannot work (bad scale, unknown network name...)."""
