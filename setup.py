@@ -20,6 +20,7 @@ setup(
         # torch is pinned: an open range pulls a multi-GB CUDA build on machines without the CPU wheel
         "torch==2.13.0",
         "monai>=1.6.1,<1.7",
+        "pytorch-ignite>=0.4.11,<0.6",  # MONAI SupervisedTrainer / bundles
         "SimpleITK>=2.3",
         "nibabel>=5.0",
         "pydicom>=3.0",
