@@ -51,7 +51,7 @@ def cascade_scales(scale: float) -> list[int]:
 
 
 class ResBlock(nn.Module):
-    """EDSR residual block, no batch normalisation (Lim et al. 2017, Fig. 2c): ``x + res_scale * conv(relu(conv(x)))``."""
+    """EDSR residual block without batch norm (Lim et al. 2017, Fig. 2c): ``x + res_scale * conv(relu(conv(x)))``."""
 
     def __init__(self, features: int, res_scale: float = EDSR_BASELINE_RES_SCALE) -> None:
         super().__init__()
