@@ -1,0 +1,112 @@
+"""Channel attention from channel statistics: IMDN's CCA and RMISR's ICCA.
+
+* CCA, contrast-aware channel attention (Hui et al., IMDN, ACM MM 2019, §3.2): statistic = population standard
+  deviation + mean of each channel.
+* ICCA, information-entropy contrast-aware channel attention (Ren et al., RMISR 2021, §4.2, eq. 14, Fig. 4):
+  statistic = scaled entropy term + standard deviation + mean.
+
+Both then apply ``1x1 conv (C -> C/r) -> ReLU -> 1x1 conv (C/r -> C) -> sigmoid`` and rescale the input channels.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rmisr_monai.errors import ConfigurationError
+
+__all__ = [
+    "channel_mean_std",
+    "spatial_entropy_term",
+    "ContrastChannelAttention",
+    "ICCA",
+    "CCA_REDUCTION",
+    "ICCA_ENTROPY_NORM",
+    "STD_EPS",
+]
+
+# IMDN code, model/block.py CCALayer(channel, reduction=16).
+CCA_REDUCTION = 16
+# RMISR eq. 14: "N = 256 is used to normalize the value of information entropy".
+ICCA_ENTROPY_NORM = 256.0
+# floor under the variance so that the gradient of sqrt stays finite on constant channels
+STD_EPS = 1e-12
+
+
+def channel_mean_std(x: torch.Tensor, eps: float = STD_EPS) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel spatial mean and population standard deviation (``1/(HW)``), each ``(N, C, 1, 1)``.
+
+    The variance is floored at ``eps`` (:data:`STD_EPS`) before the square root (IMDN's ``stdv_channels`` has no floor and
+    gives NaN gradients on constant channels); values differ from IMDN's by at most ``sqrt(STD_EPS) = 1e-6``.
+    """
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    var = (x - mean).pow(2).mean(dim=(2, 3), keepdim=True)
+    return mean, var.clamp_min(eps).sqrt()
+
+
+def spatial_entropy_term(x: torch.Tensor, norm: float = ICCA_ENTROPY_NORM) -> torch.Tensor:
+    """The entropy term of RMISR eq. 14, ``(1/N) * sum_ij p_ij log2 p_ij``, per channel, ``(N, C, 1, 1)``.
+
+    Reading chosen: eq. 14 writes ``x log2 x`` on the raw feature map, which is undefined for negative values. Here
+    ``p = softmax`` of the channel over its ``H*W`` positions (positive, sums to 1, defined for any real input and
+    differentiable everywhere, so ``0 log 0`` never occurs). The sign is kept as printed, so the term equals
+    ``-H(p) / N`` with ``H`` the Shannon entropy in bits; ``N = 256`` as in the paper.
+    """
+    logp = torch.log_softmax(x.flatten(2), dim=2)
+    plogp = (logp.exp() * logp).sum(dim=2) / torch.log(torch.tensor(2.0, dtype=x.dtype, device=x.device))
+    return (plogp / norm)[..., None, None]
+
+
+class ContrastChannelAttention(nn.Module):
+    """IMDN's contrast-aware channel attention (CCA): statistic ``std + mean`` per channel.
+
+    Children ``conv_du.0`` and ``conv_du.2`` match the official IMDN checkpoint keys (``cca.conv_du.0.weight``...).
+
+    Args:
+        channels: channels in and out.
+        reduction: channel reduction of the bottleneck (IMDN: 16).
+
+    Shapes: ``(N, C, H, W) -> (N, C, H, W)``.
+    """
+
+    def __init__(self, channels: int, reduction: int = CCA_REDUCTION) -> None:
+        super().__init__()
+        if reduction < 1 or channels // reduction < 1:
+            raise ConfigurationError(f"reduction={reduction} leaves no channel of {channels}")
+        hidden = channels // reduction
+        self.conv_du = nn.Sequential(
+            nn.Conv2d(channels, hidden, 1, bias=True),
+            nn.ReLU(),
+            nn.Conv2d(hidden, channels, 1, bias=True),
+            nn.Sigmoid(),
+        )
+
+    def statistic(self, x: torch.Tensor) -> torch.Tensor:
+        """IMDN: ``contrast (population std) + mean`` per channel, ``(N, C, 1, 1)``."""
+        mean, std = channel_mean_std(x)
+        return std + mean
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.conv_du(self.statistic(x))
+
+
+class ICCA(ContrastChannelAttention):
+    """RMISR's information-entropy contrast-aware channel attention (eq. 14, Fig. 4).
+
+    ``s_c = (1/N) sum p log2 p + std(x_c) + mean(x_c)`` with the entropy reading of :func:`spatial_entropy_term`,
+    then the CCA bottleneck and sigmoid; the output is ``x * sigmoid(...)``.
+
+    Args:
+        channels: channels in and out (RMISR: 64).
+        reduction: bottleneck reduction (not given in the paper; IMDN's 16).
+        entropy_norm: ``N`` of eq. 14 (256).
+    """
+
+    def __init__(self, channels: int, reduction: int = CCA_REDUCTION, entropy_norm: float = ICCA_ENTROPY_NORM) -> None:
+        super().__init__(channels, reduction)
+        self.entropy_norm = float(entropy_norm)
+
+    def statistic(self, x: torch.Tensor) -> torch.Tensor:
+        """Eq. 14: entropy term + standard deviation + mean, ``(N, C, 1, 1)``."""
+        mean, std = channel_mean_std(x)
+        return spatial_entropy_term(x, self.entropy_norm) + std + mean
