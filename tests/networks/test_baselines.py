@@ -253,3 +253,41 @@ def test_invalid_arguments(build, bad):
 def test_fixed_scale_rejects_a_runtime_scale(net):
     with pytest.raises(ConfigurationError, match="fixed scale"):
         net.eval()(torch.rand(1, 1, 4, 4), 3.0)
+
+
+# ---------------------------------------------------------------- TorchScript
+
+
+TINY = {
+    EDSRBaseline: {"features": 8, "num_blocks": 1},
+    FSRCNN: {"d": 8, "s": 4, "m": 1},
+    IMDN: {"features": 32, "num_modules": 2, "distilled": 8, "cca_reduction": 4},
+    DenseSR: {"features": 8, "num_blocks": 1, "layers_per_block": 2, "growth_rate": 4},
+}
+
+
+@pytest.mark.parametrize("cls", list(TINY))
+@pytest.mark.parametrize(
+    "upsampler, scale, runtime", [("subpixel", 4, None), ("meta", 2, 2.5), ("meta", 2, (1.5, 3.0))]
+)
+def test_learned_networks_script(cls, upsampler, scale, runtime, tmp_path):
+    torch.manual_seed(0)
+    net = cls(in_channels=2, scale=scale, upsampler=upsampler, out_channels=3, **TINY[cls]).eval()
+    x = torch.rand(1, 2, 5, 6)
+    scripted = torch.jit.script(net)
+    torch.jit.save(scripted, tmp_path / "net.pt")
+    loaded = torch.jit.load(tmp_path / "net.pt")
+    expected = net(x) if runtime is None else net(x, runtime)
+    got = loaded(x) if runtime is None else loaded(x, runtime)
+    sy, sx = (scale, scale) if runtime is None else ((runtime, runtime) if isinstance(runtime, float) else runtime)
+    assert expected.shape == (1, 3, int(round(5 * sy)), int(round(6 * sx)))
+    assert torch.allclose(got, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("cls, kwargs", [(VDSR, {"depth": 3, "features": 4}), (SRCNN, {"features": (4, 4)})])
+def test_pre_upsampling_networks_trace_at_a_fixed_scale(cls, kwargs):
+    net = cls(scale=3, **kwargs).eval()
+    x = torch.rand(1, 1, 5, 6)
+    traced = torch.jit.trace(net, (x,), check_trace=False)
+    y = torch.rand(1, 1, 5, 6)
+    assert torch.allclose(traced(y), net(y), atol=1e-6)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from rmisr_monai.errors import ConfigurationError
-from rmisr_monai.networks.blocks.upsample import UPSAMPLER_KINDS, MetaUpsampler, as_scale_pair
+from rmisr_monai.networks.blocks.upsample import as_scale_pair, make_upsampler
 from rmisr_monai.networks.nets.edsr import cascade_scales
 from rmisr_monai.networks.nets.fsrcnn import deconv_upsampler
 
@@ -120,25 +120,22 @@ class DenseSR(nn.Module):
                 f"DenseSR sizes must be >= 1, got in={in_channels}, out={out_channels}, features={features}, "
                 f"num_blocks={num_blocks}, layers_per_block={layers_per_block}, growth_rate={growth_rate}"
             )
-        if upsampler not in UPSAMPLER_KINDS:
-            raise ConfigurationError(f"unknown upsampler {upsampler!r}; choose one of {', '.join(UPSAMPLER_KINDS)}")
         pad = DENSE_SR_KERNEL_SIZE // 2
         self.shallow = nn.Conv2d(in_channels, features, DENSE_SR_KERNEL_SIZE, padding=pad)
         self.blocks = nn.ModuleList(DenseBlock(features, growth_rate, layers_per_block) for _ in range(num_blocks))
         self.skip_fusion = nn.Conv2d(num_blocks * features, features, 1)
         self.arbitrary_scale = upsampler == "meta"
+        self.scale: Tuple[float, float] = as_scale_pair(scale)
         self.stages = nn.ModuleList()
         self.heads = nn.ModuleList()
-        if self.arbitrary_scale:
-            self.scale: Tuple[float, float] = as_scale_pair(scale)
-            self.meta = MetaUpsampler(features, out_channels)
-        else:
-            self.scale = (float(scale), float(scale))
+        if upsampler == "subpixel":
             for s in cascade_scales(scale):
                 self.stages.append(
                     nn.Sequential(deconv_upsampler(features, features, s, DENSE_SR_DECONV_KERNEL), nn.ReLU())
                 )
                 self.heads.append(nn.Conv2d(features, out_channels, DENSE_SR_KERNEL_SIZE, padding=pad))
+        else:  # the MetaUpsampler, or make_upsampler's error naming an unknown kind
+            self.meta = make_upsampler(upsampler, features, out_channels, scale)
 
     def stage_outputs(
         self, x: torch.Tensor, scale: Optional[Union[float, Tuple[float, float]]] = None

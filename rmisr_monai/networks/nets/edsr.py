@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from rmisr_monai.errors import ConfigurationError
-from rmisr_monai.networks.blocks.upsample import UPSAMPLER_KINDS, MetaUpsampler, SubpixelUpsampler, as_scale_pair
+from rmisr_monai.networks.blocks.upsample import SubpixelUpsampler, as_scale_pair, make_upsampler
 
 __all__ = [
     "EDSRBaseline",
@@ -111,8 +111,6 @@ class EDSRBaseline(nn.Module):
                 f"EDSR needs positive channels and num_blocks >= 0, got in={in_channels}, out={out_channels}, "
                 f"features={features}, num_blocks={num_blocks}"
             )
-        if upsampler not in UPSAMPLER_KINDS:
-            raise ConfigurationError(f"unknown upsampler {upsampler!r}; choose one of {', '.join(UPSAMPLER_KINDS)}")
         pad = EDSR_KERNEL_SIZE // 2
         self.head = nn.Conv2d(in_channels, features, EDSR_KERNEL_SIZE, padding=pad)
         self.body = nn.Sequential(
@@ -120,14 +118,13 @@ class EDSRBaseline(nn.Module):
             nn.Conv2d(features, features, EDSR_KERNEL_SIZE, padding=pad),
         )
         self.arbitrary_scale = upsampler == "meta"
-        if self.arbitrary_scale:
-            self.scale: Tuple[float, float] = as_scale_pair(scale)
-            self.upsampler: nn.Module = MetaUpsampler(features, out_channels)
-        else:
+        self.scale: Tuple[float, float] = as_scale_pair(scale)
+        if upsampler == "subpixel":
             stages: list[nn.Module] = [SubpixelUpsampler(features, features, s) for s in cascade_scales(scale)]
             stages.append(nn.Conv2d(features, out_channels, EDSR_KERNEL_SIZE, padding=pad))
-            self.upsampler = nn.Sequential(*stages)
-            self.scale = (float(scale), float(scale))
+            self.upsampler: nn.Module = nn.Sequential(*stages)
+        else:  # the MetaUpsampler, or make_upsampler's error naming an unknown kind
+            self.upsampler = make_upsampler(upsampler, features, out_channels, scale)
 
     def forward(self, x: torch.Tensor, scale: Optional[Union[float, Tuple[float, float]]] = None) -> torch.Tensor:
         """Upscale ``x``; ``scale`` only when built with ``upsampler="meta"``."""

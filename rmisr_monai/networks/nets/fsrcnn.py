@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from rmisr_monai.errors import ConfigurationError
-from rmisr_monai.networks.blocks.upsample import UPSAMPLER_KINDS, MetaUpsampler, as_scale_pair
+from rmisr_monai.networks.blocks.upsample import as_scale_pair, make_upsampler
 
 __all__ = [
     "FSRCNN",
@@ -100,8 +100,6 @@ class FSRCNN(nn.Module):
                 f"FSRCNN needs positive channels and m >= 0, got in={in_channels}, out={out_channels}, "
                 f"d={d}, s={s}, m={m}"
             )
-        if upsampler not in UPSAMPLER_KINDS:
-            raise ConfigurationError(f"unknown upsampler {upsampler!r}; choose one of {', '.join(UPSAMPLER_KINDS)}")
         layers: list[nn.Module] = [
             nn.Conv2d(in_channels, d, FSRCNN_EXTRACT_KERNEL, padding=FSRCNN_EXTRACT_KERNEL // 2),
             nn.PReLU(d),
@@ -113,12 +111,11 @@ class FSRCNN(nn.Module):
         layers += [nn.Conv2d(s, d, 1), nn.PReLU(d)]
         self.body = nn.Sequential(*layers)
         self.arbitrary_scale = upsampler == "meta"
-        if self.arbitrary_scale:
-            self.scale: Tuple[float, float] = as_scale_pair(scale)
-            self.upsampler: nn.Module = MetaUpsampler(d, out_channels)
-        else:
-            self.upsampler = deconv_upsampler(d, out_channels, scale, FSRCNN_DECONV_KERNEL)
-            self.scale = (float(scale), float(scale))
+        self.scale: Tuple[float, float] = as_scale_pair(scale)
+        if upsampler == "subpixel":
+            self.upsampler: nn.Module = deconv_upsampler(d, out_channels, scale, FSRCNN_DECONV_KERNEL)
+        else:  # the MetaUpsampler, or make_upsampler's error naming an unknown kind
+            self.upsampler = make_upsampler(upsampler, d, out_channels, scale)
 
     def forward(self, x: torch.Tensor, scale: Optional[Union[float, Tuple[float, float]]] = None) -> torch.Tensor:
         """Upscale ``x``; ``scale`` only when built with ``upsampler="meta"``."""

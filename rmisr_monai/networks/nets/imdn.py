@@ -30,7 +30,7 @@ from torch import nn
 from rmisr_monai.errors import ConfigurationError, WeightsError
 from rmisr_monai.networks.blocks.activation import LRELU_SLOPE
 from rmisr_monai.networks.blocks.attention import CCA_REDUCTION, ContrastChannelAttention
-from rmisr_monai.networks.blocks.upsample import UPSAMPLER_KINDS, as_scale_pair, make_upsampler
+from rmisr_monai.networks.blocks.upsample import as_scale_pair, make_upsampler
 
 __all__ = [
     "IMDN",
@@ -154,8 +154,6 @@ class IMDN(nn.Module):
                 f"IMDN sizes must be >= 1, got in={in_channels}, out={out_channels}, features={features}, "
                 f"num_modules={num_modules}"
             )
-        if upsampler not in UPSAMPLER_KINDS:
-            raise ConfigurationError(f"unknown upsampler {upsampler!r}; choose one of {', '.join(UPSAMPLER_KINDS)}")
         pad = IMDN_KERNEL_SIZE // 2
         self.head = nn.Conv2d(in_channels, features, IMDN_KERNEL_SIZE, padding=pad)
         self.blocks = nn.ModuleList(
