@@ -84,7 +84,7 @@ class DenseSR(nn.Module):
     intermediate image supervises the first stage). The abstract's "more feature information introduced into the
     activation function" is read as the dense concatenation feeding every activation.
 
-    ``upsampler="meta"`` replaces the deconvolution stages and heads by one Meta-SR :class:`MetaUpsampler`
+    ``upsampler="meta"`` replaces the deconvolution stages and heads by one Meta-SR ``MetaUpsampler``
     ``F -> out`` (a single stage, arbitrary scale; training mode then returns a one-element list).
 
     Args:

@@ -78,7 +78,7 @@ class EDSRBaseline(nn.Module):
       (:func:`cascade_scales`), each ``conv F -> 4F`` + PixelShuffle(2), followed by the tail ``conv F -> out``;
       x3 is one x3 stage.
     * ``upsampler="meta"``: the sub-pixel stages *and* the tail convolution are replaced by a Meta-SR
-      :class:`MetaUpsampler` ``F -> out`` (as Meta-SR replaces the upscale module of its backbones).
+      ``MetaUpsampler`` ``F -> out`` (as Meta-SR replaces the upscale module of its backbones).
 
     Args:
         in_channels: image channels in.

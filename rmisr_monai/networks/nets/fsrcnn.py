@@ -65,7 +65,7 @@ class FSRCNN(nn.Module):
     * Padding keeps sizes: ``k // 2`` for the convolutions; the deconvolution padding and output padding are computed
       by :func:`deconv_upsampler` so the output is exactly ``scale * H`` (the paper does not state them).
     * ``upsampler="subpixel"`` here means the paper's fixed-scale deconvolution (integer ``scale``);
-      ``upsampler="meta"`` replaces the deconvolution with a Meta-SR :class:`MetaUpsampler` on the ``d`` features,
+      ``upsampler="meta"`` replaces the deconvolution with a Meta-SR ``MetaUpsampler`` on the ``d`` features,
       for arbitrary scales (not in the paper).
     * Initialisation (Gaussian, std 0.001 for the deconvolution) is a training detail and left to PyTorch defaults.
 
