@@ -1,0 +1,84 @@
+"""Train an SR network on 2D slices of CT/MR volumes: ``python -m rmisr_monai.training --help``.
+
+Example (the command that trained the shipped ``rmisr_bl_ct_x2`` model is recorded in benchmarks/RESULTS.md)::
+
+    python -m rmisr_monai.training --network rmisr_bl --scale 2 --modality CT \\
+        --volumes ../shared/data/medical/ct/totalseg_chest_cta_crop_1p5mm.nii.gz ... \\
+        --iterations 2000 --patch 32 --batch 16 --checkpoint-dir runs/ct_x2 --output rmisr_bl_ct_x2.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from rmisr_monai.networks import get_network
+from rmisr_monai.training.slices import slice_patch_loader
+from rmisr_monai.training.trainer import build_trainer, sr_loss
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m rmisr_monai.training",
+        description="Train an SR network on random paired patches of volume slices (LR = MATLAB bicubic of HR).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
+    parser.add_argument("--network", default="rmisr_bl", help="a name of rmisr_monai.networks.get_network")
+    parser.add_argument("--network-kwargs", default="{}", help='JSON constructor arguments, e.g. \'{"features": 32}\'')
+    parser.add_argument("--scale", type=int, default=2, help="integer SR factor of the sub-pixel network")
+    parser.add_argument("--modality", choices=["CT", "MR"], required=True, help="picks the intensity normalisation")
+    parser.add_argument("--volumes", nargs="+", required=True, help="NIfTI/NRRD/MHA files or DICOM series folders")
+    parser.add_argument("--axes", type=int, nargs="+", default=[2], help="slice axes of the volumes (2 = axial)")
+    parser.add_argument("--iterations", type=int, default=2000)
+    parser.add_argument("--patch", type=int, default=32, help="LR patch size (HR = patch x scale)")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--noise", type=float, default=0.0, help="max std of Gaussian noise added to LR, in [0,1] units")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--checkpoint-dir", type=Path, required=True, help="resumable trainer checkpoints go here")
+    parser.add_argument("--resume", type=Path, default=None, help="a trainer checkpoint to continue from")
+    parser.add_argument("--output", type=Path, required=True, help="the model checkpoint to write (weights/ format)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.manual_seed(args.seed)
+    kwargs = {"in_channels": 1, "scale": args.scale, **json.loads(args.network_kwargs)}
+    network = get_network(args.network, **kwargs).to(args.device)
+    loader, intensity = slice_patch_loader(
+        args.volumes, args.modality, scale=args.scale, patch=args.patch, batch=args.batch,
+        samples=args.iterations * args.batch, axes=args.axes, noise=args.noise, seed=args.seed,
+    )
+    trainer = build_trainer(
+        network, loader, sr_loss(args.network), iterations=args.iterations, checkpoint_dir=args.checkpoint_dir,
+        device=args.device, learning_rate=args.lr, resume_from=args.resume,
+    )
+    start = time.time()
+    trainer.run()
+    minutes = (time.time() - start) / 60
+    from rmisr_monai.weights.loader import save_checkpoint
+
+    info = {
+        "command": "python -m rmisr_monai.training " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "volumes": [Path(v).name for v in args.volumes],
+        "iterations": args.iterations,
+        "minutes": round(minutes, 1),
+        "device": str(args.device),
+    }
+    save_checkpoint(args.output, network, args.network, kwargs, intensity, info)
+    print(f"wrote {args.output} after {minutes:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
