@@ -123,6 +123,22 @@ class IntensityNormalization:
             upper_percentile=float(upper_percentile),
         )
 
+    @classmethod
+    def for_modality(cls, modality: str, array: NdarrayOrTensor | None = None) -> IntensityNormalization:
+        """Default map of a modality (``"CT"`` or ``"MR"``, any case), fitted on ``array`` when it is given."""
+        presets = {"ct": cls.ct, "mr": cls.mr}
+        if modality.lower() not in presets:
+            raise ConfigurationError(f"no default intensity normalisation for modality {modality!r}; use CT or MR")
+        normalization = presets[modality.lower()]()
+        return normalization if array is None else normalization.fit(array)
+
+    def recipe(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the per-image numbers: for ``"mr"`` the percentiles only (``a_min = a_max =
+        None``), to be fitted again on every volume; ``"ct"`` and ``"range"`` are fixed and returned whole."""
+        if self.kind != "mr":
+            return self.to_dict()
+        return dataclasses.replace(self, a_min=None, a_max=None).to_dict()
+
     @property
     def fitted(self) -> bool:
         """Whether ``a_min`` and ``a_max`` are known, i.e. ``forward`` and ``inverse`` can run."""

@@ -117,3 +117,15 @@ def test_constant_image_does_not_divide_by_zero():
     norm = IntensityNormalization.mr().fit(np.full((4, 4), 7.0))
     out = norm.forward(np.full((4, 4), 7.0))
     assert np.all(out == 0.0) and np.all(norm.inverse(out) == 7.0)
+
+
+def test_modality_presets_and_recipe():
+    img = np.linspace(0.0, 200.0, 201)
+    mr = IntensityNormalization.for_modality("MR", img)
+    assert mr.kind == "mr" and mr.a_min == pytest.approx(1.0) and mr.a_max == pytest.approx(199.0)
+    recipe = mr.recipe()
+    assert recipe["a_min"] is None and IntensityNormalization.from_dict(recipe).fit(img) == mr
+    ct = IntensityNormalization.for_modality("ct", img)
+    assert ct == IntensityNormalization.ct() and ct.recipe() == ct.to_dict()
+    with pytest.raises(ConfigurationError, match="modality"):
+        IntensityNormalization.for_modality("PET")
