@@ -1,0 +1,22 @@
+"""The volume engine: slice-wise super-resolution of 3D volumes by 2D networks (tiling, batching, devices)."""
+
+from rmisr_monai.inference.engine import (
+    DEFAULT_TILE_OVERLAP,
+    output_spatial_shape,
+    resolve_axis,
+    resolve_device,
+    upscale_array,
+    upscale_volume,
+)
+from rmisr_monai.inference.tiling import axis_windows, run_tiled
+
+__all__ = [
+    "DEFAULT_TILE_OVERLAP",
+    "axis_windows",
+    "output_spatial_shape",
+    "resolve_axis",
+    "resolve_device",
+    "run_tiled",
+    "upscale_array",
+    "upscale_volume",
+]

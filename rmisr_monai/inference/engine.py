@@ -1,0 +1,386 @@
+"""The volume engine: slice-wise super-resolution of a 3D volume by a 2D network.
+
+One implementation serves the CLI, the :class:`~rmisr_monai.transforms.super_resolve.SuperResolve` transform, the
+bundles and Slicer:
+
+* :func:`upscale_array` works on a channel-first array ``(C, I, J, K)``: it cuts the volume into 2D slices, batches
+  them, tiles large slices (:mod:`rmisr_monai.inference.tiling`), runs the network (CPU or CUDA, autocast on CUDA,
+  out-of-memory fallback), and streams the stitched slices into a preallocated output (``np.empty``, or an unlinked
+  ``np.memmap`` for large outputs); intensities are normalised before and restored after the network.
+* :func:`upscale_volume` wraps it for a :class:`~rmisr_monai.io.volume.Volume`; the new geometry comes from
+  :func:`rmisr_monai.io.geometry.rescaled_geometry` (the only place with spacing/origin arithmetic).
+
+Two modes along ``axis`` (index axis of the ``(i, j, k)`` array; ``"x"``/``"y"``/``"z"`` name ``0``/``1``/``2``):
+
+* in-plane (default): each slice orthogonal to ``axis`` is upscaled by ``(s, s)`` on its two axes; ``axis`` keeps
+  its length.
+* through-plane (``through_plane=True``, thick slices): only ``axis`` is upscaled, by running an arbitrary-scale
+  network with ``(s, 1.0)`` on the slices that contain ``axis`` (``axis`` is their row direction).
+
+Every upscaled axis of ``n`` voxels gets ``round(n * s)`` voxels (network contract).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from rmisr_monai.errors import ConfigurationError, RmisrError
+from rmisr_monai.inference.tiling import halved_tile, run_tiled, scaled_length
+from rmisr_monai.transforms.intensity import IntensityNormalization
+
+__all__ = [
+    "upscale_volume",
+    "upscale_array",
+    "output_spatial_shape",
+    "resolve_axis",
+    "resolve_device",
+    "slice_layout",
+    "DEFAULT_TILE_OVERLAP",
+    "MEMMAP_THRESHOLD_BYTES",
+]
+
+# input pixels of context on each side of a tile's core; >= the receptive radius of SRCNN (6), FSRCNN (~4+), VDSR-20
+# (~11 LR pixels at x2) and EDSR-baseline (34 3x3 convs: 34 is not covered; use tile_overlap=40 for it).
+DEFAULT_TILE_OVERLAP = 32
+# outputs larger than this go to an unlinked temporary memmap instead of RAM
+MEMMAP_THRESHOLD_BYTES = 2 << 30
+AXIS_NAMES = {"x": 0, "y": 1, "z": 2, "i": 0, "j": 1, "k": 2}
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_axis(axis: str | int) -> int:
+    """``"x"|"y"|"z"`` (or ``"i"|"j"|"k"``, or ``0|1|2``, also as strings) -> index axis of the ``(i, j, k)`` array."""
+    if isinstance(axis, str):
+        key = axis.strip().lower()
+        if key in AXIS_NAMES:
+            return AXIS_NAMES[key]
+        if key in ("0", "1", "2"):
+            return int(key)
+    elif isinstance(axis, (int, np.integer)) and not isinstance(axis, bool) and 0 <= int(axis) <= 2:
+        return int(axis)
+    raise ConfigurationError(f"axis must be x, y, z or 0, 1, 2, got {axis!r}")
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available else CPU; ``"cuda"`` without CUDA -> ``ConfigurationError``."""
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ConfigurationError(f"unknown device {device!r}; use auto, cpu or cuda") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigurationError("device 'cuda' requested but CUDA is not available; use --device cpu")
+    return dev
+
+
+def slice_layout(axis: int, through_plane: bool) -> tuple[int, int, int]:
+    """``(slice_axis, row_axis, col_axis)`` of the 2D slices: slices are taken along ``slice_axis``; the network
+    sees ``row_axis`` as H and ``col_axis`` as W. Through-plane: ``axis`` is the row axis and the slices are
+    taken along the lowest other axis."""
+    others = [a for a in range(3) if a != axis]
+    if through_plane:
+        return others[0], axis, others[1]
+    return axis, others[0], others[1]
+
+
+def _axis_scales(scale: float, axis: int, through_plane: bool) -> tuple[float, float, float]:
+    """Scale of each index axis."""
+    s = [1.0, 1.0, 1.0]
+    if through_plane:
+        s[axis] = scale
+    else:
+        for a in range(3):
+            if a != axis:
+                s[a] = scale
+    return s[0], s[1], s[2]
+
+
+def output_spatial_shape(
+    shape: tuple[int, int, int], scale: float, axis: str | int = "z", through_plane: bool = False
+) -> tuple[int, int, int]:
+    """Spatial shape of the result: ``round(n * s)`` on each upscaled axis."""
+    scales = _axis_scales(float(scale), resolve_axis(axis), through_plane)
+    return tuple(scaled_length(int(n), s) for n, s in zip(shape, scales))  # type: ignore[return-value]
+
+
+def _network_in_channels(net: nn.Module) -> int | None:
+    value = getattr(net, "in_channels", None)
+    if isinstance(value, int):
+        return value
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            return m.in_channels
+    return None
+
+
+def _check_network(net: nn.Module, scale: float, through_plane: bool) -> bool:
+    """Validate ``scale`` against the network; returns whether ``forward`` takes a scale."""
+    arbitrary = bool(getattr(net, "arbitrary_scale", False))
+    if through_plane and not arbitrary:
+        raise ConfigurationError(
+            "through-plane upscaling needs an arbitrary-scale network (it runs the network with (s, 1.0)); "
+            "use a network built with upsampler='meta', or --model bicubic"
+        )
+    if not (np.isfinite(scale) and scale > 0):
+        raise ConfigurationError(f"scale must be finite and > 0, got {scale!r}")
+    if not arbitrary:
+        fixed = getattr(net, "scale", None)
+        fixed = fixed[0] if isinstance(fixed, (tuple, list)) else fixed
+        if fixed is not None and abs(float(fixed) - scale) > 1e-9:
+            raise ConfigurationError(
+                f"this network has the fixed scale {float(fixed):g} (sub-pixel upsampler), got scale {scale:g}; "
+                "use its scale, a meta network, or --model bicubic"
+            )
+        if abs(scale - round(scale)) > 1e-9:
+            raise ConfigurationError(f"a sub-pixel network needs an integer scale, got {scale:g}")
+    return arbitrary
+
+
+def _as_normalization(intensity: Any) -> IntensityNormalization | None:
+    if intensity is None or isinstance(intensity, IntensityNormalization):
+        return intensity
+    if isinstance(intensity, Mapping):
+        return IntensityNormalization.from_dict(intensity)
+    raise ConfigurationError(f"intensity must be None, an IntensityNormalization or its dict, got {type(intensity)}")
+
+
+def _allocate(shape: tuple[int, ...], dtype: np.dtype, threshold: int) -> np.ndarray:
+    """``np.empty``, or above ``threshold`` bytes an ``np.memmap`` on a temporary file that is unlinked at once
+    (its pages go back to the disk when the array is dropped; nothing is left behind on a crash or Ctrl-C)."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if nbytes <= threshold:
+        return np.empty(shape, dtype=dtype)
+    fd, path = tempfile.mkstemp(prefix="rmisr-engine-", suffix=".raw")
+    try:
+        with os.fdopen(fd, "wb+") as f:
+            f.truncate(nbytes)
+            mm = np.memmap(f, dtype=dtype, mode="r+", shape=shape)
+    finally:
+        os.unlink(path)
+    logger.info("output of %.1f GiB kept in a temporary memory map", nbytes / 2**30)
+    return mm
+
+
+class _Runner:
+    """Calls the network on one batch of slices, tiled, on the current device; owns the out-of-memory policy:
+    halve the tile and retry; when the tile cannot shrink further, move to the CPU (logged once) and retry."""
+
+    def __init__(self, net, scale_arg, arbitrary, device, tile, overlap, amp):
+        self.net = net
+        self.scale_arg = scale_arg
+        self.arbitrary = arbitrary
+        self.device = device
+        self.tile = tile
+        self.initial_tile = tile
+        self.overlap = overlap
+        self.amp = amp
+        self.fell_back = False
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        autocast = (
+            torch.autocast(device_type="cuda", dtype=torch.float16)
+            if self.amp and self.device.type == "cuda"
+            else contextlib.nullcontext()
+        )
+        with torch.inference_mode(), autocast:
+            y = self.net(x, self.scale_arg) if self.arbitrary else self.net(x)
+        if isinstance(y, (tuple, list)):  # defensive: training-mode dual outputs; the SR image is first
+            y = y[0]
+        return y.float()
+
+    def __call__(self, x: torch.Tensor, pair: tuple[float, float]) -> torch.Tensor:
+        h, w = int(x.shape[-2]), int(x.shape[-1])
+        while True:
+            try:
+                out = run_tiled(self._forward, x, pair, self.tile, self.overlap)
+                return out.cpu()
+            except torch.cuda.OutOfMemoryError:
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                smaller = halved_tile(self.tile, h, w, self.overlap)
+                if smaller is not None:
+                    logger.info("out of memory with tile %s; retrying with tile %d", self.tile, smaller)
+                    self.tile = smaller
+                    continue
+                if self.device.type != "cpu":
+                    if not self.fell_back:
+                        logger.warning(
+                            "out of %s memory even with tile %s; continuing on the CPU", self.device, self.tile
+                        )
+                    self.fell_back = True
+                    self.device = torch.device("cpu")
+                    self.net.to(self.device)
+                    self.tile = self.initial_tile
+                    continue
+                raise RmisrError(
+                    f"out of memory even with tile {self.tile} on the CPU; use a smaller --tile or --batch"
+                ) from None
+
+
+def upscale_array(
+    array: np.ndarray | torch.Tensor,
+    network: nn.Module,
+    scale: float,
+    *,
+    axis: str | int = "z",
+    through_plane: bool = False,
+    intensity: IntensityNormalization | Mapping[str, Any] | None = None,
+    device: str | torch.device = "auto",
+    tile: int | None = None,
+    tile_overlap: int = DEFAULT_TILE_OVERLAP,
+    batch_size: int = 4,
+    amp: bool = True,
+    progress: bool = True,
+    memmap_threshold: int = MEMMAP_THRESHOLD_BYTES,
+) -> np.ndarray:
+    """Upscale a channel-first volume ``(C, I, J, K)`` (or ``(I, J, K)``) slice by slice; float32 result.
+
+    Args:
+        array: the volume, numpy or torch (any dtype; the network sees ``float32``).
+        network: a 2D SR network (network contract); put in eval mode here. Subpixel networks must be at ``scale``.
+        scale: factor of each upscaled axis (integer or fractional for arbitrary-scale networks).
+        axis: the slice axis (in-plane) or the thick axis (through-plane): ``"x"|"y"|"z"`` or ``0|1|2``.
+        through_plane: upscale only ``axis`` with ``(s, 1.0)`` (arbitrary-scale networks only).
+        intensity: the normalisation to ``[0, 1]`` (``IntensityNormalization`` or its dict, e.g. a checkpoint's
+            ``"intensity"``); fitted on the whole volume (MR percentiles), applied before the network and undone
+            after. ``None``: intensities go to the network as they are (right for the non-learned interpolators).
+        device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``.
+        tile: window side in input pixels for large slices (``None``: whole slices).
+        tile_overlap: context pixels kept around each window's core; tiled equals untiled when it covers the
+            network's receptive radius (see :mod:`~rmisr_monai.inference.tiling` for networks with global pooling).
+        batch_size: slices per network call.
+        amp: float16 autocast on CUDA (ignored on the CPU).
+        progress: show a tqdm progress bar over slices.
+        memmap_threshold: outputs above this many bytes are held in an unlinked temporary memory map.
+
+    Returns:
+        ``float32`` array ``(C', I', J', K')`` (``(I', J', K')`` for a 3D input), ``C'`` the network's output channels.
+
+    Raises:
+        ConfigurationError: bad axis/scale/device/tile, or a network that cannot do the requested mode.
+    """
+    scale = float(scale)
+    ax = resolve_axis(axis)
+    if batch_size < 1:
+        raise ConfigurationError(f"batch_size must be >= 1, got {batch_size}")
+    if tile is not None and tile < 1:
+        raise ConfigurationError(f"tile must be >= 1, got {tile}")
+    network.eval()
+    arbitrary = _check_network(network, scale, through_plane)
+    dev = resolve_device(device)
+    squeeze = array.ndim == 3
+    vol = array[None] if squeeze else array
+    if vol.ndim != 4:
+        raise ConfigurationError(f"expected a volume (I, J, K) or (C, I, J, K), got shape {tuple(array.shape)}")
+    if isinstance(vol, torch.Tensor):
+        vol = vol.detach().cpu().numpy()
+    vol = np.asarray(vol)
+    norm = _as_normalization(intensity)
+    if norm is not None:
+        norm = norm.fit(vol)
+
+    slice_ax, row_ax, col_ax = slice_layout(ax, through_plane)
+    pair = (scale, 1.0 if through_plane else scale)
+    scale_arg = pair if arbitrary else None
+    channels = vol.shape[0]
+    net_in = _network_in_channels(network)
+    per_channel = channels > 1 and net_in == 1
+    if net_in is not None and not per_channel and net_in != channels:
+        raise ConfigurationError(f"the network takes {net_in} channels, the image has {channels}")
+
+    # view with (slice, C, row, col) order: slices are read from and written to it
+    order = (1 + slice_ax, 0, 1 + row_ax, 1 + col_ax)
+    src = np.transpose(vol, order)
+    out_spatial = output_spatial_shape(vol.shape[1:], scale, ax, through_plane)
+    network.to(dev)
+    runner = _Runner(network, scale_arg, arbitrary, dev, tile, int(tile_overlap), amp)
+
+    out = None
+    dst = None
+    n_slices = src.shape[0]
+    with tqdm(total=n_slices, desc="super-resolution", unit="slice", disable=not progress, leave=False) as bar:
+        for s0 in range(0, n_slices, batch_size):
+            chunk = np.ascontiguousarray(src[s0 : s0 + batch_size], dtype=np.float32)
+            x = torch.from_numpy(chunk)
+            if norm is not None:
+                x = norm.forward(x)
+            n = x.shape[0]
+            if per_channel:
+                x = x.reshape(n * channels, 1, *x.shape[2:])
+            y = runner(x, pair)
+            if per_channel:
+                y = y.reshape(n, channels * y.shape[1], *y.shape[2:])
+            if norm is not None:
+                y = norm.inverse(y)
+            if out is None:
+                out_channels = y.shape[1]
+                out = _allocate((out_channels, *out_spatial), np.float32, memmap_threshold)
+                dst = np.transpose(out, order)
+            dst[s0 : s0 + n] = y.numpy()
+            bar.update(n)
+    if out is None:  # an empty axis: nothing to run, the shape is still defined
+        out = np.empty((channels, *out_spatial), dtype=np.float32)
+    return out[0] if squeeze and out.shape[0] == 1 else out
+
+
+def _replace_volume(volume, **changes):
+    if dataclasses.is_dataclass(volume):
+        return dataclasses.replace(volume, **changes)
+    raise TypeError(f"expected an rmisr_monai.io.volume.Volume, got {type(volume).__name__}")
+
+
+def upscale_volume(
+    volume,
+    network: nn.Module,
+    scale: float,
+    *,
+    axis: str | int = "z",
+    through_plane: bool = False,
+    intensity: IntensityNormalization | Mapping[str, Any] | None = None,
+    device: str | torch.device = "auto",
+    tile: int | None = None,
+    tile_overlap: int = DEFAULT_TILE_OVERLAP,
+    batch_size: int = 4,
+    amp: bool = True,
+    progress: bool = True,
+    memmap_threshold: int = MEMMAP_THRESHOLD_BYTES,
+):
+    """Super-resolve a :class:`~rmisr_monai.io.volume.Volume`; returns a new ``Volume`` (float32 array, geometry
+    from :func:`~rmisr_monai.io.geometry.rescaled_geometry`, other fields kept). Arguments as :func:`upscale_array`.
+    """
+    from rmisr_monai.io.geometry import rescaled_geometry
+
+    array = volume.array
+    out = upscale_array(
+        array,
+        network,
+        scale,
+        axis=axis,
+        through_plane=through_plane,
+        intensity=intensity,
+        device=device,
+        tile=tile,
+        tile_overlap=tile_overlap,
+        batch_size=batch_size,
+        amp=amp,
+        progress=progress,
+        memmap_threshold=memmap_threshold,
+    )
+    in_shape = tuple(array.shape[-3:])
+    out_shape = tuple(out.shape[-3:])
+    geometry = rescaled_geometry(volume.geometry, in_shape, out_shape)
+    return _replace_volume(volume, array=out, geometry=geometry)

@@ -1,0 +1,159 @@
+"""Overlapping tiles of a 2D slice batch whose network output is larger than its input, stitched without blending.
+
+Why not MONAI's :func:`~monai.inferers.sliding_window_inference` (1.6.1, ``monai/inferers/utils.py``): it accepts
+outputs larger than the window, but
+
+* it *averages* overlapping windows (``mode="constant"``/``"gaussian"``), so the border artefacts of every window
+  (zero padding inside the network, within its receptive field of the window edge) leak into the result and a tiled
+  result is never equal to the untiled one;
+* it places a window's output at ``int(start * zoom)`` and sizes the result ``int(size * zoom)``: at a fractional
+  scale (1.5, 2.5) the windows land half a pixel off and the size differs from the contract's ``round(size * s)``.
+
+Here each window is cut back to its *core* (the part farther than ``overlap`` input pixels from a window edge that is
+not an image edge); cores tile the slice exactly, so with ``overlap`` >= the network's receptive radius a tiled result
+equals the untiled one. At a fractional scale ``s = p/q`` every window starts at a multiple of ``q`` input pixels, so
+that its output starts at the integer ``start * s`` and samples the same positions as the whole slice would.
+
+Networks with *global* operators (IMDN's CCA and RMISR's ICCA pool mean/std/entropy over the whole slice) see a
+different pool per tile, so their tiled result differs slightly from the untiled one whatever the overlap.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from rmisr_monai.errors import ConfigurationError
+
+__all__ = ["Window", "axis_windows", "scale_alignment", "scaled_length", "run_tiled", "halved_tile", "MAX_ALIGNMENT"]
+
+# largest denominator q of a fractional scale p/q for which windows are aligned (1.5 -> 2, 1.25 -> 4, 2.4 -> 5)
+MAX_ALIGNMENT = 64
+_ALIGN_TOL = 1e-6
+# smallest window core an out-of-memory retry halves the tile down to
+MIN_CORE = 8
+
+logger = logging.getLogger(__name__)
+
+
+def scaled_length(n: int, s: float) -> int:
+    """Output length of an axis of ``n`` pixels upscaled by ``s``: ``round(n * s)`` (network contract)."""
+    return int(round(n * s))
+
+
+def scale_alignment(s: float) -> int | None:
+    """Smallest ``q <= MAX_ALIGNMENT`` with ``q * s`` an *even* integer, or ``None`` (then that axis is not tiled).
+
+    Integer: a window starting at a multiple of ``q`` has its output at an integer offset. Even: Python's ``round``
+    rounds halves to even, so ``round(n*s) - a*s == round((n - a)*s)`` only for even ``a*s`` (37 x 1.5 = 55.5 -> 56,
+    but a window of the last 7 rows gives round(10.5) = 10).
+    """
+    for q in range(1, MAX_ALIGNMENT + 1):
+        qs = q * s
+        if abs(qs - round(qs)) < _ALIGN_TOL and round(qs) % 2 == 0:
+            return q
+    return None
+
+
+@dataclass(frozen=True)
+class Window:
+    """One window along one axis: input ``[start, stop)``; its core output ``[out_start, out_stop)`` begins
+    ``crop`` pixels into the window's output."""
+
+    start: int
+    stop: int
+    out_start: int
+    out_stop: int
+    crop: int
+
+
+def axis_windows(n: int, s: float, tile: int | None, overlap: int) -> list[Window]:
+    """Windows along an axis of ``n`` input pixels for scale ``s``: window size ``tile`` (input pixels, including the
+    overlap on both sides), cores of ``tile - 2*overlap`` rounded down to the scale's alignment ``q`` (at least
+    ``q``; window starts are multiples of ``q``, so a window may exceed ``tile`` by up to ``2q - 2`` pixels).
+
+    ``tile=None``, ``tile >= n`` or a scale without alignment give one window over the whole axis.
+    """
+    n_out = scaled_length(n, s)
+    q = scale_alignment(s)
+    if tile is None or tile >= n or q is None:
+        if tile is not None and tile < n and q is None:
+            logger.warning("scale %g has no small rational form; slices are not tiled along that axis", s)
+        return [Window(0, n, 0, n_out, 0)]
+    if overlap < 0:
+        raise ConfigurationError(f"tile_overlap must be >= 0, got {overlap}")
+    if tile <= 2 * overlap:
+        raise ConfigurationError(
+            f"tile {tile} leaves no core after an overlap of {overlap} on both sides; use a tile larger than "
+            f"{2 * overlap} or a smaller tile_overlap"
+        )
+    # the core is a multiple of the alignment; at least one step (the window then exceeds ``tile`` a little)
+    core = max(q, (tile - 2 * overlap) // q * q)
+    windows = []
+    for c0 in range(0, n, core):
+        c1 = min(c0 + core, n)
+        start = max(0, c0 - overlap) // q * q
+        stop = min(n, c1 + overlap)
+        out0 = int(round(c0 * s))
+        out1 = n_out if c1 == n else int(round(c1 * s))
+        windows.append(Window(start, stop, out0, out1, out0 - int(round(start * s))))
+    return windows
+
+
+def run_tiled(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    scale: tuple[float, float],
+    tile: int | None,
+    overlap: int,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Apply ``forward`` (``(N, C, h, w) -> (N, C', round(h*sy), round(w*sx))``) to ``x`` window by window.
+
+    Args:
+        forward: the network call at ``scale`` (it may move data to another device; results are copied into ``out``).
+        x: ``(N, C, H, W)``.
+        scale: ``(sy, sx)``.
+        tile: window side in input pixels (``None``: the whole slice, one call).
+        overlap: input pixels of context kept on each side of a window's core (>= the receptive radius).
+        out: preallocated ``(N, C', round(H*sy), round(W*sx))`` result, else allocated on ``x``'s device.
+
+    Returns:
+        The stitched result.
+    """
+    sy, sx = scale
+    h, w = int(x.shape[-2]), int(x.shape[-1])
+    rows, cols = axis_windows(h, sy, tile, overlap), axis_windows(w, sx, tile, overlap)
+    for r in rows:
+        for c in cols:
+            y = forward(x[..., r.start : r.stop, c.start : c.stop])
+            if out is None:
+                out = torch.empty(
+                    (*x.shape[:-3], y.shape[-3], scaled_length(h, sy), scaled_length(w, sx)), dtype=y.dtype,
+                    device=x.device,
+                )
+            ry, cx = r.out_stop - r.out_start, c.out_stop - c.out_start
+            if y.shape[-2] < r.crop + ry or y.shape[-1] < c.crop + cx:
+                raise ConfigurationError(
+                    f"network output {tuple(y.shape[-2:])} for input {(r.stop - r.start, c.stop - c.start)} is "
+                    f"smaller than scale {scale} implies"
+                )
+            out[..., r.out_start : r.out_stop, c.out_start : c.out_stop] = y[
+                ..., r.crop : r.crop + ry, c.crop : c.crop + cx
+            ].to(out.device, out.dtype)
+    assert out is not None
+    return out
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def halved_tile(tile: int | None, h: int, w: int, overlap: int) -> int | None:
+    """Half of the current window side (the whole slice when untiled), or ``None`` when that leaves no core."""
+    current = max(h, w) if tile is None else min(tile, max(h, w))
+    new = _ceil_div(current, 2)
+    return new if new - 2 * overlap >= MIN_CORE else None

@@ -1,0 +1,229 @@
+"""Weights-only checkpoint loading and saving, and the registry of shipped default models.
+
+Checkpoint format (``CONTRIBUTING.md``): a dict saved with :func:`torch.save` and read with
+``torch.load(..., weights_only=True)``::
+
+    {"format": "rmisr-monai/1", "network": name, "network_kwargs": {...}, "state_dict": {...},
+     "intensity": {...normalisation used in training...}, "info": {...}}
+
+``weights/registry.json`` lists the shipped models, each
+``{"name", "file", "network", "scale", "modality", "sha256", "description"}`` (``file`` relative to this folder).
+The sha256 of a shipped file is verified before it is unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from rmisr_monai.errors import ConfigurationError, WeightsError
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "WEIGHTS_DIR",
+    "REGISTRY_PATH",
+    "INTERPOLATORS",
+    "load_model",
+    "save_checkpoint",
+    "read_registry",
+    "default_model",
+    "sha256_of",
+]
+
+CHECKPOINT_FORMAT = "rmisr-monai/1"
+WEIGHTS_DIR = Path(__file__).resolve().parent
+REGISTRY_PATH = WEIGHTS_DIR / "registry.json"
+# networks without parameters: usable by name, no weights file
+INTERPOLATORS = ("bicubic", "bilinear", "nearest")
+_REQUIRED_KEYS = ("network", "network_kwargs", "state_dict")
+
+logger = logging.getLogger(__name__)
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_registry(path: str | os.PathLike = REGISTRY_PATH) -> list[dict[str, Any]]:
+    """The entries of the shipped-weights registry (an empty list when the file is absent)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise WeightsError(f"{path}: unreadable weights registry ({e})") from e
+    models = data.get("models", []) if isinstance(data, dict) else data
+    if not isinstance(models, list) or not all(isinstance(m, dict) for m in models):
+        raise WeightsError(f"{path}: the registry must hold a list of model entries under 'models'")
+    return models
+
+
+def _registry_entry(name: str, registry: str | os.PathLike = REGISTRY_PATH) -> dict[str, Any] | None:
+    for entry in read_registry(registry):
+        if entry.get("name") == name:
+            return entry
+    return None
+
+
+def default_model(scale: float, modality: str | None = None, registry: str | os.PathLike = REGISTRY_PATH) -> dict:
+    """The registry entry of the shipped default model for ``scale`` and ``modality``.
+
+    ``modality`` ``"CT"``/``"MR"`` must match the entry; ``None`` or ``"OT"`` (unknown, e.g. NIfTI) accepts any entry
+    of that scale, preferring CT. The first matching entry in registry order wins.
+
+    Raises:
+        WeightsError: no shipped model fits; the message names the available ones and the ``--model bicubic`` way out.
+    """
+    entries = read_registry(registry)
+    fits = [e for e in entries if _same_scale(e.get("scale"), scale)]
+    if modality in ("CT", "MR"):
+        fits = [e for e in fits if str(e.get("modality", "")).upper() == modality]
+    else:
+        fits.sort(key=lambda e: str(e.get("modality", "")).upper() != "CT")
+    if not fits:
+        have = ", ".join(f"{e.get('name')} (x{e.get('scale')} {e.get('modality')})" for e in entries) or "none"
+        raise WeightsError(
+            f"no shipped weights for scale {scale:g}{'' if modality in (None, 'OT') else ' and modality ' + modality}"
+            f" (shipped: {have}); use --model bicubic (no weights needed) or --weights PATH to a checkpoint"
+        )
+    return fits[0]
+
+
+def _same_scale(a: Any, b: float) -> bool:
+    try:
+        return abs(float(a) - float(b)) < 1e-9
+    except (TypeError, ValueError):
+        return False
+
+
+def _where_it_belongs() -> str:
+    return f"shipped weights belong in {WEIGHTS_DIR} and are listed in {REGISTRY_PATH.name}"
+
+
+def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Build a network in eval mode from a checkpoint file, a registry name or an interpolator name.
+
+    Args:
+        path_or_name: a checkpoint path (format above); the ``name`` of a registry entry (its file's sha256 is checked
+            first); or ``"bicubic"``/``"bilinear"``/``"nearest"`` (no weights).
+        device: where the network is placed.
+
+    Returns:
+        ``(network, metadata)``: metadata is the checkpoint without ``state_dict`` plus ``"path"`` (or ``None``).
+
+    Raises:
+        WeightsError: file missing, corrupt, of another format, checksum mismatch, or keys/shapes that do not fit.
+    """
+    from rmisr_monai.networks import NETWORK_NAMES, get_network
+
+    name = str(path_or_name)
+    if name in INTERPOLATORS and not Path(name).exists():
+        net = get_network(name)
+        meta = {"format": CHECKPOINT_FORMAT, "network": name, "network_kwargs": {}, "intensity": None, "info": {}}
+        return net.to(device).eval(), {**meta, "path": None}
+    entry = _registry_entry(name) if not Path(name).exists() else None
+    if entry is not None:
+        path = WEIGHTS_DIR / entry["file"]
+        if not path.is_file():
+            raise WeightsError(f"{path}: weights file of model {name!r} is missing; {_where_it_belongs()}")
+        expected = str(entry.get("sha256", "")).lower()
+        if expected and sha256_of(path) != expected:
+            raise WeightsError(f"{path}: sha256 does not match the registry entry {name!r}; the file is corrupt")
+    else:
+        path = Path(name)
+        if not path.exists():
+            if name in NETWORK_NAMES:
+                raise WeightsError(
+                    f"network {name!r} needs trained weights: pass a checkpoint with --weights PATH "
+                    f"(or use --model bicubic); {_where_it_belongs()}"
+                )
+            raise WeightsError(f"{path}: weights file not found; {_where_it_belongs()}")
+        if not path.is_file():
+            raise WeightsError(f"{path}: not a file (expected a .pt checkpoint)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types (pickle, zip, runtime) for a damaged file
+        raise WeightsError(f"{path}: not a readable weights-only checkpoint ({type(e).__name__}: {e})") from e
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in _REQUIRED_KEYS):
+        raise WeightsError(f"{path}: not an rmisr-monai checkpoint (needs keys {', '.join(_REQUIRED_KEYS)})")
+    if ckpt.get("format", CHECKPOINT_FORMAT) != CHECKPOINT_FORMAT:
+        raise WeightsError(f"{path}: checkpoint format {ckpt.get('format')!r}, expected {CHECKPOINT_FORMAT!r}")
+    try:
+        net = get_network(ckpt["network"], **dict(ckpt["network_kwargs"]))
+    except (ConfigurationError, TypeError) as e:
+        raise WeightsError(f"{path}: cannot build network {ckpt['network']!r} from the checkpoint ({e})") from e
+    state = {k.removeprefix("module."): v for k, v in ckpt["state_dict"].items()}
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0:3]
+        raise WeightsError(f"{path}: weights do not fit network {ckpt['network']!r}: {' '.join(first)}") from e
+    meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
+    meta.setdefault("format", CHECKPOINT_FORMAT)
+    meta.setdefault("intensity", None)
+    meta.setdefault("info", {})
+    meta["path"] = str(path)
+    return net.to(device).eval(), meta
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    net: nn.Module,
+    name: str,
+    kwargs: dict,
+    intensity: dict | None = None,
+    info: dict | None = None,
+) -> Path:
+    """Write ``net`` as a checkpoint of the format above, atomically (temp file in the same folder + rename).
+
+    Args:
+        path: the ``.pt`` file to write (replaced if it exists).
+        net: the network; a ``module.`` prefix (DataParallel) is stripped from its keys.
+        name: its :func:`~rmisr_monai.networks.get_network` name.
+        kwargs: the constructor keyword arguments (JSON-serialisable) that rebuild it.
+        intensity: the ``to_dict()`` of the intensity normalisation used in training.
+        info: training data, command, metrics...
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    try:
+        json.dumps(kwargs)
+    except TypeError as e:
+        raise ConfigurationError(f"network_kwargs must be JSON-serialisable: {e}") from e
+    state = {k.removeprefix("module."): v.detach().cpu() for k, v in net.state_dict().items()}
+    ckpt = {
+        "format": CHECKPOINT_FORMAT,
+        "network": name,
+        "network_kwargs": dict(kwargs),
+        "state_dict": state,
+        "intensity": intensity,
+        "info": dict(info or {}),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(ckpt, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
