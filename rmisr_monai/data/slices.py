@@ -1,0 +1,88 @@
+"""2D training samples from the slices of 3D volumes (NIfTI, NRRD, MHA/MHD, DICOM series folders).
+
+A volume is read as a numpy array in SimpleITK order ``(z, y, x)`` (``axis=0`` gives the slices of the acquisition
+stack: axial for an axial CT), normalised once per volume when a normalisation is given (MR percentiles are fitted
+on the whole volume, as the inference engine does) and cut into ``(1, H, W)`` slices. Almost empty slices (air
+above and below the body) can be skipped by a foreground threshold.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+from monai.data import MetaTensor
+
+from rmisr_monai.errors import ConfigurationError, InputFileError
+from rmisr_monai.transforms.intensity import IntensityNormalization, IntensityNormalize
+
+__all__ = ["read_volume_array", "volume_slice_items"]
+
+
+def read_volume_array(path: str | os.PathLike) -> np.ndarray:
+    """Voxels of a volume file or DICOM series folder as float32 ``(z, y, x)`` (rescaled: HU for CT).
+
+    A small SimpleITK reader: the geometry is not needed to make training slices (the project's full reader with
+    geometry is ``rmisr_monai.io``).
+    """
+    path = Path(path)
+    try:
+        if path.is_dir():
+            reader = sitk.ImageSeriesReader()
+            series = reader.GetGDCMSeriesIDs(str(path))
+            if not series:
+                raise InputFileError(path, "no DICOM series in this folder")
+            reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
+            image = reader.Execute()
+        elif path.is_file():
+            image = sitk.ReadImage(str(path))
+        else:
+            raise InputFileError(path, "no such file or folder")
+    except RuntimeError as error:  # SimpleITK reports unreadable files as RuntimeError
+        raise InputFileError(path, f"cannot read the volume ({str(error).strip().splitlines()[-1]})") from error
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputFileError(path, f"{image.GetNumberOfComponentsPerPixel()} components per voxel; need a scalar image")
+    array = sitk.GetArrayFromImage(image).astype(np.float32)
+    if array.ndim != 3:
+        raise InputFileError(path, f"not a 3D volume (array of shape {array.shape})")
+    return array
+
+
+def volume_slice_items(
+    paths: Sequence[str | os.PathLike],
+    axis: int = 0,
+    normalization: IntensityNormalization | Mapping[str, Any] | None = None,
+    foreground_threshold: float | None = None,
+    min_foreground_fraction: float = 0.0,
+) -> list[dict]:
+    """Every slice of every volume as ``{"label": (1, H, W), "source": path, "slice": index}``.
+
+    Args:
+        paths: volume files or DICOM series folders.
+        axis: axis of the ``(z, y, x)`` array to slice along.
+        normalization: fitted per volume and applied to every slice, which is then a ``MetaTensor`` recording the
+            map (``applied_operations``); ``None`` keeps float32 numpy slices in stored units.
+        foreground_threshold: voxels above it (stored units, e.g. -500 HU: not air) count as foreground.
+        min_foreground_fraction: slices whose foreground fraction is below it are skipped (only with a threshold).
+    """
+    if axis not in (0, 1, 2):
+        raise ConfigurationError(f"axis must be 0, 1 or 2 (z, y, x), got {axis}")
+    if not 0.0 <= min_foreground_fraction <= 1.0:
+        raise ConfigurationError(f"min_foreground_fraction must be in [0, 1], got {min_foreground_fraction}")
+    if normalization is not None and not isinstance(normalization, IntensityNormalization):
+        normalization = IntensityNormalization.from_dict(normalization)
+    items = []
+    for path in paths:
+        volume = read_volume_array(path)
+        normalize = None if normalization is None else IntensityNormalize(normalization.fit(volume))
+        for index in range(volume.shape[axis]):
+            hr = np.take(volume, index, axis=axis)[None]
+            if foreground_threshold is not None and np.mean(hr > foreground_threshold) < min_foreground_fraction:
+                continue
+            label = hr if normalize is None else normalize(MetaTensor(np.ascontiguousarray(hr)))
+            items.append({"label": label, "source": str(path), "slice": index})
+    return items

@@ -1,0 +1,110 @@
+"""Reading training items: 2D pictures and DICOM files, slices of real CT volumes (shared data; skipped if absent)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+import pytest
+import SimpleITK as sitk
+from PIL import Image
+
+from rmisr_monai.data.images import image_items, read_image_2d
+from rmisr_monai.data.pairs import PairedPatchDataset
+from rmisr_monai.data.slices import read_volume_array, volume_slice_items
+from rmisr_monai.errors import InputFileError
+from rmisr_monai.transforms.intensity import IntensityNormalization
+from tests.conftest import shared_path
+
+
+def test_png_gray_and_rgb(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 256, size=(5, 7, 3), dtype=np.uint8)
+    path = tmp_path / "rgb.png"
+    Image.fromarray(rgb).save(path)
+    read_rgb = read_image_2d(path, "rgb")
+    np.testing.assert_array_equal(read_rgb, np.moveaxis(rgb, -1, 0).astype(np.float32))
+    gray = read_image_2d(path)
+    np.testing.assert_allclose(gray[0], rgb @ np.array([0.299, 0.587, 0.114]), rtol=1e-5)
+    # Pillow's own "L" conversion rounds the same luma to integers
+    pil_l = np.asarray(Image.fromarray(rgb).convert("L"), dtype=np.float32)
+    assert np.abs(gray[0] - pil_l).max() <= 1.0
+
+
+def test_16_bit_png_keeps_its_range(tmp_path):
+    values = np.array([[0, 1000], [40000, 65535]], dtype=np.uint16)
+    path = tmp_path / "deep.png"
+    Image.fromarray(values).save(path)
+    np.testing.assert_array_equal(read_image_2d(path)[0], values.astype(np.float32))
+
+
+def test_real_chest_xray_png():
+    path = shared_path("data", "medical", "images_2d", "xray_chest_nih_00000001_000.png")
+    items = image_items([path])
+    image = items[0]["label"]
+    assert image.shape == (1, 512, 512) and image.dtype == np.float32 and items[0]["source"] == str(path)
+    np.testing.assert_array_equal(image[0], np.asarray(Image.open(path).convert("L"), dtype=np.float32))
+
+
+@pytest.mark.parametrize("name", ["nema-ct1_jpll.dcm", "nema-ct1_j2ki.dcm", "CT1_JLSN.dcm"])
+def test_compressed_ct_dicom_in_hu(name):
+    path = shared_path("data", "medical", "dicom_compressed", "nema_ct1_chest", name)
+    ds = pydicom.dcmread(path)
+    image = read_image_2d(path)
+    expected = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    np.testing.assert_array_equal(image[0], expected.astype(np.float32))
+    assert image.min() < -900  # air in HU
+
+
+def test_lossless_dicom_variants_agree():
+    folder = shared_path("data", "medical", "dicom_compressed", "nema_mr1_small")
+    reference = read_image_2d(folder / "MR_small.dcm")
+    for name in ("MR_small_RLE.dcm", "MR_small_jpeg_ls_lossless.dcm", "MR_small_jp2klossless.dcm"):
+        np.testing.assert_array_equal(read_image_2d(folder / name), reference)
+
+
+def test_multiframe_and_missing_files_raise(tmp_path):
+    multi = shared_path("data", "medical", "dicom_compressed", "emri_small_multiframe", "emri_small.dcm")
+    with pytest.raises(InputFileError, match="multi-frame"):
+        read_image_2d(multi)
+    with pytest.raises(InputFileError, match="no such file"):
+        read_image_2d(tmp_path / "absent.png")
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not an image")
+    with pytest.raises(InputFileError, match="not a readable image"):
+        read_image_2d(junk)
+
+
+def test_volume_written_and_read_back(tmp_path):
+    volume = np.random.default_rng(1).normal(size=(4, 6, 5)).astype(np.float32)
+    for suffix in (".nii.gz", ".nrrd", ".mha"):
+        path = tmp_path / f"vol{suffix}"
+        sitk.WriteImage(sitk.GetImageFromArray(volume), str(path))
+        np.testing.assert_array_equal(read_volume_array(path), volume)
+    items = volume_slice_items([tmp_path / "vol.mha"], axis=2)
+    assert len(items) == 5 and items[3]["slice"] == 3
+    np.testing.assert_array_equal(items[3]["label"][0], volume[:, :, 3])
+
+
+def test_real_ct_slices_normalised_per_volume_and_air_skipped():
+    path = shared_path("data", "medical", "ct", "totalseg_abdomen_ct_3mm.nii.gz")
+    volume = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(np.float32)
+    every = volume_slice_items([path], axis=0, normalization=IntensityNormalization.ct())
+    assert len(every) == volume.shape[0]
+    k = volume.shape[0] // 2
+    expected = np.clip((volume[k] + 1024.0) / 4095.0, 0.0, 1.0)
+    np.testing.assert_allclose(every[k]["label"][0].numpy(), expected, rtol=0, atol=1e-6)
+    assert every[k]["label"].applied_operations[0]["extra_info"]["intensity"]["kind"] == "ct"
+    body = volume_slice_items([path], normalization=IntensityNormalization.ct(), foreground_threshold=-500.0,
+                              min_foreground_fraction=0.2)
+    kept = {item["slice"] for item in body}
+    fractions = (volume > -500.0).mean(axis=(1, 2))
+    assert kept == {int(i) for i in np.flatnonzero(fractions >= 0.2)}
+    sample = PairedPatchDataset(body, scale=2, patch_size=16, seed=0)[0]
+    assert sample["image"].shape == (1, 16, 16) and sample["label"].shape == (1, 32, 32)
+
+
+def test_dicom_series_folder():
+    folder = shared_path("data", "medical", "dicom_series", "ct_ge_lightspeed16_abdomen_subset")
+    volume = read_volume_array(folder)
+    assert volume.ndim == 3 and volume.shape[1:] == (512, 512) and volume.min() < -900
+    with pytest.raises(InputFileError, match="no DICOM series"):
+        read_volume_array(folder.parent.parent / "images_2d")
