@@ -95,7 +95,7 @@ class IntensityNormalization:
                 f"{self.upper_percentile}"
             )
         if (self.a_min is None) != (self.a_max is None):
-            raise ConfigurationError(f"a_min and a_max must both be set or both be None, got {self.a_min}, {self.a_max}")
+            raise ConfigurationError(f"a_min and a_max must both be set or both None, got {self.a_min}, {self.a_max}")
         if self.a_min is None and self.kind != "mr":
             raise ConfigurationError(f"kind {self.kind!r} needs a_min and a_max")
         if self.a_min is not None and not float(self.a_max) > float(self.a_min):
