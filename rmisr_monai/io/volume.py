@@ -1,0 +1,55 @@
+"""The in-memory volume every reader returns and every writer takes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rmisr_monai.io.geometry import Geometry
+
+__all__ = ["Volume", "MODALITIES"]
+
+MODALITIES = ("CT", "MR", "OT")
+
+
+@dataclass
+class Volume:
+    """A 3D scalar image with its world geometry.
+
+    Attributes:
+        array: 3D array, axes ``(i, j, k)`` = ITK/NIfTI index order (NOT SimpleITK's ``GetArrayFromImage``
+            ``(k, j, i)`` order); values after the file's rescaling (HU for CT).
+        geometry: spacing / origin / direction, see :mod:`rmisr_monai.io.geometry`.
+        modality: ``"CT"``, ``"MR"`` or ``"OT"`` (unknown): the DICOM Modality, or for other formats the heuristic
+            of :func:`rmisr_monai.io.read.guess_modality`.
+        source_dtype: the dtype that holds the input's values exactly after rescaling (e.g. int16 for CT HU
+            stored as uint16 with intercept -1024; float32 when the rescaled values are not integers).
+        source_path: the file or folder that was read.
+        source_format: ``"nifti"``, ``"nrrd"``, ``"mha"`` or ``"dicom"``.
+        dicom_template: for DICOM input, the :class:`rmisr_monai.io.dicom.DicomTemplate` (headers without pixels)
+            used to write a derived series; never printed.
+    """
+
+    array: np.ndarray
+    geometry: Geometry
+    modality: str
+    source_dtype: np.dtype
+    source_path: str
+    source_format: str
+    dicom_template: object | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if np.ndim(self.array) != 3:
+            raise ValueError(f"expected a 3D array, got shape {np.shape(self.array)}")
+        if self.modality not in MODALITIES:
+            raise ValueError(f"modality must be one of {MODALITIES}, got {self.modality!r}")
+        self.source_dtype = np.dtype(self.source_dtype)
+
+    def __repr__(self) -> str:
+        # the array and the DICOM headers stay out of logs and tracebacks
+        return (
+            f"Volume(shape={tuple(self.array.shape)}, dtype={self.array.dtype}, geometry={self.geometry}, "
+            f"modality={self.modality!r}, source_dtype={self.source_dtype}, source_format={self.source_format!r}, "
+            f"source_path={self.source_path!r})"
+        )
