@@ -1,0 +1,397 @@
+"""``rmisr``: super-resolve medical volumes from the command line (a thin shell around the volume engine).
+
+Every error a user can cause ends as one line ``rmisr: error: <message>`` on stderr and a non-zero exit status,
+with nothing written; Ctrl-C leaves no output and exits 130. Patient tags are never printed or logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from rmisr_monai.errors import ConfigurationError, RmisrError
+
+__all__ = ["main", "build_parser", "SAMPLE_PATH", "EXIT_ERROR", "EXIT_OS_ERROR", "EXIT_INTERRUPTED"]
+
+SAMPLE_PATH = Path(__file__).resolve().parent / "sample" / "ct_demo_abdomen_int16.nii.gz"
+EXIT_ERROR = 2  # bad input, option or weights (argparse uses 2 for bad usage too)
+EXIT_OS_ERROR = 1  # the system refused (permissions, disk full...)
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+DTYPES = ("int16", "uint16", "int32", "uint8", "float32", "float64")
+
+logger = logging.getLogger("rmisr")
+
+_DESCRIPTION = """\
+Medical-image super-resolution with 2D networks applied slice by slice.
+
+commands:
+  upscale   super-resolve a NIfTI / NRRD / MHA file or a DICOM series folder
+  info      print the shape, spacing, orientation and intensity range of an image (never patient tags)
+  demo      upscale the shipped sample CT x2 (default model and bicubic) and report the timing
+
+examples:
+  rmisr upscale ct.nii.gz ct_x2.nii.gz --scale 2
+  rmisr upscale ct.nii.gz ct_x2.nii.gz --scale 2 --model bicubic
+  rmisr upscale dicom_folder/ out_x2.nrrd --scale 2 --weights my_rmisr.pt --tile 256
+  rmisr upscale thick.mha thin.mha --scale 2.5 --axis z --through-plane --model bicubic
+  rmisr info dicom_folder/
+  rmisr demo ./rmisr_demo
+"""
+
+_UPSCALE_DESCRIPTION = """\
+Super-resolve INPUT and write OUTPUT. In-plane (default): every slice orthogonal to --axis is upscaled by SCALE
+on its two axes. Through-plane (--through-plane, thick slices): only --axis is upscaled, by an arbitrary-scale
+network (e.g. --model bicubic, or a checkpoint of a network built with upsampler="meta").
+Each upscaled axis of n voxels gets round(n * SCALE) voxels; the physical extent (the box of voxel corners) and the
+orientation are kept, the spacing shrinks accordingly.
+
+examples:
+  rmisr upscale ct.nii.gz ct_x2.nii.gz --scale 2                    # shipped default model for x2
+  rmisr upscale ct.nii.gz ct_x2.nii.gz --scale 2 --model bicubic    # MATLAB bicubic, no weights needed
+  rmisr upscale series/ out_dicom/ --scale 2 --weights rmisr.pt     # DICOM series in, DICOM series out
+  rmisr upscale t2.nii.gz t2_iso.nii.gz --scale 3 --axis z --through-plane --model bicubic
+"""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _scale(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors as one line ``rmisr: error: ...`` (exit 2) like every other error."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_ERROR, f"rmisr: error: {message} (see rmisr --help)\n")
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    from rmisr_monai.inference.engine import DEFAULT_TILE_OVERLAP
+
+    p.add_argument(
+        "--device",
+        default="auto",
+        choices=("auto", "cpu", "cuda"),
+        help="where the network runs: auto = CUDA when available, else CPU (default: auto)",
+    )
+    p.add_argument(
+        "--tile",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="process large slices in N x N input-pixel windows (bounds GPU memory; default: whole slices). "
+        "On CUDA out-of-memory the tile is halved automatically, then the CPU is used",
+    )
+    p.add_argument(
+        "--tile-overlap",
+        type=_non_negative_int,
+        default=DEFAULT_TILE_OVERLAP,
+        metavar="N",
+        help=f"input pixels of context around each window (default: {DEFAULT_TILE_OVERLAP}); windows equal the "
+        "untiled result when N covers the network's receptive radius",
+    )
+    p.add_argument(
+        "--batch", type=_positive_int, default=4, metavar="N", help="slices per network call (default: 4)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists (default: refuse)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no messages, only errors")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``rmisr`` argument parser (sub-commands ``upscale``, ``info``, ``demo``)."""
+    from rmisr_monai import __version__
+    from rmisr_monai.networks import NETWORK_NAMES
+
+    parser = _Parser(
+        prog="rmisr",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="exit status: 0 success, 2 bad input/option/weights, 1 system error, 130 interrupted",
+    )
+    parser.add_argument("--version", action="version", version=f"rmisr-monai {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    up = sub.add_parser(
+        "upscale",
+        help="super-resolve a volume",
+        description=_UPSCALE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    up.add_argument("input", metavar="INPUT", help="a .nii/.nii.gz, .nrrd/.nhdr, .mha/.mhd file or a DICOM folder")
+    up.add_argument(
+        "output",
+        metavar="OUTPUT",
+        help="the result; its extension picks the format (.nii.gz, .nii, .nrrd, .mha), a folder for DICOM",
+    )
+    up.add_argument("--scale", type=_scale, required=True, metavar="S", help="upscaling factor, e.g. 2, 3, 1.5")
+    up.add_argument(
+        "--model",
+        metavar="NAME",
+        default=None,
+        help="a shipped model name (weights/registry.json) or a network name; 'bicubic', 'bilinear' and "
+        "'nearest' need no weights, the learned networks need --weights. "
+        f"Network names: {', '.join(NETWORK_NAMES)}. Default: the shipped model for the scale and modality",
+    )
+    up.add_argument(
+        "--weights",
+        metavar="PATH",
+        default=None,
+        help="a checkpoint (.pt, rmisr-monai format, read weights-only) to use instead of the shipped model",
+    )
+    up.add_argument(
+        "--axis",
+        default="z",
+        choices=("x", "y", "z", "0", "1", "2"),
+        help="index axis (x=i=0, y=j=1, z=k=2 of the image array): the slice axis in-plane, the thick axis "
+        "with --through-plane (default: z)",
+    )
+    up.add_argument(
+        "--through-plane",
+        action="store_true",
+        help="upscale only --axis (thick slices) with an arbitrary-scale network, instead of each slice in-plane",
+    )
+    up.add_argument("--series-uid", metavar="UID", default=None, help="DICOM folder with several series: pick one")
+    up.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default=None,
+        help="voxel type of OUTPUT (default: the input's type; integers are rounded and clipped to the type)",
+    )
+    _add_run_options(up)
+
+    info = sub.add_parser(
+        "info",
+        help="describe an image (no patient tags)",
+        description="Print the shape, spacing, orientation, modality and intensity range of INPUT. "
+        "Patient tags are never printed.\n\nexample:\n  rmisr info ct.nii.gz",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    info.add_argument("input", metavar="INPUT", help="an image file or a DICOM folder")
+    info.add_argument("--series-uid", metavar="UID", default=None, help="DICOM folder with several series: pick one")
+
+    demo = sub.add_parser(
+        "demo",
+        help="upscale the shipped sample CT x2",
+        description="Upscale the shipped sample CT (rmisr_monai/sample, see its README for provenance and licence) "
+        "x2 with the default model and with bicubic interpolation, write both into OUTPUT_DIR and print the "
+        "timing.\n\nexample:\n  rmisr demo ./rmisr_demo",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_argument("output_dir", metavar="OUTPUT_DIR", help="folder for the results (created if missing)")
+    demo.add_argument(
+        "--model", metavar="NAME", default=None, help="model to compare with bicubic (default: the shipped x2 model)"
+    )
+    _add_run_options(demo)
+    return parser
+
+
+def _load_network(model: str | None, weights: str | None, scale: float, modality: str | None):
+    """``(network, metadata)`` for the options: --weights, else --model, else the shipped default."""
+    from rmisr_monai.weights import default_model, load_model
+
+    if weights is not None:
+        net, meta = load_model(weights)
+        if model is not None and model != meta["network"]:
+            raise ConfigurationError(f"--model {model} does not match the network {meta['network']!r} of {weights}")
+        return net, meta
+    if model is None:
+        model = default_model(scale, modality)["name"]
+    return load_model(model)
+
+
+def _intensity_for(meta: dict, modality: str):
+    """The checkpoint's normalisation; for a learned network without one, the modality's default."""
+    from rmisr_monai.transforms.intensity import IntensityNormalization
+
+    if meta.get("intensity"):
+        return meta["intensity"]
+    if meta.get("path") is None:  # an interpolator: no normalisation needed
+        return None
+    if modality in ("CT", "MR"):
+        logger.warning("the checkpoint records no intensity normalisation; using the %s default", modality)
+        return IntensityNormalization.for_modality(modality).to_dict()
+    raise ConfigurationError(
+        f"the checkpoint {meta['path']} records no intensity normalisation and the input's modality is unknown"
+    )
+
+
+def _upscale(args: argparse.Namespace) -> int:
+    from rmisr_monai.inference.engine import resolve_device, upscale_volume
+    from rmisr_monai.io.atomic import check_output_path
+    from rmisr_monai.io.read import read_volume
+    from rmisr_monai.io.write import output_format, write_volume
+    from rmisr_monai.weights import default_model
+
+    # everything that can be checked without reading the input comes first: no work is wasted, nothing written
+    output_format(args.output)
+    check_output_path(args.output, overwrite=args.overwrite)
+    resolve_device(args.device)
+    if args.model is None and args.weights is None:
+        default_model(args.scale, None)  # fails now when nothing is shipped for this scale
+    if args.through_plane and args.model is None and args.weights is None:
+        logger.info("through-plane needs an arbitrary-scale network; the default model may not be one")
+
+    started = time.perf_counter()
+    volume = read_volume(args.input, series_uid=args.series_uid)
+    net, meta = _load_network(args.model, args.weights, args.scale, volume.modality)
+    intensity = _intensity_for(meta, volume.modality)
+    logger.info(
+        "input %s voxels, model %s, scale %g, axis %s%s, device %s",
+        "x".join(str(n) for n in volume.array.shape),
+        meta["network"] if meta.get("path") is None else Path(meta["path"]).name,
+        args.scale,
+        args.axis,
+        " (through-plane)" if args.through_plane else "",
+        resolve_device(args.device),
+    )
+    result = upscale_volume(
+        volume,
+        net,
+        args.scale,
+        axis=args.axis,
+        through_plane=args.through_plane,
+        intensity=intensity,
+        device=args.device,
+        tile=args.tile,
+        tile_overlap=args.tile_overlap,
+        batch_size=args.batch,
+        progress=not args.quiet,
+    )
+    write_volume(result, args.output, overwrite=args.overwrite, dtype=args.dtype)
+    logger.info(
+        "wrote %s: %s voxels in %.1f s",
+        args.output,
+        "x".join(str(n) for n in result.array.shape),
+        time.perf_counter() - started,
+    )
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from rmisr_monai.io.read import describe, read_volume
+
+    volume = read_volume(args.input, series_uid=args.series_uid)
+    for key, value in describe(volume).items():
+        print(f"{key}: {_fmt(value)}")
+    return 0
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (tuple, list)):
+        return "(" + ", ".join(_fmt(v) for v in value) + ")"
+    return str(value)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from rmisr_monai.inference.engine import resolve_device, upscale_volume
+    from rmisr_monai.io.atomic import check_output_path
+    from rmisr_monai.io.read import read_volume
+    from rmisr_monai.io.write import write_volume
+    from rmisr_monai.weights import default_model
+
+    if not SAMPLE_PATH.is_file():
+        raise RmisrError(f"{SAMPLE_PATH}: the shipped sample is missing; reinstall rmisr-monai")
+    resolve_device(args.device)
+    out_dir = Path(args.output_dir)
+    models: list[str] = []
+    try:
+        models.append(args.model or default_model(2.0, "CT")["name"])
+    except RmisrError as e:
+        print(f"rmisr: note: {e}; showing bicubic only", file=sys.stderr)
+    if "bicubic" not in models:
+        models.append("bicubic")
+    targets = {m: out_dir / f"ct_demo_x2_{m}.nii.gz" for m in models}
+    for path in targets.values():
+        check_output_path(path, overwrite=args.overwrite)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    volume = read_volume(SAMPLE_PATH)
+    rows = []
+    for model, path in targets.items():
+        net, meta = _load_network(model, None, 2.0, "CT")
+        started = time.perf_counter()
+        result = upscale_volume(
+            volume,
+            net,
+            2.0,
+            intensity=_intensity_for(meta, "CT"),
+            device=args.device,
+            tile=args.tile,
+            tile_overlap=args.tile_overlap,
+            batch_size=args.batch,
+            progress=not args.quiet,
+        )
+        seconds = time.perf_counter() - started
+        write_volume(result, path, overwrite=args.overwrite)
+        rows.append((model, seconds, volume.array.shape[2] / seconds, path))
+    shape = "x".join(str(n) for n in volume.array.shape)
+    print(f"sample {SAMPLE_PATH.name} ({shape} voxels) x2 on {resolve_device(args.device)}:")
+    for model, seconds, rate, path in rows:
+        print(f"  {model:<16} {seconds:7.2f} s  {rate:7.1f} slices/s  -> {path}")
+    return 0
+
+
+def _configure_logging(quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("rmisr: %(message)s"))
+    for name in ("rmisr", "rmisr_monai"):
+        log = logging.getLogger(name)
+        log.handlers[:] = [handler]
+        log.setLevel(logging.WARNING if quiet else logging.INFO)
+        log.propagate = False
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``rmisr`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, usage errors (already printed)
+        return int(e.code or 0) if isinstance(e.code, int) else EXIT_ERROR
+    _configure_logging(getattr(args, "quiet", False))
+    commands = {"upscale": _upscale, "info": _info, "demo": _demo}
+    try:
+        return commands[args.command](args)
+    except KeyboardInterrupt:
+        print("rmisr: interrupted; nothing written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (RmisrError, ValueError) as e:
+        print(f"rmisr: error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as e:
+        print(f"rmisr: error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_OS_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
