@@ -1,7 +1,8 @@
 """2D training samples from the slices of 3D volumes (NIfTI, NRRD, MHA/MHD, DICOM series folders).
 
-A volume is read as a numpy array in SimpleITK order ``(z, y, x)`` (``axis=0`` gives the slices of the acquisition
-stack: axial for an axial CT), normalised once per volume when a normalisation is given (MR percentiles are fitted
+A volume is read as a numpy array in ITK/NIfTI index order ``(i, j, k)``, the order of
+:class:`rmisr_monai.io.volume.Volume` (``axis=2`` gives the slices of the acquisition stack: axial for an axial CT),
+normalised once per volume when a normalisation is given (MR percentiles are fitted
 on the whole volume, as the inference engine does) and cut into ``(1, H, W)`` slices. Almost empty slices (air
 above and below the body) can be skipped by a foreground threshold.
 """
@@ -24,10 +25,10 @@ __all__ = ["read_volume_array", "volume_slice_items"]
 
 
 def read_volume_array(path: str | os.PathLike) -> np.ndarray:
-    """Voxels of a volume file or DICOM series folder as float32 ``(z, y, x)`` (rescaled: HU for CT).
+    """Voxels of a volume file or DICOM series folder as float32 ``(i, j, k)`` (rescaled: HU for CT).
 
-    A small SimpleITK reader: the geometry is not needed to make training slices (the project's full reader with
-    geometry is ``rmisr_monai.io``).
+    A small SimpleITK reader: training slices need no geometry. It returns what ``rmisr_monai.io.read.read_volume``
+    will return as ``Volume.array`` (same axis order), so it can be replaced by that reader once it is implemented.
     """
     path = Path(path)
     try:
@@ -46,15 +47,14 @@ def read_volume_array(path: str | os.PathLike) -> np.ndarray:
         raise InputFileError(path, f"cannot read the volume ({str(error).strip().splitlines()[-1]})") from error
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputFileError(path, f"{image.GetNumberOfComponentsPerPixel()} components per voxel; need a scalar image")
-    array = sitk.GetArrayFromImage(image).astype(np.float32)
-    if array.ndim != 3:
-        raise InputFileError(path, f"not a 3D volume (array of shape {array.shape})")
-    return array
+    if image.GetDimension() != 3:
+        raise InputFileError(path, f"not a 3D volume ({image.GetDimension()} dimensions)")
+    return np.ascontiguousarray(sitk.GetArrayFromImage(image).astype(np.float32).transpose(2, 1, 0))
 
 
 def volume_slice_items(
     paths: Sequence[str | os.PathLike],
-    axis: int = 0,
+    axis: int = 2,
     normalization: IntensityNormalization | Mapping[str, Any] | None = None,
     foreground_threshold: float | None = None,
     min_foreground_fraction: float = 0.0,
@@ -63,14 +63,14 @@ def volume_slice_items(
 
     Args:
         paths: volume files or DICOM series folders.
-        axis: axis of the ``(z, y, x)`` array to slice along.
+        axis: axis of the ``(i, j, k)`` array to slice along (2: the acquisition stack).
         normalization: fitted per volume and applied to every slice, which is then a ``MetaTensor`` recording the
             map (``applied_operations``); ``None`` keeps float32 numpy slices in stored units.
         foreground_threshold: voxels above it (stored units, e.g. -500 HU: not air) count as foreground.
         min_foreground_fraction: slices whose foreground fraction is below it are skipped (only with a threshold).
     """
     if axis not in (0, 1, 2):
-        raise ConfigurationError(f"axis must be 0, 1 or 2 (z, y, x), got {axis}")
+        raise ConfigurationError(f"axis must be 0, 1 or 2 (i, j, k), got {axis}")
     if not 0.0 <= min_foreground_fraction <= 1.0:
         raise ConfigurationError(f"min_foreground_fraction must be in [0, 1], got {min_foreground_fraction}")
     if normalization is not None and not isinstance(normalization, IntensityNormalization):

@@ -78,19 +78,21 @@ def test_volume_written_and_read_back(tmp_path):
     for suffix in (".nii.gz", ".nrrd", ".mha"):
         path = tmp_path / f"vol{suffix}"
         sitk.WriteImage(sitk.GetImageFromArray(volume), str(path))
-        np.testing.assert_array_equal(read_volume_array(path), volume)
+        # SimpleITK arrays are (k, j, i); the reader returns Volume's (i, j, k)
+        np.testing.assert_array_equal(read_volume_array(path), volume.transpose(2, 1, 0))
     items = volume_slice_items([tmp_path / "vol.mha"], axis=2)
-    assert len(items) == 5 and items[3]["slice"] == 3
-    np.testing.assert_array_equal(items[3]["label"][0], volume[:, :, 3])
+    assert len(items) == 4 and items[3]["slice"] == 3
+    np.testing.assert_array_equal(items[3]["label"][0], volume[3].T)
+    assert len(volume_slice_items([tmp_path / "vol.mha"], axis=0)) == 5
 
 
 def test_real_ct_slices_normalised_per_volume_and_air_skipped():
     path = shared_path("data", "medical", "ct", "totalseg_abdomen_ct_3mm.nii.gz")
-    volume = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(np.float32)
-    every = volume_slice_items([path], axis=0, normalization=IntensityNormalization.ct())
+    volume = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(np.float32)  # (k, j, i)
+    every = volume_slice_items([path], normalization=IntensityNormalization.ct())  # axis 2: k
     assert len(every) == volume.shape[0]
     k = volume.shape[0] // 2
-    expected = np.clip((volume[k] + 1024.0) / 4095.0, 0.0, 1.0)
+    expected = np.clip((volume[k].T + 1024.0) / 4095.0, 0.0, 1.0)
     np.testing.assert_allclose(every[k]["label"][0].numpy(), expected, rtol=0, atol=1e-6)
     assert every[k]["label"].applied_operations[0]["extra_info"]["intensity"]["kind"] == "ct"
     body = volume_slice_items([path], normalization=IntensityNormalization.ct(), foreground_threshold=-500.0,
@@ -105,6 +107,6 @@ def test_real_ct_slices_normalised_per_volume_and_air_skipped():
 def test_dicom_series_folder():
     folder = shared_path("data", "medical", "dicom_series", "ct_ge_lightspeed16_abdomen_subset")
     volume = read_volume_array(folder)
-    assert volume.ndim == 3 and volume.shape[1:] == (512, 512) and volume.min() < -900
+    assert volume.ndim == 3 and volume.shape[:2] == (512, 512) and volume.min() < -900
     with pytest.raises(InputFileError, match="no DICOM series"):
         read_volume_array(folder.parent.parent / "images_2d")
