@@ -36,8 +36,8 @@ STD_EPS = 1e-12
 def channel_mean_std(x: torch.Tensor, eps: float = STD_EPS) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel spatial mean and population standard deviation (``1/(HW)``), each ``(N, C, 1, 1)``.
 
-    The variance is floored at ``eps`` (:data:`STD_EPS`) before the square root (IMDN's ``stdv_channels`` has no floor and
-    gives NaN gradients on constant channels); values differ from IMDN's by at most ``sqrt(STD_EPS) = 1e-6``.
+    The variance is floored at ``eps`` (:data:`STD_EPS`) before the square root (IMDN's ``stdv_channels`` has no
+    floor and gives NaN gradients on constant channels); values differ from IMDN's by at most ``sqrt(STD_EPS) = 1e-6``.
     """
     mean = x.mean(dim=(2, 3), keepdim=True)
     var = (x - mean).pow(2).mean(dim=(2, 3), keepdim=True)

@@ -109,8 +109,8 @@ class MetaUpsampler(nn.Module):
     distinct column offset (e.g. 2 x 2 for scale 2, 5 x 5 for 2.5) instead of once per output pixel. The product is
     computed one row-offset class at a time with ``einsum``, so besides the unfolded LR map (``N * in*k*k * H * W``)
     at most ``N * in*k*k * rows_of_class * W_out`` values are gathered at once, never the full
-    ``N * in*k*k * H_out * W_out`` of Meta-SR's ``repeat_x``. Scriptable with ``torch.jit.script``; in eager mode ``scale`` may also
-    be an int or any pair accepted by :func:`as_scale_pair`.
+    ``N * in*k*k * H_out * W_out`` of Meta-SR's ``repeat_x``. Scriptable with ``torch.jit.script``; in eager mode
+    ``scale`` may also be an int or any pair accepted by :func:`as_scale_pair`.
 
     Args:
         in_channels: feature channels in (Meta-SR: ``G0 = 64``).

@@ -11,4 +11,15 @@ from rmisr_monai.networks.nets.rmisr import RMISR, rmisr_bl, rmisr_vp
 from rmisr_monai.networks.nets.srcnn import SRCNN
 from rmisr_monai.networks.nets.vdsr import VDSR
 
-__all__ = ["DenseSR", "EDSRBaseline", "FSRCNN", "IMDN", "Interpolation", "RMISR", "rmisr_bl", "rmisr_vp", "SRCNN", "VDSR"]
+__all__ = [
+    "DenseSR",
+    "EDSRBaseline",
+    "FSRCNN",
+    "IMDN",
+    "Interpolation",
+    "RMISR",
+    "rmisr_bl",
+    "rmisr_vp",
+    "SRCNN",
+    "VDSR",
+]

@@ -162,7 +162,7 @@ class RMISR(nn.Module):
     def forward(
         self, x: torch.Tensor, scale: Optional[Union[float, Tuple[float, float]]] = None
     ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
-        """Upscale ``x``; ``scale`` (float or ``(sy, sx)``) only with ``upsampler="meta"``, default the constructor's."""
+        """Upscale ``x``; ``scale`` (float or ``(sy, sx)``) only with ``upsampler="meta"``; default: constructor's."""
         if scale is None:
             pair = self.scale
         elif not self.arbitrary_scale:
