@@ -17,7 +17,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +56,9 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def read_registry(path: str | os.PathLike = REGISTRY_PATH) -> list[dict[str, Any]]:
-    """The entries of the shipped-weights registry (an empty list when the file is absent)."""
-    path = Path(path)
+def read_registry(path: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """The entries of the shipped-weights registry (default :data:`REGISTRY_PATH`; empty when the file is absent)."""
+    path = Path(REGISTRY_PATH if path is None else path)
     if not path.exists():
         return []
     try:
@@ -72,14 +71,14 @@ def read_registry(path: str | os.PathLike = REGISTRY_PATH) -> list[dict[str, Any
     return models
 
 
-def _registry_entry(name: str, registry: str | os.PathLike = REGISTRY_PATH) -> dict[str, Any] | None:
+def _registry_entry(name: str, registry: str | os.PathLike | None = None) -> dict[str, Any] | None:
     for entry in read_registry(registry):
         if entry.get("name") == name:
             return entry
     return None
 
 
-def default_model(scale: float, modality: str | None = None, registry: str | os.PathLike = REGISTRY_PATH) -> dict:
+def default_model(scale: float, modality: str | None = None, registry: str | os.PathLike | None = None) -> dict:
     """The registry entry of the shipped default model for ``scale`` and ``modality``.
 
     ``modality`` ``"CT"``/``"MR"`` must match the entry; ``None`` or ``"OT"`` (unknown, e.g. NIfTI) accepts any entry
@@ -188,7 +187,7 @@ def save_checkpoint(
     intensity: dict | None = None,
     info: dict | None = None,
 ) -> Path:
-    """Write ``net`` as a checkpoint of the format above, atomically (temp file in the same folder + rename).
+    """Write ``net`` as a checkpoint of the format above, atomically (:func:`rmisr_monai.io.atomic.atomic_output`).
 
     Args:
         path: the ``.pt`` file to write (replaced if it exists).
@@ -215,15 +214,9 @@ def save_checkpoint(
         "intensity": intensity,
         "info": dict(info or {}),
     }
+    from rmisr_monai.io.atomic import atomic_output
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(ckpt, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path, overwrite=True) as temp:
+        torch.save(ckpt, temp)
     return path

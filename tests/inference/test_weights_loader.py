@@ -1,0 +1,118 @@
+"""Weights loader: round trip of the checkpoint format, prefix stripping, and clear errors naming the file."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from rmisr_monai.errors import WeightsError
+from rmisr_monai.networks import get_network
+from rmisr_monai.weights import loader
+from rmisr_monai.weights.loader import default_model, load_model, save_checkpoint, sha256_of
+
+KWARGS = {"in_channels": 1, "scale": 2, "features": 4, "num_blocks": 1}
+INTENSITY = {"kind": "ct", "a_min": -1024.0, "a_max": 3071.0, "clip": True}
+
+
+def _tiny(seed: int = 0):
+    torch.manual_seed(seed)
+    return get_network("edsr_baseline", **KWARGS).eval()
+
+
+def test_round_trip_gives_the_same_outputs(tmp_path):
+    net = _tiny()
+    path = save_checkpoint(tmp_path / "m.pt", net, "edsr_baseline", KWARGS, INTENSITY, {"note": "test"})
+    loaded, meta = load_model(path)
+    x = torch.rand(1, 1, 9, 7)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), net(x))
+    assert not loaded.training
+    assert meta["network"] == "edsr_baseline" and meta["intensity"] == INTENSITY and meta["info"] == {"note": "test"}
+    assert "state_dict" not in meta
+    raw = torch.load(path, weights_only=True)
+    assert raw["format"] == "rmisr-monai/1" and set(raw) >= {"network_kwargs", "state_dict", "intensity", "info"}
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temporary file left
+
+
+def test_dataparallel_prefix_is_stripped(tmp_path):
+    net = _tiny(1)
+    ckpt = {
+        "format": "rmisr-monai/1",
+        "network": "edsr_baseline",
+        "network_kwargs": KWARGS,
+        "state_dict": {f"module.{k}": v for k, v in net.state_dict().items()},
+        "intensity": None,
+        "info": {},
+    }
+    torch.save(ckpt, tmp_path / "dp.pt")
+    loaded, _ = load_model(tmp_path / "dp.pt")
+    x = torch.rand(2, 1, 5, 6)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), net(x))
+
+
+def test_missing_corrupt_and_mismatched_files_name_the_file(tmp_path):
+    with pytest.raises(WeightsError, match="missing.pt.*not found.*belong in"):
+        load_model(tmp_path / "missing.pt")
+    bad = tmp_path / "corrupt.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(WeightsError, match="corrupt.pt"):
+        load_model(bad)
+    path = save_checkpoint(tmp_path / "m.pt", _tiny(), "edsr_baseline", KWARGS)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["network_kwargs"] = {**KWARGS, "features": 8}
+    torch.save(ckpt, tmp_path / "mismatch.pt")
+    with pytest.raises(WeightsError, match="mismatch.pt.*do not fit"):
+        load_model(tmp_path / "mismatch.pt")
+    torch.save({"weights": {}}, tmp_path / "foreign.pt")
+    with pytest.raises(WeightsError, match="foreign.pt.*not an rmisr-monai checkpoint"):
+        load_model(tmp_path / "foreign.pt")
+
+
+def test_learned_network_name_without_weights_is_refused_interpolator_is_built():
+    with pytest.raises(WeightsError, match="needs trained weights.*--weights.*bicubic"):
+        load_model("rmisr_bl")
+    net, meta = load_model("bicubic")
+    assert meta["path"] is None and meta["intensity"] is None
+    assert net(torch.rand(1, 1, 4, 6), (2.0, 2.0)).shape == (1, 1, 8, 12)
+
+
+@pytest.fixture
+def registry(tmp_path, monkeypatch):
+    path = save_checkpoint(tmp_path / "tiny_ct_x2.pt", _tiny(), "edsr_baseline", KWARGS, INTENSITY)
+    entries = [
+        {"name": "tiny_mr_x2", "file": "tiny_ct_x2.pt", "network": "edsr_baseline", "scale": 2, "modality": "MR",
+         "sha256": sha256_of(path), "description": "test"},
+        {"name": "tiny_ct_x2", "file": "tiny_ct_x2.pt", "network": "edsr_baseline", "scale": 2, "modality": "CT",
+         "sha256": sha256_of(path), "description": "test"},
+        {"name": "bad_sum", "file": "tiny_ct_x2.pt", "network": "edsr_baseline", "scale": 3, "modality": "CT",
+         "sha256": "0" * 64, "description": "test"},
+    ]
+    reg = tmp_path / "registry.json"
+    reg.write_text(json.dumps({"models": entries}))
+    monkeypatch.setattr(loader, "REGISTRY_PATH", reg)
+    monkeypatch.setattr(loader, "WEIGHTS_DIR", tmp_path)
+    return tmp_path
+
+
+def test_registry_default_model_and_sha256(registry):
+    assert default_model(2, "CT")["name"] == "tiny_ct_x2"
+    assert default_model(2, "MR")["name"] == "tiny_mr_x2"
+    assert default_model(2, "OT")["name"] == "tiny_ct_x2"  # unknown modality prefers CT
+    with pytest.raises(WeightsError, match="no shipped weights for scale 4.*--model bicubic"):
+        default_model(4, "CT")
+    net, meta = load_model("tiny_ct_x2")
+    assert meta["path"].endswith("tiny_ct_x2.pt")
+    with pytest.raises(WeightsError, match="sha256 does not match"):
+        load_model("bad_sum")
+
+
+def test_shipped_registry_entries_are_consistent():
+    """Every shipped entry names an existing file with the recorded sha256 and a loadable network."""
+    for entry in loader.read_registry():
+        assert {"name", "file", "network", "scale", "modality", "sha256", "description"} <= set(entry)
+        assert sha256_of(loader.WEIGHTS_DIR / entry["file"]) == entry["sha256"]
+        net, meta = load_model(entry["name"])
+        assert meta["network"] == entry["network"]
