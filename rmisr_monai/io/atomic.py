@@ -53,13 +53,15 @@ def _remove(path: Path) -> None:
 
 
 @contextmanager
-def atomic_output(path: str | os.PathLike, *, overwrite: bool = False, is_dir: bool = False) -> Iterator[Path]:
+def atomic_output(
+    path: str | os.PathLike, *, overwrite: bool = False, is_dir: bool = False, suffix: str | None = None
+) -> Iterator[Path]:
     """Write to a temporary file (or folder, ``is_dir=True``) in the target folder and move it onto ``path`` when
     the ``with`` body succeeds.
 
     On any exception (``KeyboardInterrupt`` and ``OSError(ENOSPC)`` included) the temporary output is removed, an
-    existing output is left untouched and the exception propagates. The temporary name keeps the target's
-    suffix (``.nii.gz`` ...) so that suffix-driven writers pick the right format.
+    existing output is left untouched and the exception propagates. The temporary name ends with ``suffix``
+    (default: the target's, e.g. ``.nii.gz``) so that suffix-driven writers pick the right format.
 
     Raises:
         OutputFileError: the output exists without ``overwrite``, is of the other kind (file/folder), or its folder
@@ -68,7 +70,8 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False, is_dir: b
     path = Path(path)
     check_output_path(path, overwrite=overwrite)
     _check_replaceable(path, is_dir)
-    suffix = "".join(path.suffixes[-2:]) if not is_dir else ""
+    if suffix is None:
+        suffix = "".join(path.suffixes[-2:]) if not is_dir else ""
     parent = path.absolute().parent
     if is_dir:
         temp = Path(tempfile.mkdtemp(prefix=_TEMP_PREFIX, dir=parent))

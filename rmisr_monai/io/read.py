@@ -1,19 +1,182 @@
-"""Read a medical volume (NIfTI, NRRD, MHA/MHD, DICOM series) into a :class:`~rmisr_monai.io.volume.Volume`."""
+"""Read a medical volume into a :class:`~rmisr_monai.io.volume.Volume` (LPS geometry, ``(i, j, k)`` array).
+
+Formats, chosen from the path: a folder, ``*.dcm`` or a file without a known suffix -> DICOM (:mod:`.dicom`);
+``.nii`` / ``.nii.gz`` -> NIfTI (nibabel); ``.nrrd`` / ``.nhdr`` -> NRRD and ``.mha`` / ``.mhd`` -> MetaImage
+(SimpleITK, which reports LPS geometry).
+
+NIfTI geometry rule (nibabel's ``get_best_affine``): the sform when ``sform_code > 0``, else the qform when
+``qform_code > 0``, else the pixdim scaling; the RAS affine is converted to LPS. ``scl_slope`` / ``scl_inter`` are
+applied. A sheared affine (non-orthogonal axes) is refused.
+
+Every reader refuses NaN/Inf voxels and anything but a 3D scalar image: 4D/5D (trailing axes of length 1 are
+dropped), colour/vector and zero-size images raise ``InputFileError("expected a 3D scalar volume, got shape ...")``.
+A 2D image is read as a 1-slice volume.
+
+Modality for non-DICOM files (:func:`guess_modality`): ``"CT"`` when the 0.5th percentile is at most -500 (air or
+padding in Hounsfield units), else ``"MR"`` when no value is negative, else ``"OT"``.
+"""
 
 from __future__ import annotations
 
+import gzip
+import logging
 import os
+import zlib
+from pathlib import Path
+from typing import Any
 
-from rmisr_monai.io.volume import Volume
+import nibabel as nib
+import numpy as np
+import SimpleITK as sitk
 
-__all__ = ["read_volume", "describe"]
+from rmisr_monai.errors import InputFileError
+from rmisr_monai.io.dicom import read_dicom
+from rmisr_monai.io.geometry import Geometry, orientation_code, ras_to_lps_affine
+from rmisr_monai.io.volume import Volume, exact_dtype
+
+__all__ = ["read_volume", "describe", "input_format", "guess_modality"]
+
+logger = logging.getLogger(__name__)
+
+CT_AIR_HU = -500.0  # guess_modality: voxels at or below this are air/padding in HU
+CT_AIR_PERCENTILE = 0.5
+DESCRIBE_PERCENTILES = (0.5, 1.0, 50.0, 99.0, 99.5)
+MAX_SHEAR = 1e-3  # orthonormality error above which an affine counts as sheared
+_SUFFIXES = {".nii": "nifti", ".nii.gz": "nifti", ".nrrd": "nrrd", ".nhdr": "nrrd", ".mha": "mha", ".mhd": "mha"}
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def input_format(path: str | os.PathLike) -> str:
+    """``"nifti"``, ``"nrrd"``, ``"mha"`` or ``"dicom"`` for an input path (folders and unknown suffixes: DICOM)."""
+    path = Path(path)
+    if path.is_dir():
+        return "dicom"
+    name = path.name.lower()
+    for suffix, kind in _SUFFIXES.items():
+        if name.endswith(suffix):
+            return kind
+    return "dicom"
+
+
+def guess_modality(array: np.ndarray) -> str:
+    """The documented heuristic for files without a modality tag (see the module docstring)."""
+    if array.size == 0:
+        return "OT"
+    if float(np.percentile(array, CT_AIR_PERCENTILE)) <= CT_AIR_HU:
+        return "CT"
+    return "MR" if float(array.min()) >= 0 else "OT"
+
+
+def _as_3d(path: Path, array: np.ndarray) -> np.ndarray:
+    """Drop trailing length-1 axes beyond the third, add one to a 2D image; refuse everything else."""
+    shape = array.shape
+    while array.ndim > 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim == 2:
+        array = array[:, :, np.newaxis]
+    if array.ndim != 3 or array.size == 0 or array.dtype.fields is not None:
+        raise InputFileError(path, f"expected a 3D scalar volume, got shape {shape} ({array.dtype})")
+    return array
+
+
+def _check_finite(path: Path, array: np.ndarray) -> None:
+    if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        raise InputFileError(path, f"{bad} voxels are NaN or infinite")
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise InputFileError(path, "no such file or folder")
+    if path.is_file() and path.stat().st_size == 0:
+        raise InputFileError(path, "empty file")
+
+
+def _read_nifti(path: Path) -> tuple[np.ndarray, np.dtype, Geometry]:
+    if path.name.lower().endswith(".gz"):
+        with open(path, "rb") as handle:
+            if handle.read(2) != _GZIP_MAGIC:
+                raise InputFileError(path, "named .gz but not gzip-compressed (rename it to .nii)")
+    try:
+        image = nib.load(path)
+        if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
+            raise InputFileError(path, f"not a NIfTI image ({type(image).__name__})")
+        stored = image.get_data_dtype()
+        if stored.fields is not None:
+            raise InputFileError(path, f"expected a 3D scalar volume, got shape {image.shape} ({stored})")
+        array = np.asanyarray(image.dataobj)
+        affine = image.affine
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise InputFileError(path, f"truncated or corrupt gzip data: {exc}") from exc
+    except (OSError, ValueError, nib.filebasedimages.ImageFileError) as exc:
+        raise InputFileError(path, f"cannot read NIfTI: {exc}") from exc
+    return array, stored, Geometry.from_affine(ras_to_lps_affine(affine))
+
+
+def _read_itk(path: Path) -> tuple[np.ndarray, np.dtype, Geometry]:
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        raise InputFileError(path, f"cannot read image: {str(exc).strip().splitlines()[-1]}") from exc
+    if image.GetNumberOfComponentsPerPixel() != 1 or image.GetDimension() not in (2, 3):
+        shape = (*image.GetSize(), image.GetNumberOfComponentsPerPixel())
+        raise InputFileError(path, f"expected a 3D scalar volume, got shape {shape} (size x components)")
+    # GetArrayFromImage is (k, j, i): reverse to the (i, j, k) index order
+    array = sitk.GetArrayFromImage(image).T
+    geometry = Geometry.from_itk(image.GetSpacing(), image.GetOrigin(), image.GetDirection())
+    return array, array.dtype, geometry
 
 
 def read_volume(path: str | os.PathLike, series_uid: str | None = None) -> Volume:
-    """Read a 3D scalar volume; see the module docstring."""
-    raise NotImplementedError
+    """Read a 3D scalar volume from NIfTI, NRRD, MHA/MHD or DICOM (rules in the module docstring).
+
+    Args:
+        path: a file, or a folder holding one DICOM series.
+        series_uid: SeriesInstanceUID to pick when a DICOM folder holds several series.
+
+    Raises:
+        InputFileError: naming the file and the reason; nothing is ever written.
+    """
+    path = Path(path)
+    _check_file(path)
+    kind = input_format(path)
+    if kind == "dicom":
+        volume = read_dicom(path, series_uid)
+        _check_finite(path, volume.array)
+        return volume
+    array, stored, geometry = _read_nifti(path) if kind == "nifti" else _read_itk(path)
+    array = _as_3d(path, array)
+    _check_finite(path, array)
+    if geometry.orthonormality_error() > MAX_SHEAR:
+        raise InputFileError(path, f"sheared affine (axes not orthogonal) is not supported: {geometry.direction}")
+    source_dtype = exact_dtype(array, stored)
+    return Volume(
+        array=array.astype(source_dtype, copy=False),
+        geometry=geometry,
+        modality=guess_modality(array),
+        source_dtype=source_dtype,
+        source_path=str(path),
+        source_format=kind,
+    )
 
 
-def describe(volume: Volume) -> dict:
-    """Shape, spacing, origin, orientation, dtype, modality and intensity statistics; never patient tags."""
-    raise NotImplementedError
+def describe(volume: Volume) -> dict[str, Any]:
+    """A JSON-ready summary: shape, spacing, origin, direction, orientation code, dtype, modality, source format,
+    intensity min/max/mean and percentiles. Never patient tags (nothing from the DICOM headers)."""
+    values = np.asarray(volume.array, dtype=np.float64)
+    percentiles = np.percentile(values, DESCRIBE_PERCENTILES)
+    return {
+        "shape": [int(n) for n in volume.array.shape],
+        "spacing": list(volume.geometry.spacing),
+        "origin": list(volume.geometry.origin),
+        "direction": [list(row) for row in volume.geometry.direction],
+        "orientation": orientation_code(volume.geometry),
+        "dtype": str(volume.array.dtype),
+        "source_dtype": str(volume.source_dtype),
+        "modality": volume.modality,
+        "source_format": volume.source_format,
+        "min": float(values.min()),
+        "max": float(values.max()),
+        "mean": float(values.mean()),
+        "percentiles": {f"p{p:g}": float(v) for p, v in zip(DESCRIBE_PERCENTILES, percentiles)},
+    }

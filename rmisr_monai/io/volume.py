@@ -8,9 +8,28 @@ import numpy as np
 
 from rmisr_monai.io.geometry import Geometry
 
-__all__ = ["Volume", "MODALITIES"]
+__all__ = ["Volume", "MODALITIES", "exact_dtype"]
 
 MODALITIES = ("CT", "MR", "OT")
+# Candidates for the dtype of rescaled integer values, tried in this order after the stored dtype.
+_INTEGER_CANDIDATES = (np.int16, np.uint16, np.int32)
+
+
+def exact_dtype(values: np.ndarray, stored: np.dtype) -> np.dtype:
+    """The dtype that holds rescaled ``values`` exactly: the stored dtype when it does (no rescale, or a rescale
+    that stays in range), else the first of int16, uint16, int32 that does (e.g. uint16 + intercept -1024 ->
+    int16), else float32 (non-integer values, such as a slope of 2.0078)."""
+    stored = np.dtype(stored).newbyteorder("=")
+    if np.issubdtype(stored, np.floating) or values.size == 0:
+        return stored
+    if not np.issubdtype(values.dtype, np.integer) and not np.all(np.mod(values, 1) == 0):
+        return np.dtype(np.float32)
+    low, high = values.min(), values.max()
+    for candidate in (stored, *_INTEGER_CANDIDATES):
+        info = np.iinfo(candidate)
+        if info.min <= low and high <= info.max:
+            return np.dtype(candidate)
+    return np.dtype(np.float64)
 
 
 @dataclass
