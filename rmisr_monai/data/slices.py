@@ -11,45 +11,22 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import SimpleITK as sitk
 from monai.data import MetaTensor
 
-from rmisr_monai.errors import ConfigurationError, InputFileError
+from rmisr_monai.errors import ConfigurationError
+from rmisr_monai.io.read import read_volume
 from rmisr_monai.transforms.intensity import IntensityNormalization, IntensityNormalize
 
 __all__ = ["read_volume_array", "volume_slice_items"]
 
 
 def read_volume_array(path: str | os.PathLike) -> np.ndarray:
-    """Voxels of a volume file or DICOM series folder as float32 ``(i, j, k)`` (rescaled: HU for CT).
-
-    A small SimpleITK reader: training slices need no geometry. It returns what ``rmisr_monai.io.read.read_volume``
-    will return as ``Volume.array`` (same axis order), so it can be replaced by that reader once it is implemented.
-    """
-    path = Path(path)
-    try:
-        if path.is_dir():
-            reader = sitk.ImageSeriesReader()
-            series = reader.GetGDCMSeriesIDs(str(path))
-            if not series:
-                raise InputFileError(path, "no DICOM series in this folder")
-            reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
-            image = reader.Execute()
-        elif path.is_file():
-            image = sitk.ReadImage(str(path))
-        else:
-            raise InputFileError(path, "no such file or folder")
-    except RuntimeError as error:  # SimpleITK reports unreadable files as RuntimeError
-        raise InputFileError(path, f"cannot read the volume ({str(error).strip().splitlines()[-1]})") from error
-    if image.GetNumberOfComponentsPerPixel() != 1:
-        raise InputFileError(path, f"{image.GetNumberOfComponentsPerPixel()} components per voxel; need a scalar image")
-    if image.GetDimension() != 3:
-        raise InputFileError(path, f"not a 3D volume ({image.GetDimension()} dimensions)")
-    return np.ascontiguousarray(sitk.GetArrayFromImage(image).astype(np.float32).transpose(2, 1, 0))
+    """Voxels of a volume file or DICOM series folder as float32 ``(i, j, k)`` (rescaled: HU for CT), read by
+    :func:`rmisr_monai.io.read.read_volume` (training slices need no geometry)."""
+    return read_volume(path).array.astype(np.float32)
 
 
 def volume_slice_items(
