@@ -92,8 +92,20 @@ def _check_file(path: Path) -> None:
         raise InputFileError(path, "empty file")
 
 
+def _gzip_damage(path: Path) -> str | None:
+    """Why a ``.gz`` file cannot be decompressed to its end, or None when it can (read only after a failure)."""
+    try:
+        with gzip.open(path, "rb") as stream:
+            while stream.read(1 << 20):
+                pass
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        return f"truncated or corrupt gzip data: {exc}"
+    return None
+
+
 def _read_nifti(path: Path) -> tuple[np.ndarray, np.dtype, Geometry]:
-    if path.name.lower().endswith(".gz"):
+    compressed = path.name.lower().endswith(".gz")
+    if compressed:
         with open(path, "rb") as handle:
             if handle.read(2) != _GZIP_MAGIC:
                 raise InputFileError(path, "named .gz but not gzip-compressed (rename it to .nii)")
@@ -105,12 +117,10 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.dtype, Geometry]:
         if stored.fields is not None:
             raise InputFileError(path, f"expected a 3D scalar volume, got shape {image.shape} ({stored})")
         array = np.asanyarray(image.dataobj)
-        affine = image.affine
-    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise InputFileError(path, f"truncated or corrupt gzip data: {exc}") from exc
-    except (OSError, ValueError, nib.filebasedimages.ImageFileError) as exc:
-        raise InputFileError(path, f"cannot read NIfTI: {exc}") from exc
-    return array, stored, Geometry.from_affine(ras_to_lps_affine(affine))
+    except (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.ImageFileError) as exc:
+        reason = (_gzip_damage(path) if compressed else None) or f"cannot read NIfTI: {exc}"
+        raise InputFileError(path, reason) from exc
+    return array, stored, Geometry.from_affine(ras_to_lps_affine(image.affine))
 
 
 def _read_itk(path: Path) -> tuple[np.ndarray, np.dtype, Geometry]:
