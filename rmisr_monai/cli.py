@@ -21,7 +21,7 @@ SAMPLE_PATH = Path(__file__).resolve().parent / "sample" / "ct_demo_abdomen_int1
 EXIT_ERROR = 2  # bad input, option or weights (argparse uses 2 for bad usage too)
 EXIT_OS_ERROR = 1  # the system refused (permissions, disk full...)
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
-DTYPES = ("int16", "uint16", "int32", "uint8", "float32", "float64")
+DTYPES = ("int16", "uint16", "int32", "uint32", "int8", "uint8", "float32", "float64")  # io.write.OUTPUT_DTYPES
 
 logger = logging.getLogger("rmisr")
 
@@ -301,6 +301,8 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _fmt(value) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items())
     if isinstance(value, float):
         return f"{value:.6g}"
     if isinstance(value, (tuple, list)):
@@ -327,8 +329,9 @@ def _demo(args: argparse.Namespace) -> int:
     if "bicubic" not in models:
         models.append("bicubic")
     targets = {m: out_dir / f"ct_demo_x2_{m}.nii.gz" for m in models}
-    for path in targets.values():
-        check_output_path(path, overwrite=args.overwrite)
+    if out_dir.exists():  # a new folder cannot hold old results
+        for path in targets.values():
+            check_output_path(path, overwrite=args.overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     volume = read_volume(SAMPLE_PATH)

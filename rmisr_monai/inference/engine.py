@@ -17,7 +17,10 @@ Two modes along ``axis`` (index axis of the ``(i, j, k)`` array; ``"x"``/``"y"``
 * through-plane (``through_plane=True``, thick slices): only ``axis`` is upscaled, by running an arbitrary-scale
   network with ``(s, 1.0)`` on the slices that contain ``axis`` (``axis`` is their row direction).
 
-Every upscaled axis of ``n`` voxels gets ``round(n * s)`` voxels (network contract).
+Every upscaled axis of ``n`` voxels gets ``round(n * s)`` voxels (network contract). Arbitrary-scale networks are
+run at the *effective* scale ``round(n * s) / n`` of each axis, so that the samples lie exactly where the new
+geometry (same voxel-corner box, :func:`~rmisr_monai.io.geometry.rescaled_geometry`) puts them; it equals ``s``
+whenever ``n * s`` is an integer. Sub-pixel networks need an integer ``s`` (then always ``n * s``).
 """
 
 from __future__ import annotations
@@ -294,7 +297,15 @@ def upscale_array(
         norm = norm.fit(vol)
 
     slice_ax, row_ax, col_ax = slice_layout(ax, through_plane)
-    pair = (scale, 1.0 if through_plane else scale)
+    out_spatial = output_spatial_shape(vol.shape[1:], scale, ax, through_plane)
+    if arbitrary:
+        # the effective scale round(n*s)/n of each axis: the samples then lie where the geometry says (voxel-corner
+        # box kept, rescaled_geometry); the nominal s would shift them by up to half an input voxel when n*s is
+        # not an integer (7 x 1.5 -> 10 voxels: the last one would sit 0.28 input voxels off)
+        n_row, n_col = max(1, vol.shape[1 + row_ax]), max(1, vol.shape[1 + col_ax])
+        pair = (out_spatial[row_ax] / n_row, out_spatial[col_ax] / n_col)
+    else:
+        pair = (scale, scale)
     scale_arg = pair if arbitrary else None
     channels = vol.shape[0]
     net_in = _network_in_channels(network)
@@ -305,7 +316,6 @@ def upscale_array(
     # view with (slice, C, row, col) order: slices are read from and written to it
     order = (1 + slice_ax, 0, 1 + row_ax, 1 + col_ax)
     src = np.transpose(vol, order)
-    out_spatial = output_spatial_shape(vol.shape[1:], scale, ax, through_plane)
     network.to(dev)
     runner = _Runner(network, scale_arg, arbitrary, dev, tile, int(tile_overlap), amp)
 
