@@ -72,6 +72,7 @@ REQUIRED_DEFAULTS = {
            "RepetitionTime": "", "EchoTime": "", "EchoTrainLength": ""},
     "OT": {"ConversionType": "WSD"},
 }  # fmt: skip
+READABLE = "readable inputs: .nii, .nii.gz, .nrrd, .mha, .mhd, DICOM files or a DICOM series folder"
 DERIVED_SERIES_NUMBER_OFFSET = 1000
 LO_MAX = 64  # DICOM LO value representation: at most 64 characters
 
@@ -110,7 +111,7 @@ def _read_header(file: Path, required: bool) -> Dataset | None:
         return pydicom.dcmread(file, stop_before_pixels=True)
     except InvalidDicomError as exc:
         if required:
-            raise InputFileError(file, "named .dcm but is not a DICOM file (no DICM preamble)") from exc
+            raise InputFileError(file, f"not a DICOM file (no DICM preamble); {READABLE}") from exc
         logger.debug("ignoring non-DICOM file %s", file.name)
     except (OSError, EOFError, ValueError, TypeError) as exc:
         if required:
@@ -119,7 +120,9 @@ def _read_header(file: Path, required: bool) -> Dataset | None:
     return None
 
 
-def _select_series(folder: Path, found: list[tuple[Path, Dataset]], series_uid: str | None) -> list[tuple[Path, Dataset]]:
+def _select_series(
+    folder: Path, found: list[tuple[Path, Dataset]], series_uid: str | None
+) -> list[tuple[Path, Dataset]]:
     series: dict[str, list[tuple[Path, Dataset]]] = defaultdict(list)
     for file, header in found:
         series[str(header.get("SeriesInstanceUID", ""))].append((file, header))
@@ -129,7 +132,7 @@ def _select_series(folder: Path, found: list[tuple[Path, Dataset]], series_uid: 
             raise InputFileError(folder, f"series {series_uid} not found; series here: {listing}")
         return series[series_uid]
     if len(series) > 1:
-        raise InputFileError(folder, f"{len(series)} DICOM series in one folder (pass series_uid to pick one): {listing}")
+        raise InputFileError(folder, f"{len(series)} DICOM series in one folder (pick one with series_uid): {listing}")
     return next(iter(series.values()))
 
 
@@ -159,8 +162,8 @@ def _slice_pixels(file: Path, header: Dataset) -> tuple[np.ndarray, np.dtype]:
         dataset = pydicom.dcmread(file)
         stored = dataset.pixel_array
     except (RuntimeError, NotImplementedError, ValueError, AttributeError) as exc:
-        syntax = header.file_meta.get("TransferSyntaxUID", "unknown") if hasattr(header, "file_meta") else "unknown"
-        name = getattr(syntax, "name", str(syntax))
+        syntax = header.file_meta.get("TransferSyntaxUID")
+        name = syntax.name if syntax else "unknown transfer syntax"
         raise InputFileError(file, f"cannot decode pixel data ({name}): {exc}; {DECODER_HINT}") from exc
     slope = float(dataset.get("RescaleSlope", 1) or 1)
     intercept = float(dataset.get("RescaleIntercept", 0) or 0)

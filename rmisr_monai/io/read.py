@@ -1,7 +1,7 @@
 """Read a medical volume into a :class:`~rmisr_monai.io.volume.Volume` (LPS geometry, ``(i, j, k)`` array).
 
 Formats, chosen from the path: a folder, ``*.dcm`` or a file without a known suffix -> DICOM (:mod:`.dicom`);
-``.nii`` / ``.nii.gz`` -> NIfTI (nibabel); ``.nrrd`` / ``.nhdr`` -> NRRD and ``.mha`` / ``.mhd`` -> MetaImage
+``.nii`` / ``.nii.gz`` -> NIfTI (nibabel); ``.nrrd`` -> NRRD and ``.mha`` / ``.mhd`` -> MetaImage
 (SimpleITK, which reports LPS geometry).
 
 NIfTI geometry rule (nibabel's ``get_best_affine``): the sform when ``sform_code > 0``, else the qform when
@@ -32,7 +32,7 @@ import SimpleITK as sitk
 from rmisr_monai.errors import InputFileError
 from rmisr_monai.io.dicom import read_dicom
 from rmisr_monai.io.geometry import Geometry, orientation_code, ras_to_lps_affine
-from rmisr_monai.io.volume import Volume, exact_dtype
+from rmisr_monai.io.volume import Volume, exact_dtype, file_format
 
 __all__ = ["read_volume", "describe", "input_format", "guess_modality"]
 
@@ -42,20 +42,13 @@ CT_AIR_HU = -500.0  # guess_modality: voxels at or below this are air/padding in
 CT_AIR_PERCENTILE = 0.5
 DESCRIBE_PERCENTILES = (0.5, 1.0, 50.0, 99.0, 99.5)
 MAX_SHEAR = 1e-3  # orthonormality error above which an affine counts as sheared
-_SUFFIXES = {".nii": "nifti", ".nii.gz": "nifti", ".nrrd": "nrrd", ".nhdr": "nrrd", ".mha": "mha", ".mhd": "mha"}
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
 def input_format(path: str | os.PathLike) -> str:
     """``"nifti"``, ``"nrrd"``, ``"mha"`` or ``"dicom"`` for an input path (folders and unknown suffixes: DICOM)."""
     path = Path(path)
-    if path.is_dir():
-        return "dicom"
-    name = path.name.lower()
-    for suffix, kind in _SUFFIXES.items():
-        if name.endswith(suffix):
-            return kind
-    return "dicom"
+    return "dicom" if path.is_dir() else file_format(path) or "dicom"
 
 
 def guess_modality(array: np.ndarray) -> str:

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from rmisr_monai.io.geometry import Geometry
 
-__all__ = ["Volume", "MODALITIES", "exact_dtype"]
+__all__ = ["Volume", "MODALITIES", "FILE_FORMATS", "exact_dtype", "file_format"]
 
 MODALITIES = ("CT", "MR", "OT")
+# Single-file formats by file name ending (lower case); a folder is a DICOM series.
+FILE_FORMATS = {".nii": "nifti", ".nii.gz": "nifti", ".nrrd": "nrrd", ".mha": "mha", ".mhd": "mha"}
 # Candidates for the dtype of rescaled integer values, tried in this order after the stored dtype.
 _INTEGER_CANDIDATES = (np.int16, np.uint16, np.int32)
+
+
+def file_format(path: str | os.PathLike) -> str | None:
+    """``"nifti"``, ``"nrrd"`` or ``"mha"`` from the end of a file name (any case); None for anything else."""
+    name = Path(path).name.lower()
+    return next((kind for suffix, kind in FILE_FORMATS.items() if name.endswith(suffix)), None)
 
 
 def exact_dtype(values: np.ndarray, stored: np.dtype) -> np.dtype:

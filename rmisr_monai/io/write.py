@@ -24,11 +24,10 @@ from rmisr_monai.errors import OutputFileError
 from rmisr_monai.io.atomic import atomic_output, check_output_path
 from rmisr_monai.io.dicom import write_dicom_series
 from rmisr_monai.io.geometry import lps_to_ras_affine
-from rmisr_monai.io.volume import Volume
+from rmisr_monai.io.volume import Volume, file_format
 
 __all__ = ["output_format", "write_volume", "cast_to_dtype", "OUTPUT_DTYPES"]
 
-_SUFFIXES = {".nii": "nifti", ".nii.gz": "nifti", ".nrrd": "nrrd", ".mha": "mha", ".mhd": "mha"}
 OUTPUT_DTYPES = tuple(
     np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32, np.float32, np.float64)
 )
@@ -43,13 +42,14 @@ def output_format(path: str | os.PathLike) -> str:
         OutputFileError: any other suffix.
     """
     path = Path(path)
-    name = path.name.lower()
-    for suffix, kind in _SUFFIXES.items():
-        if name.endswith(suffix):
-            return kind
+    kind = file_format(path)
+    if kind is not None:
+        return kind
     if path.is_dir() or not path.suffix:
         return "dicom"
-    raise OutputFileError(path, f"unknown output format {path.suffix!r}: use .nii, .nii.gz, .nrrd, .mha, .mhd or a folder")
+    raise OutputFileError(
+        path, f"unknown output format {path.suffix!r}: use .nii, .nii.gz, .nrrd, .mha, .mhd or a folder"
+    )
 
 
 def cast_to_dtype(array: np.ndarray, dtype: np.dtype) -> np.ndarray:

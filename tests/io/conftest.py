@@ -49,7 +49,9 @@ def oblique_geometry() -> Geometry:
     return Geometry((0.7, 0.9, 2.5), (-120.25, 33.5, 71.125), tuple(map(tuple, rotation)))
 
 
-def synthetic_volume(dtype: np.dtype = np.int16, shape: tuple[int, int, int] = (12, 10, 6), modality: str = "CT") -> Volume:
+def synthetic_volume(
+    dtype: np.dtype = np.int16, shape: tuple[int, int, int] = (12, 10, 6), modality: str = "CT"
+) -> Volume:
     """A small volume with distinct values per voxel (axis order detectable) on the oblique grid."""
     i, j, k = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
     array = (i * 100 + j * 10 + k - 1024).astype(dtype)  # HU-like: air at -1024

@@ -240,4 +240,5 @@ def test_describe_fields():
 def test_written_affine_matches_lps_to_ras(tmp_path):
     volume = synthetic_volume()
     write_volume(volume, tmp_path / "v.nii")
-    np.testing.assert_allclose(nib.load(tmp_path / "v.nii").affine, lps_to_ras_affine(volume.geometry.affine()), atol=1e-5)
+    expected = lps_to_ras_affine(volume.geometry.affine())
+    np.testing.assert_allclose(nib.load(tmp_path / "v.nii").affine, expected, atol=1e-5)
