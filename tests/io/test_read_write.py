@@ -16,7 +16,7 @@ from rmisr_monai.io import describe, output_format, read_volume, write_volume
 from rmisr_monai.io.geometry import Geometry, lps_to_ras_affine
 from rmisr_monai.io.read import guess_modality
 from rmisr_monai.io.write import cast_to_dtype
-from tests.io.conftest import oblique_geometry, synthetic_volume
+from tests.io.conftest import medical, oblique_geometry, synthetic_volume
 
 LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0])
 
@@ -242,3 +242,33 @@ def test_written_affine_matches_lps_to_ras(tmp_path):
     write_volume(volume, tmp_path / "v.nii")
     expected = lps_to_ras_affine(volume.geometry.affine())
     np.testing.assert_allclose(nib.load(tmp_path / "v.nii").affine, expected, atol=1e-5)
+
+
+# MANIFEST.md values: (shape, spacing, dtype after scaling, min, max)
+MANIFEST_NIFTI = {
+    "ct/totalseg_chest_cta_crop_1p5mm.nii.gz": ((120, 126, 164), (1.5, 1.5, 1.5), np.int16, -1078, 3343),
+    "mr/brain_pd_2p4mm_uint8.nii.gz": ((191, 256, 54), (0.8579, 0.8594, 2.4), np.uint8, 0, 252),
+    "mr/stroke_t2_uint8.nii.gz": ((124, 160, 140), (1, 1, 1), np.float32, 0, 503.969),
+    "mr/totalseg_abdomen_mr_3mm.nii.gz": ((117, 91, 20), (3, 3, 3), np.int16, -47, 833),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MANIFEST_NIFTI))
+def test_real_nifti_match_manifest_and_simpleitk(name):
+    shape, spacing, dtype, low, high = MANIFEST_NIFTI[name]
+    path = medical(*name.split("/"))
+    volume = read_volume(path)
+    assert volume.array.shape == shape and volume.array.dtype == dtype
+    np.testing.assert_allclose(volume.geometry.spacing, spacing, atol=1e-4)
+    np.testing.assert_allclose([volume.array.min(), volume.array.max()], [low, high], atol=1e-3)
+    # SimpleITK (ITK's NIfTI reader, LPS) as the independent reference for the geometry; these files carry one
+    # transform (sform only, or sform = qform), so ITK's preference order does not matter
+    image = sitk.ReadImage(str(path))
+    np.testing.assert_allclose(volume.geometry.spacing, image.GetSpacing(), atol=1e-4)
+    np.testing.assert_allclose(volume.geometry.origin, image.GetOrigin(), atol=1e-3)
+    np.testing.assert_allclose(np.ravel(volume.geometry.direction), image.GetDirection(), atol=1e-4)
+
+
+def test_real_nifti_orientation_codes():
+    assert describe(read_volume(medical("ct", "totalseg_chest_cta_crop_1p5mm.nii.gz")))["orientation"] == "LPS"
+    assert describe(read_volume(medical("ct", "totalseg_abdomen_ct_3mm.nii.gz")))["orientation"] == "RAS"
