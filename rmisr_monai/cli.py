@@ -280,6 +280,7 @@ def _upscale(args: argparse.Namespace) -> int:
         tile_overlap=args.tile_overlap,
         batch_size=args.batch,
         progress=not args.quiet,
+        out_dtype=args.dtype or volume.source_dtype,
     )
     write_volume(result, args.output, overwrite=args.overwrite, dtype=args.dtype)
     logger.info(
@@ -349,6 +350,7 @@ def _demo(args: argparse.Namespace) -> int:
             tile_overlap=args.tile_overlap,
             batch_size=args.batch,
             progress=not args.quiet,
+            out_dtype=volume.source_dtype,
         )
         seconds = time.perf_counter() - started
         write_volume(result, path, overwrite=args.overwrite)

@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from rmisr_monai.errors import ConfigurationError, RmisrError
 from rmisr_monai.inference.tiling import halved_tile, run_tiled, scaled_length
+from rmisr_monai.io.write import cast_to_dtype
 from rmisr_monai.transforms.intensity import IntensityNormalization
 
 __all__ = [
@@ -249,6 +250,7 @@ def upscale_array(
     amp: bool = True,
     progress: bool = True,
     memmap_threshold: int = MEMMAP_THRESHOLD_BYTES,
+    out_dtype: np.dtype | str | None = None,
 ) -> np.ndarray:
     """Upscale a channel-first volume ``(C, I, J, K)`` (or ``(I, J, K)``) slice by slice; float32 result.
 
@@ -269,15 +271,19 @@ def upscale_array(
         amp: float16 autocast on CUDA (ignored on the CPU).
         progress: show a tqdm progress bar over slices.
         memmap_threshold: outputs above this many bytes are held in an unlinked temporary memory map.
+        out_dtype: dtype of the result (default ``float32``); each batch of slices is cast on the way in by
+            :func:`rmisr_monai.io.write.cast_to_dtype` (integers: clipped, rounded half to even), so a volume
+            written as int16 never exists in float32 as a whole.
 
     Returns:
-        ``float32`` array ``(C', I', J', K')`` (``(I', J', K')`` for a 3D input), ``C'`` the network's output channels.
+        Array ``(C', I', J', K')`` (``(I', J', K')`` for a 3D input), ``C'`` the network's output channels.
 
     Raises:
         ConfigurationError: bad axis/scale/device/tile, or a network that cannot do the requested mode.
     """
     scale = float(scale)
     ax = resolve_axis(axis)
+    dtype = np.dtype(np.float32 if out_dtype is None else out_dtype)
     if batch_size < 1:
         raise ConfigurationError(f"batch_size must be >= 1, got {batch_size}")
     if tile is not None and tile < 1:
@@ -338,12 +344,12 @@ def upscale_array(
                 y = norm.inverse(y)
             if out is None:
                 out_channels = y.shape[1]
-                out = _allocate((out_channels, *out_spatial), np.float32, memmap_threshold)
+                out = _allocate((out_channels, *out_spatial), dtype, memmap_threshold)
                 dst = np.transpose(out, order)
-            dst[s0 : s0 + n] = y.numpy()
+            dst[s0 : s0 + n] = cast_to_dtype(y.numpy(), dtype)
             bar.update(n)
     if out is None:  # an empty axis: nothing to run, the shape is still defined
-        out = np.empty((channels, *out_spatial), dtype=np.float32)
+        out = np.empty((channels, *out_spatial), dtype=dtype)
     return out[0] if squeeze and out.shape[0] == 1 else out
 
 
@@ -368,9 +374,12 @@ def upscale_volume(
     amp: bool = True,
     progress: bool = True,
     memmap_threshold: int = MEMMAP_THRESHOLD_BYTES,
+    out_dtype: np.dtype | str | None = None,
 ):
-    """Super-resolve a :class:`~rmisr_monai.io.volume.Volume`; returns a new ``Volume`` (float32 array, geometry
-    from :func:`~rmisr_monai.io.geometry.rescaled_geometry`, other fields kept). Arguments as :func:`upscale_array`.
+    """Super-resolve a :class:`~rmisr_monai.io.volume.Volume`; returns a new ``Volume`` (array of ``out_dtype``,
+    default float32; geometry from :func:`~rmisr_monai.io.geometry.rescaled_geometry`; other fields kept).
+    Arguments as :func:`upscale_array`; pass the dtype that will be written as ``out_dtype`` to keep the peak memory
+    at input + output as stored.
     """
     from rmisr_monai.io.geometry import rescaled_geometry
 
@@ -389,6 +398,7 @@ def upscale_volume(
         amp=amp,
         progress=progress,
         memmap_threshold=memmap_threshold,
+        out_dtype=out_dtype,
     )
     in_shape = tuple(array.shape[-3:])
     out_shape = tuple(out.shape[-3:])

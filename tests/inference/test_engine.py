@@ -217,3 +217,13 @@ def test_upscale_volume_uses_rescaled_geometry():
     np.testing.assert_allclose(out.geometry.spacing, (0.7, 0.9 * 10 / 15, 2.5 * 7 / 10))
     np.testing.assert_allclose(out.geometry.corners_box(out.array.shape), geom.corners_box((11, 10, 7)), atol=1e-9)
     assert out.geometry.direction == geom.direction and out.modality == "CT" and out.source_dtype == np.int16
+
+
+def test_out_dtype_casts_each_batch_like_the_writer():
+    """int16 output = float32 output clipped to the int16 range and rounded half to even (numpy reference)."""
+    vol = (np.random.default_rng(5).random((9, 8, 3)) * 80000 - 40000).astype(np.float32)
+    net = get_network("bicubic")
+    full = upscale_array(vol, net, 2, batch_size=2, **RUN)
+    as_int = upscale_array(vol, net, 2, batch_size=2, out_dtype=np.int16, **RUN)
+    assert as_int.dtype == np.int16
+    np.testing.assert_array_equal(as_int, np.rint(np.clip(full.astype(np.float64), -32768, 32767)).astype(np.int16))
