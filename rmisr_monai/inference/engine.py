@@ -39,7 +39,7 @@ from torch import nn
 from tqdm import tqdm
 
 from rmisr_monai.errors import ConfigurationError, RmisrError
-from rmisr_monai.inference.tiling import halved_tile, run_tiled, scaled_length
+from rmisr_monai.inference.tiling import DEFAULT_TILE_OVERLAP, halved_tile, run_tiled, scaled_length
 from rmisr_monai.io.write import cast_to_dtype
 from rmisr_monai.transforms.intensity import IntensityNormalization
 
@@ -54,9 +54,6 @@ __all__ = [
     "MEMMAP_THRESHOLD_BYTES",
 ]
 
-# input pixels of context on each side of a tile's core; >= the receptive radius of SRCNN (6), FSRCNN (~4+), VDSR-20
-# (~11 LR pixels at x2) and EDSR-baseline (34 3x3 convs: 34 is not covered; use tile_overlap=40 for it).
-DEFAULT_TILE_OVERLAP = 32
 # outputs larger than this go to an unlinked temporary memmap instead of RAM
 MEMMAP_THRESHOLD_BYTES = 2 << 30
 AXIS_NAMES = {"x": 0, "y": 1, "z": 2, "i": 0, "j": 1, "k": 2}

@@ -28,11 +28,16 @@ import torch
 
 from rmisr_monai.errors import ConfigurationError
 
-__all__ = ["Window", "axis_windows", "scale_alignment", "scaled_length", "run_tiled", "halved_tile", "MAX_ALIGNMENT"]
+__all__ = [
+    "DEFAULT_TILE_OVERLAP",
+    "Window", "axis_windows", "scale_alignment", "scaled_length", "run_tiled", "halved_tile", "MAX_ALIGNMENT"]
 
 # largest denominator q of a fractional scale p/q for which windows are aligned (1.5 -> 2, 1.25 -> 4, 2.4 -> 5)
 MAX_ALIGNMENT = 64
 _ALIGN_TOL = 1e-6
+# input pixels of context on each side of a tile's core; >= the receptive radius of SRCNN (6), FSRCNN (~4+), VDSR-20
+# (~11 LR pixels at x2) and EDSR-baseline (34 3x3 convs: 34 is not covered; use tile_overlap=40 for it).
+DEFAULT_TILE_OVERLAP = 32
 # smallest window core an out-of-memory retry halves the tile down to
 MIN_CORE = 8
 

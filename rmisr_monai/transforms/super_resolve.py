@@ -24,7 +24,8 @@ from monai.transforms.utils import scale_affine
 from monai.utils import TraceKeys, TransformBackends, convert_to_dst_type
 from torch import nn
 
-from rmisr_monai.inference.engine import DEFAULT_TILE_OVERLAP, upscale_array
+# the engine imports transforms.intensity, hence this package: it is imported when first used, not here
+from rmisr_monai.inference.tiling import DEFAULT_TILE_OVERLAP
 from rmisr_monai.transforms.intensity import IntensityNormalization
 
 __all__ = ["SuperResolve", "SuperResolved", "SuperResolveD", "SuperResolveDict"]
@@ -86,6 +87,8 @@ class SuperResolve(InvertibleTransform, Transform):
         """Upscale ``img`` (channel first, 3 spatial dimensions)."""
         if img.ndim != 4:
             raise ValueError(f"SuperResolve expects a channel-first 3D image (C, I, J, K), got shape {tuple(img.shape)}")
+        from rmisr_monai.inference.engine import upscale_array
+
         in_size = [int(n) for n in img.shape[1:]]
         out = torch.from_numpy(np.ascontiguousarray(upscale_array(img, self.network, self.scale, **self.engine_kwargs)))
         out_size = [int(n) for n in out.shape[1:]]

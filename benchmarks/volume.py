@@ -1,0 +1,156 @@
+"""End-to-end speed and memory of ``rmisr upscale`` on a real 512 x 512 CT series, x2 on the CPU (a benchmark).
+
+Measures read -> engine -> atomic write of ``/work/shared/data/medical/dicom_series/ct_siemens_biograph_abdomen_j2k``
+(or ``--input``) and prints a table:
+
+* wall time of each stage and slices per second of the engine;
+* network multiply-adds per second (MACs of one slice counted with ``torch.utils.flop_counter.FlopCounterMode``,
+  MACs = FLOPs / 2, times the slices, over the engine time) against an fp32 peak estimate
+  ``peak = logical CPUs x GHz x FLOPs/cycle / 2`` (MAC/s). FLOPs/cycle from ``/proc/cpuinfo`` flags, assuming two FMA
+  units per core (server Xeon/EPYC): AVX-512F 2 x 16 lanes x 2 = 64, AVX2+FMA 2 x 8 x 2 = 32, else SSE 8. GHz is the
+  ``cpu MHz`` of ``/proc/cpuinfo`` (current clock; turbo or throttling make it approximate). Logical CPUs overcount
+  cores with hyper-threading (two threads share the FMA units), so the estimate is an upper bound;
+* peak resident memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``, the process including Python, torch and
+  MONAI) against the target ``1.5 x (input + output stored size) + 1 GiB``, stored size = voxels x bytes of the
+  stored dtype (int16 here).
+
+The network is ``rmisr_bl`` (RMISR-BL, x2 sub-pixel, paper sizes) with random weights unless ``--weights`` or
+``--model`` is given: speed does not depend on the weight values.
+
+    python benchmarks/volume.py                              # all slices, RMISR-BL, whole slices, batch 4
+    python benchmarks/volume.py --slices 4 --tile 256        # quick, on a shared machine
+    python benchmarks/volume.py --model bicubic
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from rmisr_monai.inference.engine import upscale_volume
+from rmisr_monai.io.read import read_volume
+from rmisr_monai.io.write import write_volume
+from rmisr_monai.networks import get_network
+from rmisr_monai.transforms.intensity import IntensityNormalization
+from rmisr_monai.weights import load_model
+
+DEFAULT_INPUT = Path(__file__).resolve().parents[2] / "shared/data/medical/dicom_series/ct_siemens_biograph_abdomen_j2k"
+GIB = 2**30
+
+
+def cpu_peak_macs() -> tuple[float, str]:
+    """fp32 multiply-add peak of the visible CPUs and how it was estimated."""
+    flags, mhz = set(), None
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key.strip() == "flags" and not flags:
+                flags = set(value.split())
+            elif key.strip() == "cpu MHz" and mhz is None:
+                mhz = float(value)
+    if "avx512f" in flags:
+        per_cycle, isa = 64, "AVX-512F"
+    elif "avx2" in flags and "fma" in flags:
+        per_cycle, isa = 32, "AVX2+FMA"
+    else:
+        per_cycle, isa = 8, "SSE"
+    cpus = len(os.sched_getaffinity(0))
+    ghz = (mhz or 2000.0) / 1000
+    flops = cpus * ghz * 1e9 * per_cycle
+    return flops / 2, f"{cpus} CPUs x {ghz:.2f} GHz x {per_cycle} FLOP/cycle ({isa}, 2 FMA units assumed)"
+
+
+def slice_macs(net: torch.nn.Module, shape: tuple[int, int], scale: float) -> float:
+    """Multiply-adds of one forward pass on one ``1 x 1 x H x W`` slice."""
+    counter = FlopCounterMode(display=False)
+    x = torch.rand(1, 1, *shape)
+    with torch.no_grad(), counter:
+        net(x, (scale, scale)) if getattr(net, "arbitrary_scale", False) else net(x)
+    return counter.get_total_flops() / 2
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--input", default=str(DEFAULT_INPUT), help="a volume file or DICOM folder")
+    parser.add_argument("--model", default=None, help="network name (random weights) or shipped model name")
+    parser.add_argument("--weights", default=None, help="a checkpoint to benchmark")
+    parser.add_argument("--slices", type=int, default=None, help="use only the first N slices (quick runs)")
+    parser.add_argument("--tile", type=int, default=None, help="tile size (default: whole slices)")
+    parser.add_argument("--batch", type=int, default=4, help="slices per network call")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    t0 = time.perf_counter()
+    volume = read_volume(args.input)
+    if args.slices:
+        volume = dataclasses.replace(volume, array=np.ascontiguousarray(volume.array[:, :, : args.slices]))
+    t_read = time.perf_counter() - t0
+
+    name = args.weights or args.model or "rmisr_bl"
+    if args.weights or name in ("bicubic", "bilinear", "nearest"):
+        net, meta = load_model(name)
+        intensity = meta.get("intensity")
+    else:
+        try:
+            net, meta = load_model(name)
+            intensity = meta.get("intensity")
+        except Exception:  # a network name without weights: random weights, the speed is the same
+            torch.manual_seed(0)
+            net = get_network(name, in_channels=1, scale=2).eval()
+            intensity = IntensityNormalization.ct().to_dict()
+    i, j, k = volume.array.shape
+    macs = slice_macs(net, (i, j), 2.0)
+
+    with tempfile.TemporaryDirectory(prefix="rmisr-bench-") as tmp:
+        t0 = time.perf_counter()
+        result = upscale_volume(
+            volume, net, 2.0, axis="z", intensity=intensity, device="cpu", tile=args.tile, batch_size=args.batch,
+            progress=False, out_dtype=volume.source_dtype,
+        )
+        t_engine = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        write_volume(result, Path(tmp) / "sr.nii.gz")
+        t_write = time.perf_counter() - t0
+
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    stored_in = volume.array.size * volume.source_dtype.itemsize
+    stored_out = result.array.size * np.dtype(volume.source_dtype).itemsize
+    target = 1.5 * (stored_in + stored_out) + GIB
+    peak, how = cpu_peak_macs()
+    rate = macs * k / t_engine
+
+    rows = [
+        ("input", f"{args.input} ({i}x{j}x{k}, {volume.source_dtype})"),
+        ("network", f"{name}, {macs / 1e9:.2f} GMAC per slice, tile {args.tile}, batch {args.batch}"),
+        ("torch threads", str(torch.get_num_threads())),
+        ("read s", f"{t_read:.2f}"),
+        ("engine s", f"{t_engine:.2f}"),
+        ("write s (nii.gz)", f"{t_write:.2f}"),
+        ("end-to-end s", f"{t_read + t_engine + t_write:.2f}"),
+        ("slices / s", f"{k / t_engine:.3f}"),
+        ("network GMAC/s", f"{rate / 1e9:.1f}"),
+        ("CPU fp32 peak GMAC/s", f"{peak / 1e9:.0f}  [{how}]"),
+        ("fraction of peak", f"{rate / peak:.1%}"),
+        ("peak RSS MiB", f"{peak_rss / 2**20:.0f}"),
+        ("target MiB", f"{target / 2**20:.0f}  [1.5 x ({stored_in / 2**20:.1f} + {stored_out / 2**20:.1f}) + 1024]"),
+        ("within target", "yes" if peak_rss <= target else "NO"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"| {'quantity':<{width}} | value |")
+    print(f"|{'-' * (width + 2)}|-------|")
+    for key, value in rows:
+        print(f"| {key:<{width}} | {value} |")
+
+
+if __name__ == "__main__":
+    main()
