@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from rmisr_monai.networks import get_network
-from rmisr_monai.training.slices import slice_patch_loader
+from rmisr_monai.training.data import slice_patch_loader
 from rmisr_monai.training.trainer import build_trainer, sr_loss
 
 
