@@ -8,13 +8,13 @@ from collections.abc import Sequence
 from typing import List, Optional, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from rmisr_monai.errors import ConfigurationError
 from rmisr_monai.networks.blocks.activation import make_activation
 from rmisr_monai.networks.blocks.pfmdb import PFMDB, PFMDB_DISTILLED, PFMDB_SRBS
 from rmisr_monai.networks.blocks.upsample import UPSAMPLER_KINDS, as_scale_pair, make_upsampler
+from rmisr_monai.ops.laplacian import laplacian_gradient
 
 __all__ = ["RMISR", "rmisr_bl", "rmisr_vp", "RMISR_PRESETS", "RMISR_FEATURES", "RMISR_VP_HR_FEATURES"]
 
@@ -24,26 +24,6 @@ RMISR_FEATURES = 64
 RMISR_PRESETS = {"bl": (4, 0), "vp": (6, 3)}
 # RMISR-VP fuses the two branches in HR space; the paper does not give the width of the upsampled feature maps.
 RMISR_VP_HR_FEATURES = 16
-
-
-class _LaplacianGradient(nn.Module):
-    """Fixed depthwise second differences (RMISR eqs. 6-8) with replicate boundary: ``(N, C, H, W) -> (N, 2C, H, W)``.
-
-    Channel ``2c`` is ``I_x = I(x+1, y) + I(x-1, y) - 2 I(x, y)`` along the columns (eq. 6 prints ``I(x+1, y)``
-    twice; the symmetric second difference is meant), channel ``2c + 1`` is ``I_y`` along the rows (eq. 7).
-    Private because ``rmisr_monai/ops/laplacian.py`` did not exist when RMISR was written.
-    """
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        kernel = torch.zeros(2, 1, 3, 3)
-        kernel[0, 0, 1] = torch.tensor([1.0, -2.0, 1.0])
-        kernel[1, 0, :, 1] = torch.tensor([1.0, -2.0, 1.0])
-        self.register_buffer("kernel", kernel.repeat(channels, 1, 1, 1), persistent=False)
-        self.channels = channels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), self.kernel.to(x.dtype), groups=self.channels)
 
 
 class _Tail(nn.Module):
@@ -148,7 +128,6 @@ class RMISR(nn.Module):
         self.upsampler = make_upsampler(upsampler, features, up_out, self.scale[0])
         if self.dual:
             self.tap_every = num_blocks // grad_blocks
-            self.laplacian = _LaplacianGradient(in_channels)
             self.grad_head = nn.Conv2d(2 * in_channels, features, 3, padding=1)
             self.grad_merge = nn.ModuleList([nn.Conv2d(2 * features, features, 1) for _ in range(grad_blocks)])
             self.grad_blocks = nn.ModuleList([PFMDB(features, **block) for _ in range(grad_blocks)])
@@ -183,7 +162,7 @@ class RMISR(nn.Module):
             sr_feat = self.upsampler(self.tail(outs, head))
         if not self.dual:
             return sr_feat
-        grad_head = self.grad_head(self.laplacian(x))
+        grad_head = self.grad_head(laplacian_gradient(x, "xy", 2))
         g = grad_head
         grad_outs: List[torch.Tensor] = []
         for j, (merge, blk) in enumerate(zip(self.grad_merge, self.grad_blocks)):
