@@ -20,7 +20,7 @@ import torch
 
 from rmisr_monai.networks import get_network
 from rmisr_monai.training.data import slice_patch_loader
-from rmisr_monai.training.trainer import build_trainer, sr_loss
+from rmisr_monai.training.trainer import ITERATIONS_PER_EPOCH, build_trainer, sr_loss
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,6 +37,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--volumes", nargs="+", required=True, help="NIfTI/NRRD/MHA files or DICOM series folders")
     parser.add_argument("--axes", type=int, nargs="+", default=[2], help="slice axes of the volumes (2 = axial)")
     parser.add_argument("--iterations", type=int, default=2000)
+    parser.add_argument(
+        "--epoch-length", type=int, default=ITERATIONS_PER_EPOCH, help="iterations per epoch (keep it when resuming)"
+    )
     parser.add_argument("--patch", type=int, default=32, help="LR patch size (HR = patch x scale)")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-4)
@@ -61,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     trainer = build_trainer(
         network, loader, sr_loss(args.network), iterations=args.iterations, checkpoint_dir=args.checkpoint_dir,
-        device=args.device, learning_rate=args.lr, resume_from=args.resume,
+        device=args.device, learning_rate=args.lr, resume_from=args.resume, epoch_length=args.epoch_length,
     )
     start = time.time()
     trainer.run()

@@ -9,18 +9,21 @@ RMISR §5.1: Adam (beta1 0.9, beta2 0.999), initial learning rate 2e-4, halved a
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 from monai.engines import SupervisedTrainer
-from monai.handlers import CheckpointLoader, CheckpointSaver, LrScheduleHandler, StatsHandler
+from monai.handlers import CheckpointLoader, CheckpointSaver, LrScheduleHandler, StatsHandler, from_engine
 from torch import nn
 
-__all__ = ["ADAM_BETAS", "INITIAL_LR", "build_trainer", "sr_loss"]
+__all__ = ["ADAM_BETAS", "INITIAL_LR", "ITERATIONS_PER_EPOCH", "build_trainer", "sr_loss"]
 
 ADAM_BETAS = (0.9, 0.999)  # RMISR §5.1
 INITIAL_LR = 2e-4  # RMISR §5.1
+# iterations are grouped in "epochs" of this length so that a resumed run can be extended (more epochs)
+ITERATIONS_PER_EPOCH = 100
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +58,11 @@ def build_trainer(
     checkpoint_every: int = 500,
     resume_from: str | Path | None = None,
     amp: bool = False,
+    epoch_length: int = ITERATIONS_PER_EPOCH,
 ) -> SupervisedTrainer:
-    """A SupervisedTrainer that runs ``iterations`` steps as one epoch, saving resumable checkpoints.
+    """A SupervisedTrainer that runs ``iterations`` steps, saving resumable checkpoints.
+
+    A run resumed from a checkpoint with a larger ``iterations`` continues where the checkpoint stopped.
 
     Args:
         network: the SR network (already on ``device``); the batches are dicts with ``image`` (LR) and ``label`` (HR).
@@ -70,6 +76,8 @@ def build_trainer(
         checkpoint_every: save a resumable checkpoint every this many iterations (and at the end).
         resume_from: a checkpoint written by a previous run to continue from.
         amp: automatic mixed precision (CUDA only).
+        epoch_length: iterations per epoch; ``iterations`` is rounded up to whole epochs. Keep it the same when
+            resuming: the checkpoint counts epochs.
     """
     optimizer = torch.optim.Adam(network.parameters(), lr=learning_rate, betas=ADAM_BETAS)
     step = halve_every or max(1, iterations // 4)
@@ -77,12 +85,15 @@ def build_trainer(
     state = {"network": network, "optimizer": optimizer, "scheduler": scheduler}
     handlers = [
         LrScheduleHandler(scheduler, print_lr=False, epoch_level=False),
-        StatsHandler(name="rmisr.train", tag_name="loss", iteration_log=max(1, checkpoint_every // 10)),
+        StatsHandler(
+            name="rmisr.train", tag_name="loss", iteration_log=max(1, checkpoint_every // 10),
+            output_transform=from_engine(["loss"], first=True),
+        ),
     ]
     trainer = SupervisedTrainer(
         device=device,
-        max_epochs=1,
-        epoch_length=iterations,
+        max_epochs=math.ceil(iterations / epoch_length),
+        epoch_length=epoch_length,
         train_data_loader=train_loader,
         network=network,
         optimizer=optimizer,
