@@ -369,7 +369,6 @@ def _configure_logging(quiet: bool) -> None:
         log = logging.getLogger(name)
         log.handlers[:] = [handler]
         log.setLevel(logging.WARNING if quiet else logging.INFO)
-        log.propagate = False
 
 
 def _one_line(error: BaseException) -> str:
