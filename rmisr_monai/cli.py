@@ -210,8 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load_network(model: str | None, weights: str | None, scale: float, modality: str | None):
-    """``(network, metadata)`` for the options: --weights, else --model, else the shipped default."""
+    """``(network, metadata)`` for the options: --weights, else --model (a shipped model name, an interpolator, or a
+    network name standing for its shipped weights at this scale), else the shipped default."""
+    from rmisr_monai.networks import NETWORK_NAMES
     from rmisr_monai.weights import default_model, load_model
+    from rmisr_monai.weights.loader import INTERPOLATORS
 
     if weights is not None:
         net, meta = load_model(weights)
@@ -220,6 +223,8 @@ def _load_network(model: str | None, weights: str | None, scale: float, modality
         return net, meta
     if model is None:
         model = default_model(scale, modality)["name"]
+    elif model in NETWORK_NAMES and model not in INTERPOLATORS:  # a network name: its shipped weights, if any
+        model = default_model(scale, modality, network=model)["name"]
     return load_model(model)
 
 
@@ -244,14 +249,16 @@ def _upscale(args: argparse.Namespace) -> int:
     from rmisr_monai.io.atomic import check_output_path
     from rmisr_monai.io.read import read_volume
     from rmisr_monai.io.write import output_format, write_volume
+    from rmisr_monai.networks import NETWORK_NAMES
     from rmisr_monai.weights import default_model
+    from rmisr_monai.weights.loader import INTERPOLATORS
 
     # everything that can be checked without reading the input comes first: no work is wasted, nothing written
     output_format(args.output)
     check_output_path(args.output, overwrite=args.overwrite)
     resolve_device(args.device)
-    if args.model is None and args.weights is None:
-        default_model(args.scale, None)  # fails now when nothing is shipped for this scale
+    if args.weights is None and (args.model is None or args.model in NETWORK_NAMES and args.model not in INTERPOLATORS):
+        default_model(args.scale, None, network=args.model)  # fails now when nothing is shipped for this scale
     if args.through_plane and args.model is None and args.weights is None:
         logger.info("through-plane needs an arbitrary-scale network; the default model may not be one")
 

@@ -78,8 +78,13 @@ def _registry_entry(name: str, registry: str | os.PathLike | None = None) -> dic
     return None
 
 
-def default_model(scale: float, modality: str | None = None, registry: str | os.PathLike | None = None) -> dict:
-    """The registry entry of the shipped default model for ``scale`` and ``modality``.
+def default_model(
+    scale: float,
+    modality: str | None = None,
+    registry: str | os.PathLike | None = None,
+    network: str | None = None,
+) -> dict:
+    """The registry entry of the shipped default model for ``scale`` and ``modality`` (and ``network``, if given).
 
     ``modality`` ``"CT"``/``"MR"`` must match the entry; ``None`` or ``"OT"`` (unknown, e.g. NIfTI) accepts any entry
     of that scale, preferring CT. The first matching entry in registry order wins.
@@ -88,7 +93,7 @@ def default_model(scale: float, modality: str | None = None, registry: str | os.
         WeightsError: no shipped model fits; the message names the available ones and the ``--model bicubic`` way out.
     """
     entries = read_registry(registry)
-    fits = [e for e in entries if _same_scale(e.get("scale"), scale)]
+    fits = [e for e in entries if _same_scale(e.get("scale"), scale) and network in (None, e.get("network"))]
     if modality in ("CT", "MR"):
         fits = [e for e in fits if str(e.get("modality", "")).upper() == modality]
     else:
@@ -96,7 +101,8 @@ def default_model(scale: float, modality: str | None = None, registry: str | os.
     if not fits:
         have = ", ".join(f"{e.get('name')} (x{e.get('scale')} {e.get('modality')})" for e in entries) or "none"
         raise WeightsError(
-            f"no shipped weights for scale {scale:g}{'' if modality in (None, 'OT') else ' and modality ' + modality}"
+            f"no shipped {network + ' ' if network else ''}weights for scale {scale:g}"
+            f"{'' if modality in (None, 'OT') else ' and modality ' + modality}"
             f" (shipped: {have}); use --model bicubic (no weights needed) or --weights PATH to a checkpoint"
         )
     return fits[0]

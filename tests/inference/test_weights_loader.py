@@ -103,6 +103,9 @@ def test_registry_default_model_and_sha256(registry):
     assert default_model(2, "OT")["name"] == "tiny_ct_x2"  # unknown modality prefers CT
     with pytest.raises(WeightsError, match="no shipped weights for scale 4.*--model bicubic"):
         default_model(4, "CT")
+    assert default_model(2, "CT", network="edsr_baseline")["name"] == "tiny_ct_x2"  # a network name -> its weights
+    with pytest.raises(WeightsError, match="no shipped rmisr_bl weights for scale 2"):
+        default_model(2, "CT", network="rmisr_bl")
     net, meta = load_model("tiny_ct_x2")
     assert meta["path"].endswith("tiny_ct_x2.pt")
     with pytest.raises(WeightsError, match="sha256 does not match"):
