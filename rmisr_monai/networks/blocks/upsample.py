@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +19,8 @@ from rmisr_monai.errors import ConfigurationError
 
 __all__ = [
     "as_scale_pair",
+    "runtime_scale_pair",
+    "forward_scale",
     "scaled_size",
     "SubpixelUpsampler",
     "MetaUpsampler",
@@ -56,6 +58,43 @@ def as_scale_pair(scale: float | Sequence[float]) -> tuple[float, float]:
     if not all(math.isfinite(s) and s > 0 for s in pair):
         raise ConfigurationError(f"scale must be finite and > 0, got {scale!r}")
     return pair
+
+
+def runtime_scale_pair(scale: Union[float, Tuple[float, float]]) -> Tuple[float, float]:
+    """``(sy, sx)`` of a scale given at run time; scriptable.
+
+    In eager mode (and while tracing) the scale goes through :func:`as_scale_pair`, so ints and any pair are accepted
+    and validated; scripted code receives a float or a pair of floats, TorchScript's types for it.
+    """
+    if not torch.jit.is_scripting():
+        return as_scale_pair(scale)
+    if isinstance(scale, float):
+        return scale, scale
+    return scale[0], scale[1]
+
+
+def forward_scale(
+    scale: Optional[Union[float, Tuple[float, float]]],
+    default: Tuple[float, float],
+    arbitrary_scale: bool,
+    network: str,
+) -> Tuple[float, float]:
+    """The ``(sy, sx)`` a network's ``forward(x, scale)`` upscales by (network contract in ``CONTRIBUTING.md``).
+
+    Args:
+        scale: the scale given to ``forward``, ``None`` for the constructor's.
+        default: the constructor's scale as a pair.
+        arbitrary_scale: whether the network takes a run-time scale (built with ``upsampler="meta"``).
+        network: the network's name, for the error message.
+
+    Raises:
+        ConfigurationError: a scale given to a fixed-scale network, or (eager mode) an invalid scale.
+    """
+    if scale is None:
+        return default
+    if not arbitrary_scale:
+        raise ConfigurationError(f"this {network} has a fixed scale (upsampler='subpixel'); build it with 'meta'")
+    return runtime_scale_pair(scale)
 
 
 def scaled_size(size: int, scale: float) -> int:
@@ -149,12 +188,7 @@ class MetaUpsampler(nn.Module):
         return base.clamp(max=size - 1).long(), pos - base
 
     def forward(self, x: torch.Tensor, scale: Union[float, Tuple[float, float]]) -> torch.Tensor:
-        if not torch.jit.is_scripting():
-            scale = as_scale_pair(scale)
-        if isinstance(scale, float):
-            sy, sx = scale, scale
-        else:
-            sy, sx = scale[0], scale[1]
+        sy, sx = runtime_scale_pair(scale)
         n, h, w = x.shape[0], x.shape[2], x.shape[3]
         out_h, out_w = int(round(h * sy)), int(round(w * sx))
         k2c = self.in_channels * self.kernel_size * self.kernel_size

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from rmisr_monai.errors import ConfigurationError
-from rmisr_monai.networks.blocks.upsample import as_scale_pair, make_upsampler
+from rmisr_monai.networks.blocks.upsample import as_scale_pair, forward_scale, make_upsampler
 from rmisr_monai.networks.nets.edsr import cascade_scales
 from rmisr_monai.networks.nets.fsrcnn import deconv_upsampler
 
@@ -141,6 +141,7 @@ class DenseSR(nn.Module):
         self, x: torch.Tensor, scale: Optional[Union[float, Tuple[float, float]]] = None
     ) -> List[torch.Tensor]:
         """Images after every upsampling stage, final last (one image for "meta" or a single-stage scale)."""
+        pair = forward_scale(scale, self.scale, self.arbitrary_scale, "DenseSR")
         shallow = self.shallow(x)
         block_outputs = []
         features = shallow
@@ -149,9 +150,7 @@ class DenseSR(nn.Module):
             block_outputs.append(features)
         features = shallow + self.skip_fusion(torch.cat(block_outputs, dim=1))
         if self.arbitrary_scale:
-            return [self.meta(features, self.scale if scale is None else scale)]
-        if scale is not None:
-            raise ConfigurationError("this DenseSR has a fixed scale (upsampler='subpixel'); build it with 'meta'")
+            return [self.meta(features, pair)]
         outputs = []
         for stage, head in zip(self.stages, self.heads):
             features = stage(features)

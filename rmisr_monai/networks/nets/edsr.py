@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from rmisr_monai.errors import ConfigurationError
-from rmisr_monai.networks.blocks.upsample import SubpixelUpsampler, as_scale_pair, make_upsampler
+from rmisr_monai.networks.blocks.upsample import SubpixelUpsampler, as_scale_pair, forward_scale, make_upsampler
 
 __all__ = [
     "EDSRBaseline",
@@ -128,10 +128,9 @@ class EDSRBaseline(nn.Module):
 
     def forward(self, x: torch.Tensor, scale: Optional[Union[float, Tuple[float, float]]] = None) -> torch.Tensor:
         """Upscale ``x``; ``scale`` only when built with ``upsampler="meta"``."""
+        pair = forward_scale(scale, self.scale, self.arbitrary_scale, "EDSR")
         head = self.head(x)
         features = head + self.body(head)
         if self.arbitrary_scale:
-            return self.upsampler(features, self.scale if scale is None else scale)
-        if scale is not None:
-            raise ConfigurationError("this EDSR has a fixed scale (upsampler='subpixel'); build it with 'meta'")
+            return self.upsampler(features, pair)
         return self.upsampler(features)

@@ -30,7 +30,7 @@ from torch import nn
 from rmisr_monai.errors import ConfigurationError, WeightsError
 from rmisr_monai.networks.blocks.activation import LRELU_SLOPE
 from rmisr_monai.networks.blocks.attention import CCA_REDUCTION, ContrastChannelAttention
-from rmisr_monai.networks.blocks.upsample import as_scale_pair, make_upsampler
+from rmisr_monai.networks.blocks.upsample import as_scale_pair, forward_scale, make_upsampler
 
 __all__ = [
     "IMDN",
@@ -168,6 +168,7 @@ class IMDN(nn.Module):
 
     def forward(self, x: torch.Tensor, scale: Optional[Union[float, Tuple[float, float]]] = None) -> torch.Tensor:
         """Upscale ``x``; ``scale`` only when built with ``upsampler="meta"``."""
+        pair = forward_scale(scale, self.scale, self.arbitrary_scale, "IMDN")
         head = self.head(x)
         features = head
         outputs = []
@@ -176,9 +177,7 @@ class IMDN(nn.Module):
             outputs.append(features)
         features = head + self.lr_conv(self.fusion(torch.cat(outputs, dim=1)))
         if self.arbitrary_scale:
-            return self.upsampler(features, self.scale if scale is None else scale)
-        if scale is not None:
-            raise ConfigurationError("this IMDN has a fixed scale (upsampler='subpixel'); build it with 'meta'")
+            return self.upsampler(features, pair)
         return self.upsampler(features)
 
     @classmethod

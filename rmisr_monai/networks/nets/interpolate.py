@@ -16,21 +16,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rmisr_monai.errors import ConfigurationError
-from rmisr_monai.networks.blocks.upsample import UPSAMPLER_KINDS, as_scale_pair, scaled_size
+from rmisr_monai.networks.blocks.upsample import UPSAMPLER_KINDS, as_scale_pair, forward_scale, scaled_size
 from rmisr_monai.ops.resize import imresize
 
 __all__ = ["Interpolation", "INTERPOLATION_MODES"]
 
 INTERPOLATION_MODES = ("bicubic", "bilinear", "nearest")
-
-
-def _scale_pair(scale: Union[float, Tuple[float, float]]) -> Tuple[float, float]:
-    """``(sy, sx)`` of a run-time scale; in eager mode also ints and validation through :func:`as_scale_pair`."""
-    if not torch.jit.is_scripting():
-        return as_scale_pair(scale)
-    if isinstance(scale, float):
-        return scale, scale
-    return scale[0], scale[1]
 
 
 @torch.jit.unused
@@ -95,7 +86,7 @@ class Interpolation(nn.Module):
 
     def forward(self, x: torch.Tensor, scale: Optional[Union[float, Tuple[float, float]]] = None) -> torch.Tensor:
         """Interpolate ``x`` by ``scale`` (default: the constructor's)."""
-        sy, sx = _scale_pair(self.scale if scale is None else scale)
+        sy, sx = forward_scale(scale, self.scale, self.arbitrary_scale, "Interpolation")
         # int(): plain sizes while tracing too (the traced graph is then fixed to this input size)
         size = [scaled_size(int(x.shape[-2]), sy), scaled_size(int(x.shape[-1]), sx)]
         if self.mode == "bilinear":

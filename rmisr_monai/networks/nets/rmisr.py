@@ -13,7 +13,7 @@ from torch import nn
 from rmisr_monai.errors import ConfigurationError
 from rmisr_monai.networks.blocks.activation import make_activation
 from rmisr_monai.networks.blocks.pfmdb import PFMDB, PFMDB_DISTILLED, PFMDB_SRBS
-from rmisr_monai.networks.blocks.upsample import UPSAMPLER_KINDS, as_scale_pair, make_upsampler
+from rmisr_monai.networks.blocks.upsample import UPSAMPLER_KINDS, as_scale_pair, forward_scale, make_upsampler
 from rmisr_monai.ops.laplacian import laplacian_gradient
 
 __all__ = ["RMISR", "rmisr_bl", "rmisr_vp", "RMISR_PRESETS", "RMISR_FEATURES", "RMISR_VP_HR_FEATURES"]
@@ -114,12 +114,9 @@ class RMISR(nn.Module):
         if self.dual and (grad_blocks < 1 or num_blocks % grad_blocks):
             raise ConfigurationError(f"grad_blocks={grad_blocks} must be >= 1 and divide num_blocks={num_blocks}")
         self.arbitrary_scale = upsampler == "meta"
-        if self.arbitrary_scale:
-            self.scale: Tuple[float, float] = as_scale_pair(scale)
-        else:
-            self.scale = as_scale_pair(scale)
-            if self.scale[0] != self.scale[1]:
-                raise ConfigurationError(f"the sub-pixel upsampler needs one integer scale, got {scale!r}")
+        self.scale: Tuple[float, float] = as_scale_pair(scale)
+        if not self.arbitrary_scale and self.scale[0] != self.scale[1]:
+            raise ConfigurationError(f"the sub-pixel upsampler needs one integer scale, got {scale!r}")
         block = dict(distilled=distilled, num_srb=num_srb, activation=activation)
         up_out = hr_features if self.dual else out_channels
         self.head = nn.Conv2d(in_channels, features, 3, padding=1)
@@ -142,14 +139,7 @@ class RMISR(nn.Module):
         self, x: torch.Tensor, scale: Optional[Union[float, Tuple[float, float]]] = None
     ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
         """Upscale ``x``; ``scale`` (float or ``(sy, sx)``) only with ``upsampler="meta"``; default: constructor's."""
-        if scale is None:
-            pair = self.scale
-        elif not self.arbitrary_scale:
-            raise ConfigurationError("this RMISR has a fixed scale (upsampler='subpixel'); build it with 'meta'")
-        elif torch.jit.is_scripting():
-            pair = (scale, scale) if isinstance(scale, float) else scale
-        else:
-            pair = as_scale_pair(scale)
+        pair = forward_scale(scale, self.scale, self.arbitrary_scale, "RMISR")
         head = self.head(x)
         feat = head
         outs: List[torch.Tensor] = []

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from rmisr_monai.errors import ConfigurationError
+from rmisr_monai.networks.blocks.upsample import forward_scale
 from rmisr_monai.networks.nets.interpolate import Interpolation
 
 __all__ = ["SRCNN", "SRCNN_FEATURES", "SRCNN_KERNEL_SIZES"]
@@ -81,6 +82,5 @@ class SRCNN(nn.Module):
 
     def forward(self, x: torch.Tensor, scale: Optional[Union[float, Tuple[float, float]]] = None) -> torch.Tensor:
         """Upscale ``x``; ``scale`` only when built with ``upsampler="meta"``."""
-        if not self.arbitrary_scale and scale is not None:
-            raise ConfigurationError("this SRCNN has a fixed scale (upsampler='subpixel'); build it with 'meta'")
-        return self.body(self.interpolation(x, scale))
+        pair = forward_scale(scale, self.interpolation.scale, self.arbitrary_scale, "SRCNN")
+        return self.body(self.interpolation(x, pair))

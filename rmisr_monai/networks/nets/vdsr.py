@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from rmisr_monai.errors import ConfigurationError
+from rmisr_monai.networks.blocks.upsample import forward_scale
 from rmisr_monai.networks.nets.interpolate import Interpolation
 
 __all__ = ["VDSR", "VDSR_DEPTH", "VDSR_FEATURES", "VDSR_KERNEL_SIZE"]
@@ -77,7 +78,6 @@ class VDSR(nn.Module):
 
     def forward(self, x: torch.Tensor, scale: Optional[Union[float, Tuple[float, float]]] = None) -> torch.Tensor:
         """Upscale ``x``; ``scale`` only when built with ``upsampler="meta"``."""
-        if not self.arbitrary_scale and scale is not None:
-            raise ConfigurationError("this VDSR has a fixed scale (upsampler='subpixel'); build it with 'meta'")
-        upscaled = self.interpolation(x, scale)
+        pair = forward_scale(scale, self.interpolation.scale, self.arbitrary_scale, "VDSR")
+        upscaled = self.interpolation(x, pair)
         return upscaled + self.body(upscaled)
