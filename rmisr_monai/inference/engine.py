@@ -356,47 +356,17 @@ def _replace_volume(volume, **changes):
     raise TypeError(f"expected an rmisr_monai.io.volume.Volume, got {type(volume).__name__}")
 
 
-def upscale_volume(
-    volume,
-    network: nn.Module,
-    scale: float,
-    *,
-    axis: str | int = "z",
-    through_plane: bool = False,
-    intensity: IntensityNormalization | Mapping[str, Any] | None = None,
-    device: str | torch.device = "auto",
-    tile: int | None = None,
-    tile_overlap: int = DEFAULT_TILE_OVERLAP,
-    batch_size: int = 4,
-    amp: bool = True,
-    progress: bool = True,
-    memmap_threshold: int = MEMMAP_THRESHOLD_BYTES,
-    out_dtype: np.dtype | str | None = None,
-):
+def upscale_volume(volume, network: nn.Module, scale: float, **options: Any):
     """Super-resolve a :class:`~rmisr_monai.io.volume.Volume`; returns a new ``Volume`` (array of ``out_dtype``,
     default float32; geometry from :func:`~rmisr_monai.io.geometry.rescaled_geometry`; other fields kept).
-    Arguments as :func:`upscale_array`; pass the dtype that will be written as ``out_dtype`` to keep the peak memory
-    at input + output as stored.
+    ``network``, ``scale`` and the keyword-only ``options`` (names and defaults) are those of :func:`upscale_array`,
+    which receives them unchanged; pass the dtype that will be written as ``out_dtype`` to keep the peak memory at
+    input + output as stored.
     """
     from rmisr_monai.io.geometry import rescaled_geometry
 
     array = volume.array
-    out = upscale_array(
-        array,
-        network,
-        scale,
-        axis=axis,
-        through_plane=through_plane,
-        intensity=intensity,
-        device=device,
-        tile=tile,
-        tile_overlap=tile_overlap,
-        batch_size=batch_size,
-        amp=amp,
-        progress=progress,
-        memmap_threshold=memmap_threshold,
-        out_dtype=out_dtype,
-    )
+    out = upscale_array(array, network, scale, **options)
     in_shape = tuple(array.shape[-3:])
     out_shape = tuple(out.shape[-3:])
     geometry = rescaled_geometry(volume.geometry, in_shape, out_shape)
