@@ -27,7 +27,7 @@ from rmisr_monai.ops.resize import imresize
 from rmisr_monai.transforms.intensity import IntensityNormalization
 from rmisr_monai.weights.loader import load_model, read_registry
 
-# scans never used for training (see rmisr_monai/training/datasets.json)
+# scans never used for training (the training data of each shipped model: benchmarks/RESULTS.md)
 HELD_OUT = {
     "CT": ["data/medical/dicom_series/ct_ge_lightspeedplus_chest", "data/medical/dicom_compressed/cq500_head_ct/693_UNCR.dcm"],
     "MR": ["data/medical/mr/stroke_t2_uint8.nii.gz", "data/medical/dicom_series/mr_siemens_avanto_t1_mprage_brain_subset"],
