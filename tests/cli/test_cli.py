@@ -124,7 +124,12 @@ def test_existing_output_is_refused_before_any_work(tmp_path, capsys, monkeypatc
     assert out.read_bytes() == b"precious"
 
 
-def test_missing_default_weights_suggest_bicubic(tmp_path, capsys):
+def test_missing_default_weights_suggest_bicubic(tmp_path, capsys, monkeypatch):
+    from rmisr_monai.weights import loader
+
+    empty = tmp_path / "registry.json"
+    empty.write_text('{"models": []}')
+    monkeypatch.setattr(loader, "REGISTRY_PATH", empty)  # nothing shipped, whatever the package holds
     src = _bright_volume(tmp_path, ".nii.gz")
     assert main(["upscale", str(src), str(tmp_path / "o.nii.gz"), "--scale", "7"]) == 2
     _one_error_line(capsys, "no shipped weights for scale 7", "--model bicubic")
