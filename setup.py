@@ -33,7 +33,7 @@ setup(
         "tqdm>=4.60",
         "pillow>=10",
     ],
-    extras_require={"test": ["pytest>=8", "parameterized>=0.9"]},
+    extras_require={"test": ["pytest>=8", "parameterized>=0.9", "pynrrd>=1.0"]},
     entry_points={"console_scripts": ["rmisr=rmisr_monai.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
