@@ -56,6 +56,7 @@ def resize_matrix(n_in: int, n_out: int, scale: float, antialias: bool = True) -
         scale: the scale the kernel is built for (``n_out / n_in`` when only a shape is given).
         antialias: stretch the kernel when shrinking (MATLAB default).
     """
+    n_in, n_out, scale = int(n_in), int(n_out), float(scale)  # sizes may arrive as 0-d tensors under tracing
     if n_in < 1 or n_out < 1:
         raise ConfigurationError(f"cannot resize an axis of length {n_in} to {n_out}")
     if scale < 1 and antialias:
