@@ -209,9 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_network(model: str | None, weights: str | None, scale: float, modality: str | None):
+def _load_network(model: str | None, weights: str | None, scale: float, modality: str | None, arbitrary: bool):
     """``(network, metadata)`` for the options: --weights, else --model (a shipped model name, an interpolator, or a
-    network name standing for its shipped weights at this scale), else the shipped default."""
+    network name standing for its shipped weights at this scale), else the shipped default; ``arbitrary`` (through-plane)
+    asks the registry for an arbitrary-scale model."""
     from rmisr_monai.networks import NETWORK_NAMES
     from rmisr_monai.weights import default_model, load_model
     from rmisr_monai.weights.loader import INTERPOLATORS
@@ -222,9 +223,9 @@ def _load_network(model: str | None, weights: str | None, scale: float, modality
             raise ConfigurationError(f"--model {model} does not match the network {meta['network']!r} of {weights}")
         return net, meta
     if model is None:
-        model = default_model(scale, modality)["name"]
+        model = default_model(scale, modality, arbitrary_scale=arbitrary)["name"]
     elif model in NETWORK_NAMES and model not in INTERPOLATORS:  # a network name: its shipped weights, if any
-        model = default_model(scale, modality, network=model)["name"]
+        model = default_model(scale, modality, network=model, arbitrary_scale=arbitrary)["name"]
     return load_model(model)
 
 
@@ -258,13 +259,12 @@ def _upscale(args: argparse.Namespace) -> int:
     check_output_path(args.output, overwrite=args.overwrite)
     resolve_device(args.device)
     if args.weights is None and (args.model is None or args.model in NETWORK_NAMES and args.model not in INTERPOLATORS):
-        default_model(args.scale, None, network=args.model)  # fails now when nothing is shipped for this scale
-    if args.through_plane and args.model is None and args.weights is None:
-        logger.info("through-plane needs an arbitrary-scale network; the default model may not be one")
+        # fails now when nothing is shipped for this scale (or, through-plane, no arbitrary-scale model)
+        default_model(args.scale, None, network=args.model, arbitrary_scale=args.through_plane)
 
     started = time.perf_counter()
     volume = read_volume(args.input, series_uid=args.series_uid)
-    net, meta = _load_network(args.model, args.weights, args.scale, volume.modality)
+    net, meta = _load_network(args.model, args.weights, args.scale, volume.modality, args.through_plane)
     intensity = _intensity_for(meta, volume.modality)
     logger.info(
         "input %s voxels, model %s, scale %g, axis %s%s, device %s",
@@ -345,7 +345,7 @@ def _demo(args: argparse.Namespace) -> int:
     volume = read_volume(SAMPLE_PATH)
     rows = []
     for model, path in targets.items():
-        net, meta = _load_network(model, None, 2.0, "CT")
+        net, meta = _load_network(model, None, 2.0, "CT", False)
         started = time.perf_counter()
         result = upscale_volume(
             volume,

@@ -7,7 +7,8 @@ Checkpoint format (``CONTRIBUTING.md``): a dict saved with :func:`torch.save` an
      "intensity": {...normalisation used in training...}, "info": {...}}
 
 ``weights/registry.json`` lists the shipped models, each
-``{"name", "file", "network", "scale", "modality", "sha256", "description"}`` (``file`` relative to this folder).
+``{"name", "file", "network", "scale", "modality", "sha256", "description"}`` (``file`` relative to this folder),
+plus ``"arbitrary_scale": true`` for a Meta-SR network that serves every scale.
 The sha256 of a shipped file is verified before it is unpickled.
 """
 
@@ -83,17 +84,25 @@ def default_model(
     modality: str | None = None,
     registry: str | os.PathLike | None = None,
     network: str | None = None,
+    arbitrary_scale: bool = False,
 ) -> dict:
     """The registry entry of the shipped default model for ``scale`` and ``modality`` (and ``network``, if given).
 
     ``modality`` ``"CT"``/``"MR"`` must match the entry; ``None`` or ``"OT"`` (unknown, e.g. NIfTI) accepts any entry
-    of that scale, preferring CT. The first matching entry in registry order wins.
+    of that scale, preferring CT. An entry with ``"arbitrary_scale": true`` (a Meta-SR network) fits every scale;
+    ``arbitrary_scale=True`` (through-plane upscaling) accepts only such entries. The first matching entry in
+    registry order wins.
 
     Raises:
         WeightsError: no shipped model fits; the message names the available ones and the ``--model bicubic`` way out.
     """
     entries = read_registry(registry)
-    fits = [e for e in entries if _same_scale(e.get("scale"), scale) and network in (None, e.get("network"))]
+    fits = [
+        e
+        for e in entries
+        if (e.get("arbitrary_scale") or not arbitrary_scale and _same_scale(e.get("scale"), scale))
+        and network in (None, e.get("network"))
+    ]
     if modality in ("CT", "MR"):
         fits = [e for e in fits if str(e.get("modality", "")).upper() == modality]
     else:
@@ -101,7 +110,8 @@ def default_model(
     if not fits:
         have = ", ".join(f"{e.get('name')} (x{e.get('scale')} {e.get('modality')})" for e in entries) or "none"
         raise WeightsError(
-            f"no shipped {network + ' ' if network else ''}weights for scale {scale:g}"
+            f"no shipped {'arbitrary-scale ' if arbitrary_scale else ''}{network + ' ' if network else ''}"
+            f"weights for scale {scale:g}"
             f"{'' if modality in (None, 'OT') else ' and modality ' + modality}"
             f" (shipped: {have}); use --model bicubic (no weights needed) or --weights PATH to a checkpoint"
         )

@@ -135,6 +135,11 @@ def test_missing_default_weights_suggest_bicubic(tmp_path, capsys, monkeypatch):
     _one_error_line(capsys, "no shipped weights for scale 7", "--model bicubic")
     assert main(["upscale", str(src), str(tmp_path / "o.nii.gz"), "--scale", "2", "--model", "rmisr_bl"]) == 2
     _one_error_line(capsys, "--weights")
+    import rmisr_monai.io.read
+
+    monkeypatch.setattr(rmisr_monai.io.read, "read_volume", lambda *a, **k: pytest.fail("input read before the check"))
+    assert main(["upscale", str(src), str(tmp_path / "o.nii.gz"), "--scale", "2", "--through-plane"]) == 2
+    _one_error_line(capsys, "no shipped arbitrary-scale weights", "--model bicubic")
     assert not (tmp_path / "o.nii.gz").exists()
 
 

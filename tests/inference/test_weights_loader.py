@@ -89,6 +89,8 @@ def registry(tmp_path, monkeypatch):
          "sha256": sha256_of(path), "description": "test"},
         {"name": "bad_sum", "file": "tiny_ct_x2.pt", "network": "edsr_baseline", "scale": 3, "modality": "CT",
          "sha256": "0" * 64, "description": "test"},
+        {"name": "any_scale_mr", "file": "tiny_ct_x2.pt", "network": "rmisr_bl", "scale": 2, "modality": "MR",
+         "arbitrary_scale": True, "sha256": sha256_of(path), "description": "test"},
     ]
     reg = tmp_path / "registry.json"
     reg.write_text(json.dumps({"models": entries}))
@@ -106,6 +108,11 @@ def test_registry_default_model_and_sha256(registry):
     assert default_model(2, "CT", network="edsr_baseline")["name"] == "tiny_ct_x2"  # a network name -> its weights
     with pytest.raises(WeightsError, match="no shipped rmisr_bl weights for scale 2"):
         default_model(2, "CT", network="rmisr_bl")
+    # an arbitrary-scale entry fits every scale, and only such entries serve through-plane upscaling
+    assert default_model(3.7, "MR")["name"] == "any_scale_mr"
+    assert default_model(2, "MR", arbitrary_scale=True)["name"] == "any_scale_mr"
+    with pytest.raises(WeightsError, match="no shipped arbitrary-scale weights for scale 2.5 and modality CT"):
+        default_model(2.5, "CT", arbitrary_scale=True)
     net, meta = load_model("tiny_ct_x2")
     assert meta["path"].endswith("tiny_ct_x2.pt")
     with pytest.raises(WeightsError, match="sha256 does not match"):
