@@ -221,7 +221,7 @@ def save_checkpoint(
         json.dumps(kwargs)
     except TypeError as e:
         raise ConfigurationError(f"network_kwargs must be JSON-serialisable: {e}") from e
-    state = {k.removeprefix("module."): v.detach().cpu() for k, v in net.state_dict().items()}
+    state = {k.removeprefix("module."): v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     ckpt = {
         "format": CHECKPOINT_FORMAT,
         "network": name,
