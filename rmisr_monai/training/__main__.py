@@ -21,6 +21,7 @@ import torch
 from rmisr_monai.networks import get_network
 from rmisr_monai.training.data import slice_patch_loader
 from rmisr_monai.training.trainer import ITERATIONS_PER_EPOCH, build_trainer, sr_loss
+from rmisr_monai.weights.loader import load_model, save_checkpoint
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -48,6 +49,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--checkpoint-dir", type=Path, required=True, help="resumable trainer checkpoints go here")
     parser.add_argument("--resume", type=Path, default=None, help="a trainer checkpoint to continue from")
+    parser.add_argument(
+        "--init", default=None, metavar="MODEL",
+        help="start from these weights (a model checkpoint or a shipped model name) with a fresh optimiser: fine-tuning",
+    )
     parser.add_argument("--output", type=Path, required=True, help="the model checkpoint to write (weights/ format)")
     return parser.parse_args(argv)
 
@@ -57,7 +62,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(message)s")
     torch.manual_seed(args.seed)
     kwargs = {"in_channels": 1, "scale": args.scale, **json.loads(args.network_kwargs)}
-    network = get_network(args.network, **kwargs).to(args.device)
+    if args.init is None:
+        network = get_network(args.network, **kwargs)
+    else:
+        network, meta = load_model(args.init)
+        if (meta["network"], meta["network_kwargs"]) != (args.network, kwargs):
+            raise SystemExit(
+                f"--init {args.init}: holds {meta['network']} {json.dumps(meta['network_kwargs'])}, "
+                f"not {args.network} {json.dumps(kwargs)}"
+            )
+        network.train()
+    network = network.to(args.device)
     loader, intensity = slice_patch_loader(
         args.volumes, args.modality, scale=args.scale, patch=args.patch, batch=args.batch,
         samples=args.iterations * args.batch, axes=args.axes, noise=args.noise, seed=args.seed,
@@ -69,14 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
     trainer.run()
     minutes = (time.time() - start) / 60
-    from rmisr_monai.weights.loader import save_checkpoint
-
     info = {
         "command": "python -m rmisr_monai.training " + " ".join(argv if argv is not None else sys.argv[1:]),
         "volumes": [Path(v).name for v in args.volumes],
         "iterations": args.iterations,
         "minutes": round(minutes, 1),
         "device": str(args.device),
+        "init": None if args.init is None else Path(args.init).name,
     }
     save_checkpoint(args.output, network, args.network, kwargs, intensity, info)
     print(f"wrote {args.output} after {minutes:.1f} min")

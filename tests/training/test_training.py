@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 import torch
 
@@ -44,3 +45,23 @@ def test_train_writes_loadable_checkpoint_and_resumes(tmp_path):
     final = next((tmp_path / "ckpt").glob("checkpoint_final_iteration=2.pt"))
     assert main([*common, "--iterations", "4", "--resume", str(final), "--output", str(tmp_path / "b.pt")]) == 0
     assert list((tmp_path / "ckpt").glob("checkpoint_final_iteration=4.pt"))  # continued from 2 to 4
+
+
+def test_init_fine_tunes_from_a_model_checkpoint(tmp_path):
+    _synthetic_ct(tmp_path / "ct.nii.gz")
+    common = [
+        "--scale", "2", "--modality", "CT", "--volumes", str(tmp_path / "ct.nii.gz"), "--patch", "8", "--batch", "2",
+        "--epoch-length", "1", "--iterations", "1", "--lr", "1e-12",
+    ]
+    assert main(["--network", "srcnn", *common, "--checkpoint-dir", str(tmp_path / "c1"),
+                 "--output", str(tmp_path / "a.pt")]) == 0
+    # another seed: without --init the second run would start from other random weights
+    assert main(["--network", "srcnn", *common, "--seed", "1", "--init", str(tmp_path / "a.pt"), "--checkpoint-dir",
+                 str(tmp_path / "c2"), "--output", str(tmp_path / "b.pt")]) == 0
+    a, b = (torch.load(tmp_path / f, weights_only=True) for f in ("a.pt", "b.pt"))
+    assert b["info"]["init"] == "a.pt"
+    for key, value in a["state_dict"].items():  # a learning rate of 1e-12 keeps the initial weights
+        torch.testing.assert_close(b["state_dict"][key], value, atol=1e-9, rtol=0)
+    with pytest.raises(SystemExit, match="holds srcnn"):
+        main(["--network", "fsrcnn", *common, "--init", str(tmp_path / "a.pt"), "--checkpoint-dir",
+              str(tmp_path / "c3"), "--output", str(tmp_path / "c.pt")])
