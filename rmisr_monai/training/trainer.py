@@ -65,7 +65,8 @@ def build_trainer(
     A run resumed from a checkpoint with a larger ``iterations`` continues where the checkpoint stopped.
 
     Args:
-        network: the SR network (already on ``device``; its 4D weights are made channels-last); the batches are dicts with ``image`` (LR) and ``label`` (HR).
+        network: the SR network (already on ``device``; its 4D weights are made channels-last); the batches are
+            dicts with ``image`` (LR) and ``label`` (HR).
         train_loader: an iterable of batches, long enough for ``iterations`` steps (an infinite sampler is fine).
         loss_function: ``loss(pred, hr)``; ``pred`` is whatever the network returns in training mode.
         iterations: number of optimiser steps.

@@ -1,5 +1,5 @@
-"""The shipped models do their job: on a real CT they never saw, each beats bicubic, through the same engine call
-that ``rmisr upscale`` makes (intensity normalisation from the checkpoint, geometry updated)."""
+"""The shipped models do their job: on a real scan of their modality that they never saw, each beats bicubic, through
+the same engine call that ``rmisr upscale`` makes (intensity normalisation from the checkpoint, geometry updated)."""
 
 from __future__ import annotations
 
