@@ -33,7 +33,10 @@ setup(
         "tqdm>=4.60",
         "pillow>=10",
     ],
-    extras_require={"test": ["pytest>=8", "parameterized>=0.9", "pynrrd>=1.0"]},
+    extras_require={
+        # vtk: tests/slicer build the Slicer stand-in on real vtkImageData/vtkMatrix4x4; psutil: its process-tree kill
+        "test": ["pytest>=8", "parameterized>=0.9", "pynrrd>=1.0", "vtk>=9.3", "psutil>=5.9"]
+    },
     entry_points={"console_scripts": ["rmisr=rmisr_monai.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
