@@ -23,7 +23,6 @@ EXIT_OS_ERROR = 1  # the system refused (permissions, disk full...)
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 DTYPES = ("int16", "uint16", "int32", "uint32", "int8", "uint8", "float32", "float64")  # io.write.OUTPUT_DTYPES
 
-logger = logging.getLogger("rmisr")
 
 _DESCRIPTION = """\
 Medical-image super-resolution with 2D networks applied slice by slice.
@@ -49,8 +48,17 @@ network (e.g. --model bicubic, or a checkpoint of a network built with upsampler
 Each upscaled axis of n voxels gets round(n * SCALE) voxels; the physical extent (the box of voxel corners) and the
 orientation are kept, the spacing shrinks accordingly.
 
+Many volumes: INPUT may be a folder of volumes (every NIfTI / NRRD / MHA / MHD file and DICOM series folder under
+it; the relative paths and names are kept under OUTPUT) or a .csv list (a column 'input', optional 'output' and
+'scale' columns). A folder that directly holds a DICOM file (.dcm/.ima or the DICM preamble), or holds neither
+volume files nor sub-folders, is one DICOM series. Existing outputs are skipped (rerunning resumes), a bad input is
+reported in one line and the rest go on, a summary ends the run, the exit status is 2 when any failed. Under
+torchrun --nproc_per_node=N each process takes its share.
+
 examples:
   rmisr upscale ct.nii.gz ct_x2.nii.gz --scale 2                    # shipped default model for x2
+  rmisr upscale scans/ scans_x2/ --scale 2                          # every volume under scans/
+  rmisr upscale list.csv out/ --model bicubic                       # input,output,scale rows
   rmisr upscale ct.nii.gz ct_x2.nii.gz --scale 2 --model bicubic    # MATLAB bicubic, no weights needed
   rmisr upscale series/ out_dicom/ --scale 2 --weights rmisr.pt     # DICOM series in, DICOM series out
   rmisr upscale t2.nii.gz t2_iso.nii.gz --scale 3 --axis z --through-plane --model bicubic
@@ -141,11 +149,17 @@ def build_parser() -> argparse.ArgumentParser:
         description=_UPSCALE_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    up.add_argument("input", metavar="INPUT", help="a .nii/.nii.gz, .nrrd/.nhdr, .mha/.mhd file or a DICOM folder")
+    up.add_argument(
+        "input",
+        metavar="INPUT",
+        help="a .nii/.nii.gz, .nrrd/.nhdr, .mha/.mhd file or a DICOM series folder; or a folder of volumes / a "
+        ".csv list (many volumes, see above)",
+    )
     up.add_argument(
         "output",
         metavar="OUTPUT",
-        help="the result; its extension picks the format (.nii.gz, .nii, .nrrd, .mha), a folder for DICOM",
+        help="the result; its extension picks the format (.nii.gz, .nii, .nrrd, .mha), a folder for DICOM; "
+        "the output folder for many volumes",
     )
     up.add_argument("--scale", type=_scale, required=True, metavar="S", help="upscaling factor, e.g. 2, 3, 1.5")
     up.add_argument(
@@ -175,6 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="upscale only --axis (thick slices) with an arbitrary-scale network, instead of each slice in-plane",
     )
     up.add_argument("--series-uid", metavar="UID", default=None, help="DICOM folder with several series: pick one")
+    up.add_argument(
+        "--output-ext",
+        metavar="EXT",
+        default=None,
+        help="folder or CSV mode: suffix of the outputs, e.g. .nii.gz (default: the input's; a DICOM series gives a "
+        "DICOM folder)",
+    )
     up.add_argument(
         "--dtype",
         choices=DTYPES,
@@ -209,94 +230,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_network(model: str | None, weights: str | None, scale: float, modality: str | None, arbitrary: bool):
-    """``(network, metadata)`` for the options: --weights, else --model (a shipped model name, an interpolator, or a
-    network name standing for its shipped weights at this scale), else the shipped default; ``arbitrary`` (through-plane)
-    asks the registry for an arbitrary-scale model."""
-    from rmisr_monai.networks import NETWORK_NAMES
-    from rmisr_monai.weights import default_model, load_model
-    from rmisr_monai.weights.loader import INTERPOLATORS
+def _upscaler(args: argparse.Namespace, **overrides):
+    """The :class:`~rmisr_monai.inference.batch.BatchUpscaler` of the options (the engine's run options)."""
+    from rmisr_monai.inference.batch import BatchUpscaler
 
-    if weights is not None:
-        net, meta = load_model(weights)
-        if model is not None and model != meta["network"]:
-            raise ConfigurationError(f"--model {model} does not match the network {meta['network']!r} of {weights}")
-        return net, meta
-    if model is None:
-        model = default_model(scale, modality, arbitrary_scale=arbitrary)["name"]
-    elif model in NETWORK_NAMES and model not in INTERPOLATORS:  # a network name: its shipped weights, if any
-        model = default_model(scale, modality, network=model, arbitrary_scale=arbitrary)["name"]
-    return load_model(model)
-
-
-def _intensity_for(meta: dict, modality: str):
-    """The checkpoint's normalisation; for a learned network without one, the modality's default."""
-    from rmisr_monai.transforms.intensity import IntensityNormalization
-
-    if meta.get("intensity"):
-        return meta["intensity"]
-    if meta.get("path") is None:  # an interpolator: no normalisation needed
-        return None
-    if modality in ("CT", "MR"):
-        logger.warning("the checkpoint records no intensity normalisation; using the %s default", modality)
-        return IntensityNormalization.for_modality(modality).to_dict()
-    raise ConfigurationError(
-        f"the checkpoint {meta['path']} records no intensity normalisation and the input's modality is unknown"
-    )
-
-
-def _upscale(args: argparse.Namespace) -> int:
-    from rmisr_monai.inference.engine import resolve_device, upscale_volume
-    from rmisr_monai.io.atomic import check_output_path
-    from rmisr_monai.io.read import read_volume
-    from rmisr_monai.io.write import output_format, write_volume
-    from rmisr_monai.networks import NETWORK_NAMES
-    from rmisr_monai.weights import default_model
-    from rmisr_monai.weights.loader import INTERPOLATORS
-
-    # everything that can be checked without reading the input comes first: no work is wasted, nothing written
-    output_format(args.output)
-    check_output_path(args.output, overwrite=args.overwrite)
-    resolve_device(args.device)
-    if args.weights is None and (args.model is None or args.model in NETWORK_NAMES and args.model not in INTERPOLATORS):
-        # fails now when nothing is shipped for this scale (or, through-plane, no arbitrary-scale model)
-        default_model(args.scale, None, network=args.model, arbitrary_scale=args.through_plane)
-
-    started = time.perf_counter()
-    volume = read_volume(args.input, series_uid=args.series_uid)
-    net, meta = _load_network(args.model, args.weights, args.scale, volume.modality, args.through_plane)
-    intensity = _intensity_for(meta, volume.modality)
-    logger.info(
-        "input %s voxels, model %s, scale %g, axis %s%s, device %s",
-        "x".join(str(n) for n in volume.array.shape),
-        meta["network"] if meta.get("path") is None else Path(meta["path"]).name,
-        args.scale,
-        args.axis,
-        " (through-plane)" if args.through_plane else "",
-        resolve_device(args.device),
-    )
-    result = upscale_volume(
-        volume,
-        net,
-        args.scale,
-        axis=args.axis,
-        through_plane=args.through_plane,
-        intensity=intensity,
+    options = dict(
+        model=getattr(args, "model", None),
+        weights=getattr(args, "weights", None),
+        scale=getattr(args, "scale", 2.0),
+        axis=getattr(args, "axis", "z"),
+        through_plane=getattr(args, "through_plane", False),
         device=args.device,
         tile=args.tile,
         tile_overlap=args.tile_overlap,
         batch_size=args.batch,
+        dtype=getattr(args, "dtype", None),
+        output_ext=getattr(args, "output_ext", None),
+        overwrite=args.overwrite,
         progress=not args.quiet,
-        out_dtype=args.dtype or volume.source_dtype,
     )
-    write_volume(result, args.output, overwrite=args.overwrite, dtype=args.dtype)
-    logger.info(
-        "wrote %s: %s voxels in %.1f s",
-        args.output,
-        "x".join(str(n) for n in result.array.shape),
-        time.perf_counter() - started,
-    )
-    return 0
+    return BatchUpscaler(**{**options, **overrides})
+
+
+def _is_many(path: str) -> bool:
+    """A CSV list or a folder of volumes (not a DICOM series folder): see :mod:`rmisr_monai.inference.batch`."""
+    from rmisr_monai.inference.batch import is_dicom_series_folder
+
+    source = Path(path)
+    if source.is_file():
+        return source.suffix.lower() == ".csv"
+    return source.is_dir() and not is_dicom_series_folder(source)
+
+
+def _upscale(args: argparse.Namespace) -> int:
+    from rmisr_monai.errors import OutputFileError
+
+    upscaler = _upscaler(args)
+    if not _is_many(args.input):
+        if args.output_ext is not None:
+            raise ConfigurationError("--output-ext is for a folder of volumes or a CSV list; OUTPUT names the file")
+        # everything that can be checked without reading the input comes first: no work is wasted, nothing written
+        upscaler.upscale_file(args.input, args.output, series_uid=args.series_uid)
+        return 0
+    if args.series_uid is not None:
+        raise ConfigurationError("--series-uid picks a series in one DICOM folder, not in a folder of volumes")
+    if Path(args.output).exists() and not Path(args.output).is_dir():
+        raise OutputFileError(args.output, "exists and is not a folder (many inputs need an output folder)")
+    summary = upscaler.run(args.input, args.output)
+    print(f"rmisr: {summary}")
+    return 0 if summary.ok else EXIT_ERROR
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -319,10 +301,9 @@ def _fmt(value) -> str:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from rmisr_monai.inference.engine import resolve_device, upscale_volume
+    from rmisr_monai.inference.engine import resolve_device
     from rmisr_monai.io.atomic import check_output_path
     from rmisr_monai.io.read import read_volume
-    from rmisr_monai.io.write import write_volume
     from rmisr_monai.weights import default_model
 
     if not SAMPLE_PATH.is_file():
@@ -345,22 +326,12 @@ def _demo(args: argparse.Namespace) -> int:
     volume = read_volume(SAMPLE_PATH)
     rows = []
     for model, path in targets.items():
-        net, meta = _load_network(model, None, 2.0, "CT", False)
+        upscaler = _upscaler(args, model=model, scale=2.0)
+        upscaler.network(2.0, volume.modality)  # loaded before the clock starts
         started = time.perf_counter()
-        result = upscale_volume(
-            volume,
-            net,
-            2.0,
-            intensity=_intensity_for(meta, "CT"),
-            device=args.device,
-            tile=args.tile,
-            tile_overlap=args.tile_overlap,
-            batch_size=args.batch,
-            progress=not args.quiet,
-            out_dtype=volume.source_dtype,
-        )
+        result = upscaler.upscale(volume)
         seconds = time.perf_counter() - started
-        write_volume(result, path, overwrite=args.overwrite)
+        upscaler.write(result, path)
         rows.append((model, seconds, volume.array.shape[2] / seconds, path))
     shape = "x".join(str(n) for n in volume.array.shape)
     print(f"sample {SAMPLE_PATH.name} ({shape} voxels) x2 on {resolve_device(args.device)}:")

@@ -15,8 +15,8 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from rmisr_monai import cli
 from rmisr_monai.cli import main
+from rmisr_monai.inference.batch import BatchUpscaler
 from rmisr_monai.networks import get_network
 from rmisr_monai.weights import save_checkpoint
 
@@ -118,7 +118,7 @@ def test_existing_output_is_refused_before_any_work(tmp_path, capsys, monkeypatc
     src = _bright_volume(tmp_path, ".nii.gz")
     out = tmp_path / "out.nii.gz"
     out.write_bytes(b"precious")
-    monkeypatch.setattr(cli, "_load_network", lambda *a: pytest.fail("work started before the output check"))
+    monkeypatch.setattr(BatchUpscaler, "network", lambda *a: pytest.fail("work started before the output check"))
     assert main(["upscale", str(src), str(out), "--scale", "2", "--model", "bicubic"]) == 2
     _one_error_line(capsys, "out.nii.gz", "exists")
     assert out.read_bytes() == b"precious"
@@ -171,7 +171,7 @@ def test_keyboard_interrupt_leaves_no_output_and_no_temp_file(tmp_path, capsys, 
     out = tmp_path / "out.nii.gz"
     net = _InterruptingNet(k=2)
     meta = {"network": "bicubic", "intensity": None, "path": None}
-    monkeypatch.setattr(cli, "_load_network", lambda *a: (net, meta))
+    monkeypatch.setattr(BatchUpscaler, "network", lambda *a: (net, meta))
     before = sorted(p.name for p in tmp_path.iterdir())
     assert main(["upscale", str(src), str(out), "--scale", "2", "--model", "bicubic", "--batch", "1", "--quiet"]) == 130
     assert net.calls == 2
