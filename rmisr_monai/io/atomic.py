@@ -1,19 +1,53 @@
-"""Atomic writes: an output appears whole or not at all, and an existing output is replaced only on request."""
+"""Atomic writes: an output appears whole or not at all, and an existing output is replaced only on request.
+
+Permissions: the temporary file (``mkstemp``: 0600) or folder (``mkdtemp``: 0700) gets, just before it is renamed,
+the mode a plain ``open`` / ``mkdir`` would have given under the process's umask (0644 / 0755 under umask 022), so
+that colleagues and pipelines running as other users can read the results; an existing output replaced with
+``overwrite`` keeps its own mode.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from rmisr_monai.errors import OutputFileError
 
-__all__ = ["atomic_output", "check_output_path"]
+__all__ = ["atomic_output", "check_output_path", "current_umask"]
 
 _TEMP_PREFIX = ".rmisr-tmp-"
+_FILE_MODE, _DIR_MODE = 0o666, 0o777  # what open() and mkdir() ask for before the umask
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process's umask: from ``/proc/self/status`` where Linux reports it, else by setting and restoring it
+    (under a lock, so that concurrent writers of this module never see the temporary value)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def _final_mode(path: Path, is_dir: bool) -> int:
+    """The mode of the finished output: the existing output's when one is replaced, else the umask default."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return (_DIR_MODE if is_dir else _FILE_MODE) & ~current_umask()
 
 
 def check_output_path(path: str | os.PathLike, *, overwrite: bool) -> None:
@@ -88,8 +122,9 @@ def atomic_output(
 
 
 def _replace(temp: Path, path: Path, is_dir: bool) -> None:
-    """Move ``temp`` onto ``path``; a folder cannot be renamed over a non-empty folder, so an old one is moved
-    aside first and restored if the move fails."""
+    """Give ``temp`` its final mode and move it onto ``path``; a folder cannot be renamed over a non-empty folder,
+    so an old one is moved aside first and restored if the move fails."""
+    os.chmod(temp, _final_mode(path, is_dir))
     if not is_dir or not path.exists():
         try:
             os.replace(temp, path)

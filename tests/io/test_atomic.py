@@ -1,8 +1,10 @@
-"""Atomic outputs: nothing half-written on KeyboardInterrupt or ENOSPC, no silent overwrite."""
+"""Atomic outputs: nothing half-written on KeyboardInterrupt or ENOSPC, no silent overwrite, umask permissions."""
 
 from __future__ import annotations
 
 import errno
+import os
+import stat
 from pathlib import Path
 
 import nibabel as nib
@@ -10,6 +12,7 @@ import pytest
 
 from rmisr_monai.errors import OutputFileError
 from rmisr_monai.io import atomic_output, check_output_path, write_volume
+from rmisr_monai.io.atomic import current_umask
 from rmisr_monai.io import write as write_module
 from tests.io.conftest import synthetic_volume
 
@@ -124,3 +127,48 @@ def test_enospc_keeps_existing_output(tmp_path, monkeypatch):
         write_volume(volume, target, overwrite=True)
     assert target.read_bytes() == before and _listing(tmp_path) == ["out.nii.gz"]
     assert nib.load(target).shape == volume.array.shape
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test (restored afterwards)."""
+    previous = os.umask(0o022)
+
+    def set_mask(mask: int) -> None:
+        os.umask(mask)
+
+    yield set_mask
+    os.umask(previous)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.parametrize("mask, file_mode, dir_mode", [(0o022, 0o644, 0o755), (0o002, 0o664, 0o775),
+                                                       (0o077, 0o600, 0o700)])
+def test_outputs_get_the_umask_permissions(tmp_path, umask, mask, file_mode, dir_mode):
+    umask(mask)
+    assert current_umask() == mask
+    # the reference: what a plain open() and mkdir() give under this umask
+    (tmp_path / "plain.txt").write_bytes(b"")
+    (tmp_path / "plain_dir").mkdir()
+    assert (_mode(tmp_path / "plain.txt"), _mode(tmp_path / "plain_dir")) == (file_mode, dir_mode)
+    volume = synthetic_volume()
+    for name in ("out.nii.gz", "out.nrrd", "out.mha"):
+        write_volume(volume, tmp_path / name)
+        assert _mode(tmp_path / name) == file_mode, name
+    write_volume(volume, tmp_path / "series")
+    assert _mode(tmp_path / "series") == dir_mode
+    assert {_mode(f) for f in (tmp_path / "series").iterdir()} == {file_mode}
+
+
+@pytest.mark.parametrize("name", ["out.nii.gz", "series"])
+def test_overwrite_keeps_the_existing_mode(tmp_path, umask, name):
+    umask(0o022)
+    volume = synthetic_volume()
+    target = tmp_path / name
+    write_volume(volume, target)
+    os.chmod(target, 0o750 if target.is_dir() else 0o640)
+    write_volume(volume, target, overwrite=True)
+    assert _mode(target) == (0o750 if target.is_dir() else 0o640)
