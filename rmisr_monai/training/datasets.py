@@ -1,0 +1,160 @@
+"""Training and validation datasets of a folder of scans, for the bundles' ``train.json``.
+
+The bundle trains on everything under ``dataset_dir``: volumes (NIfTI, NRRD, MHA/MHD, DICOM series folders) and 2D
+images (PNG/TIFF/JPEG/BMP, single-frame DICOM files), found by :func:`training_files`. The files are split at the
+level of files, never of slices (neighbouring slices of one scan are nearly the same image, so a slice-level split
+would validate on training data): the last ``val_fraction`` of the sorted list is held out, or a separate
+``val_dir`` is.
+
+* training: the slices of :func:`rmisr_monai.training.data.slice_patch_loader` (normalised per volume, foreground
+  CT slices, at least one HR patch wide), one random paired patch of each per epoch
+  (:class:`~rmisr_monai.data.pairs.PairedPatchDataset`: crop, dihedral augmentation, bicubic LR);
+* validation: whole held-out slices, ``val_slices`` evenly spaced ones per file, cropped to a multiple of the scale
+  and paired with their MATLAB-bicubic LR (RMISR §4.4), so that PSNR/SSIM are computed on whole slices.
+
+2D images are normalised as the volumes of the modality (HU window for CT, so CT images must carry HU: DICOM slices;
+per-image percentiles for MR).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.data import Dataset
+
+from rmisr_monai.data import PairedPatchDataset, bicubic_degradation, image_items
+from rmisr_monai.errors import ConfigurationError
+from rmisr_monai.io.volume import file_format
+from rmisr_monai.training.data import _normalised_slices
+from rmisr_monai.transforms.intensity import IntensityNormalization
+
+__all__ = ["IMAGE_SUFFIXES", "SliceDatasets", "split_files", "training_files"]
+
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".dcm", ".dicom")  # data.images readers
+SSIM_MIN_SIDE = 11  # metrics.sr_metrics: the SSIM window needs 11 pixels per axis after shaving
+
+
+def training_files(folder: str | os.PathLike) -> list[str]:
+    """Sorted volume files, DICOM series folders (folders holding ``.dcm`` files) and 2D image files under
+    ``folder``, recursively; a ``.dcm`` file in a series folder belongs to the series.
+
+    Raises:
+        ConfigurationError: ``folder`` is not a folder or holds nothing to train on.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise ConfigurationError(f"{root}: dataset_dir is not a folder")
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        dicom = [f for f in filenames if f.lower().endswith((".dcm", ".dicom"))]
+        if len(dicom) > 1:  # a series: the folder is one volume
+            found.append(dirpath)
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if file_format(path) is not None or name.lower().endswith(IMAGE_SUFFIXES) and len(dicom) <= 1:
+                found.append(str(path))
+    if not found:
+        raise ConfigurationError(f"{root}: no volume, DICOM series or 2D image to train on")
+    return sorted(found)
+
+
+def split_files(files: Sequence[str], val_fraction: float) -> tuple[list[str], list[str]]:
+    """``(training, validation)``: the last ``max(1, round(n * val_fraction))`` files are held out.
+
+    Raises:
+        ConfigurationError: fewer than two files, or ``val_fraction`` outside ``(0, 1)``.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ConfigurationError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if len(files) < 2:
+        raise ConfigurationError(
+            f"need at least two files to hold one out for validation, got {len(files)}: give val_dir as well"
+        )
+    held_out = min(len(files) - 1, max(1, round(len(files) * val_fraction)))
+    return list(files[:-held_out]), list(files[-held_out:])
+
+
+def _is_image(path: str) -> bool:
+    return Path(path).is_file() and file_format(path) is None
+
+
+def _slices(files: Sequence[str], modality: str, axes: Sequence[int], min_size: int) -> tuple[list[dict], dict]:
+    """Normalised ``{"label": (1, H, W)}`` slices of the volumes and images in ``files``, and the intensity recipe."""
+    volumes = [f for f in files if not _is_image(f)]
+    items: list[dict] = []
+    normalization = IntensityNormalization.for_modality(modality)
+    if volumes:
+        items, normalization, _ = _normalised_slices(volumes, modality, axes, min_size, 0.0)
+    for item in image_items([f for f in files if _is_image(f)]):
+        if min(item["label"].shape[1:]) >= min_size:
+            image = torch.as_tensor(item["label"])
+            items.append({**item, "label": normalization.fit(image).forward(image).to(torch.float32)})
+    if not items:
+        raise ConfigurationError(f"no slice of {[str(f) for f in files]} is at least {min_size} pixels wide")
+    return items, normalization.recipe()
+
+
+def _whole_slice_pairs(items: list[dict], scale: int, per_file: int) -> list[dict]:
+    """``per_file`` evenly spaced slices of each source, cropped to a multiple of ``scale``, with their bicubic LR."""
+    degrade = bicubic_degradation(scale)
+    pairs = []
+    for source in dict.fromkeys(item["source"] for item in items):
+        own = [item for item in items if item["source"] == source]
+        for index in np.unique(np.linspace(0, len(own) - 1, min(per_file, len(own))).round().astype(int)):
+            hr = torch.as_tensor(own[index]["label"], dtype=torch.float32)
+            h, w = hr.shape[-2] - hr.shape[-2] % scale, hr.shape[-1] - hr.shape[-1] % scale
+            hr = hr[..., :h, :w].contiguous()
+            pairs.append({
+                "image": degrade(hr), "label": hr, "scale": torch.tensor([float(scale)] * 2, dtype=torch.float64),
+                "source": str(source), "slice": int(own[index].get("slice", 0)),
+            })
+    return pairs
+
+
+class SliceDatasets:
+    """The training and validation datasets of a bundle (module docstring).
+
+    Args:
+        dataset_dir: folder of scans (:func:`training_files`).
+        modality: ``"CT"`` or ``"MR"``: the intensity normalisation.
+        scale: integer SR factor.
+        patch_size: LR training patch side (HR: ``patch_size * scale``).
+        val_dir: held-out folder; ``None``: hold out the last ``val_fraction`` of ``dataset_dir``'s files.
+        val_fraction: share of files held out when ``val_dir`` is ``None``.
+        val_slices: whole slices per held-out file.
+        axes: slice axes of the ``(i, j, k)`` volumes (2: the acquisition stack).
+        seed: random state of the patch crops and augmentation.
+
+    Attributes:
+        train: :class:`~rmisr_monai.data.pairs.PairedPatchDataset` of ``{"image", "label"}`` patches.
+        validation: MONAI ``Dataset`` of whole-slice pairs ``{"image", "label", "scale", "source", "slice"}``.
+        intensity: the normalisation recipe, for the checkpoint (``weights/loader.py`` format).
+        train_files, val_files: the split.
+    """
+
+    def __init__(
+        self,
+        dataset_dir: str | os.PathLike,
+        modality: str,
+        scale: int,
+        patch_size: int,
+        val_dir: str | os.PathLike | None = None,
+        val_fraction: float = 0.2,
+        val_slices: int = 8,
+        axes: Sequence[int] = (2,),
+        seed: int = 0,
+    ) -> None:
+        files = training_files(dataset_dir)
+        if val_dir is None:
+            self.train_files, self.val_files = split_files(files, val_fraction)
+        else:
+            self.train_files, self.val_files = files, training_files(val_dir)
+        items, self.intensity = _slices(self.train_files, modality, axes, patch_size * scale)
+        self.train = PairedPatchDataset(items, scale, patch_size, seed=seed)
+        val_items, _ = _slices(self.val_files, modality, axes, SSIM_MIN_SIDE + 2 * scale + scale)
+        self.validation = Dataset(_whole_slice_pairs(val_items, scale, val_slices))
