@@ -1,0 +1,159 @@
+"""The model menu: what rmisr_monai ships (read from its registry at run time), bicubic, and a user's checkpoint
+(standard library only).
+
+Sub-pixel models are trained for one integer scale each, so the shipped entries of one network and modality become
+one menu item offering their scales (x2, x4, ...). An entry with ``"arbitrary_scale": true`` (a Meta-SR network)
+and bicubic take any scale in a range, and can also upscale through-plane. A checkpoint file is checked by the
+worker when it loads it (the engine refuses a scale the network cannot do, in words).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ModelChoice",
+    "model_choices",
+    "worker_model_arguments",
+    "BICUBIC",
+    "CHECKPOINT",
+    "SCALE_RANGE",
+    "SAMPLE_FILE",
+    "SAMPLE_SHA256",
+    "sample_ct_path",
+]
+
+BICUBIC = "bicubic"
+CHECKPOINT = "checkpoint"
+# scales offered for bicubic, arbitrary-scale models and checkpoints (an entry may narrow it with "scale_range")
+SCALE_RANGE = (1.1, 8.0)
+NETWORK_LABELS = {"rmisr_bl": "RMISR-BL", "rmisr_vp": "RMISR-VP", "dense_sr": "Dense SR", "imdn": "IMDN"}
+SAMPLE_FILE = "ct_demo_abdomen_int16.nii.gz"
+# rmisr_monai/sample/README.md; checked by SampleData when it "downloads" the local file
+SAMPLE_SHA256 = "53264ac77666b375a243b0e9f5b21724d31a41610bf39c66b72af0386a15438d"
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """One item of the model menu.
+
+    Attributes:
+        key: identifier kept in the parameter node.
+        label: menu text.
+        names: sub-pixel models: registry model name for each offered scale (``{2.0: "rmisr_bl_ct_x2", ...}``).
+        scale_range: ``(low, high)`` for models that take any scale, else ``None``.
+        through_plane: whether the model can upscale along one axis only.
+        description: tooltip.
+    """
+
+    key: str
+    label: str
+    names: Mapping[float, str] = field(default_factory=dict)
+    scale_range: tuple[float, float] | None = None
+    through_plane: bool = False
+    description: str = ""
+
+    @property
+    def scales(self) -> tuple[float, ...]:
+        """The discrete scales of a sub-pixel model (empty for a scale range)."""
+        return tuple(sorted(self.names))
+
+    def accepts(self, scale: float) -> bool:
+        if self.scale_range is not None:
+            return self.scale_range[0] <= scale <= self.scale_range[1]
+        return any(abs(scale - s) < 1e-9 for s in self.names)
+
+
+def _label(entry: Mapping[str, Any]) -> str:
+    network = str(entry.get("network", "?"))
+    return f"{NETWORK_LABELS.get(network, network)} {entry.get('modality', '')}".strip()
+
+
+def model_choices(entries: Iterable[Mapping[str, Any]]) -> list[ModelChoice]:
+    """The menu for the registry ``entries`` (``rmisr_monai.weights.read_registry()``): shipped sub-pixel models
+    grouped by network and modality, arbitrary-scale models, then bicubic and "checkpoint file"."""
+    grouped: dict[tuple[str, str], dict[float, str]] = {}
+    descriptions: dict[tuple[str, str], str] = {}
+    choices: list[ModelChoice] = []
+    for entry in entries:
+        name = str(entry["name"])
+        if entry.get("arbitrary_scale"):
+            low, high = entry.get("scale_range", SCALE_RANGE)
+            choices.append(
+                ModelChoice(
+                    key=name,
+                    label=f"{_label(entry)} (any scale)",
+                    names={},
+                    scale_range=(float(low), float(high)),
+                    through_plane=True,
+                    description=str(entry.get("description", "")),
+                )
+            )
+            continue
+        group = (str(entry.get("network", "")), str(entry.get("modality", "")))
+        grouped.setdefault(group, {})[float(entry["scale"])] = name
+        descriptions.setdefault(group, str(entry.get("description", "")))
+    subpixel = [
+        ModelChoice(
+            key=f"{network}:{modality}",
+            label=f"{_label({'network': network, 'modality': modality})} "
+            f"({', '.join(f'x{s:g}' for s in sorted(names))})",
+            names=dict(sorted(names.items())),
+            description=descriptions[(network, modality)],
+        )
+        for (network, modality), names in grouped.items()
+    ]
+    extras = [
+        ModelChoice(
+            key=BICUBIC,
+            label="Bicubic interpolation (any scale, no weights)",
+            scale_range=SCALE_RANGE,
+            through_plane=True,
+            description="MATLAB-compatible bicubic interpolation: the baseline every SR model is compared with",
+        ),
+        ModelChoice(
+            key=CHECKPOINT,
+            label="Checkpoint file...",
+            scale_range=SCALE_RANGE,
+            through_plane=True,
+            description="an rmisr-monai checkpoint (.pt) trained with python -m rmisr_monai.training",
+        ),
+    ]
+    return subpixel + choices + extras
+
+
+def worker_model_arguments(choice: ModelChoice, scale: float, checkpoint: str = "") -> list[str]:
+    """The worker's ``--model NAME`` or ``--weights PATH`` for a choice and scale.
+
+    Raises:
+        ValueError: the scale is not offered by the choice, or no checkpoint file was given.
+    """
+    if not choice.accepts(scale):
+        offered = (
+            f"{choice.scale_range[0]:g}..{choice.scale_range[1]:g}"
+            if choice.scale_range
+            else ", ".join(f"x{s:g}" for s in choice.scales)
+        )
+        raise ValueError(f"{choice.label} cannot upscale x{scale:g}; it offers {offered}")
+    if choice.key == CHECKPOINT:
+        if not checkpoint:
+            raise ValueError("choose the checkpoint file (.pt) to use")
+        return ["--weights", str(checkpoint)]
+    if choice.scale_range is not None:
+        return ["--model", choice.key]
+    return ["--model", next(name for s, name in choice.names.items() if abs(s - scale) < 1e-9)]
+
+
+def sample_ct_path() -> Path | None:
+    """The shipped demo CT: in the installed rmisr_monai package, else in the source tree this extension sits in;
+    ``None`` when neither exists. Locating the package does not import it (no torch at Slicer start-up)."""
+    candidates = []
+    spec = importlib.util.find_spec("rmisr_monai")
+    if spec is not None and spec.submodule_search_locations:
+        candidates += [Path(p) / "sample" / SAMPLE_FILE for p in spec.submodule_search_locations]
+    candidates.append(Path(__file__).resolve().parents[3] / "rmisr_monai" / "sample" / SAMPLE_FILE)
+    return next((p for p in candidates if p.is_file()), None)

@@ -1,0 +1,140 @@
+"""The worker program (SuperResolutionLib.worker) and the quality report, against the engine and numpy."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from rmisr_monai.inference import upscale_volume
+from rmisr_monai.io.geometry import Geometry, rescaled_geometry
+from rmisr_monai.io.read import read_volume
+from rmisr_monai.io.volume import Volume
+from rmisr_monai.io.write import write_volume
+from rmisr_monai.networks import get_network
+from rmisr_monai.weights import load_model
+from SuperResolutionLib import protocol
+from SuperResolutionLib.quality import check_same_grid, quality_report, table_rows
+from SuperResolutionLib.worker import main, upscale_with_progress
+
+
+def _volume(shape=(9, 8, 7), seed=0, modality="MR") -> Volume:
+    rng = np.random.default_rng(seed)
+    direction = np.linalg.qr(rng.normal(size=(3, 3)))[0]
+    geometry = Geometry((0.8, 1.1, 3.0), (-12.3, 40.1, 7.7), direction)
+    array = (rng.random(shape) * 900 + 50).astype(np.int16)
+    return Volume(array, geometry, modality, np.int16, "synthetic", "mha")
+
+
+@pytest.mark.parametrize(
+    "scale, axis, through_plane", [(2.0, "z", False), (3.0, "x", False), (1.5, "z", True), (2.5, "y", True)]
+)
+def test_slabs_give_the_engine_result_bicubic(scale, axis, through_plane):
+    volume = _volume()
+    net, _ = load_model("bicubic")
+    calls = []
+    ours = upscale_with_progress(volume, net, scale, axis=axis, through_plane=through_plane, slabs=3,
+                                 report=lambda done, total: calls.append((done, total)), device="cpu")
+    ref = upscale_volume(volume, net, scale, axis=axis, through_plane=through_plane, device="cpu", progress=False)
+    # float32: the slabs batch slices differently, so sums may round differently (1 ulp)
+    np.testing.assert_allclose(ours.array, ref.array, rtol=1e-6, atol=1e-4)
+    assert ours.geometry == ref.geometry
+    assert len(calls) == 3 and calls[-1][0] == calls[-1][1] and [c[0] for c in calls] == sorted(c[0] for c in calls)
+
+
+def test_slabs_give_the_engine_result_with_a_network_and_mr_normalisation():
+    torch.manual_seed(0)
+    volume = _volume(shape=(10, 9, 5))
+    net = get_network("fsrcnn", in_channels=1, scale=2).eval()
+    intensity = {"kind": "mr", "a_min": None, "a_max": None}
+    ours = upscale_with_progress(volume, net, 2, intensity=intensity, slabs=5, device="cpu", out_dtype=np.int16)
+    ref = upscale_volume(volume, net, 2, intensity=intensity, device="cpu", progress=False, out_dtype=np.int16)
+    assert ours.array.dtype == np.int16
+    np.testing.assert_array_equal(ours.array, ref.array)  # fitted once on the whole volume, like the engine
+
+
+def _smooth(shape, modality="CT") -> Volume:
+    """A smooth blob (band-limited, so bicubic up then down is near the identity)."""
+    grids = np.meshgrid(*(np.linspace(-1, 1, n) for n in shape), indexing="ij")
+    array = (1000 * np.exp(-sum(x**2 for x in grids) / 0.5) - 500).astype(np.float32)
+    return Volume(array, _volume().geometry, modality, np.float32, "synthetic", "mha")
+
+
+def _lines(capsys):
+    return [protocol.decode(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_main_writes_the_result_reports_progress_and_quality(tmp_path, capsys):
+    volume = _volume()
+    write_volume(volume, tmp_path / "in.mha")
+    code = main(["--input", str(tmp_path / "in.mha"), "--output", str(tmp_path / "out.mha"), "--scale", "2",
+                 "--model", "bicubic", "--axis", "2", "--device", "cpu", "--quality", str(tmp_path / "q.json")])
+    messages = _lines(capsys)
+    assert code == 0 and all(m is not None for m in messages)
+    fractions = [m.fraction for m in messages if m.kind == "progress"]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(fractions) > 5
+    assert messages[-1].kind == "done" and messages[-1].fields["shape"] == [18, 16, 7]
+    result = read_volume(tmp_path / "out.mha")
+    assert result.array.dtype == np.int16 and result.array.shape == (18, 16, 7)
+    expected = rescaled_geometry(volume.geometry, (9, 8, 7), (18, 16, 7))
+    np.testing.assert_allclose(result.geometry.spacing, (0.4, 0.55, 3.0), rtol=1e-15)
+    np.testing.assert_allclose(result.geometry.origin, expected.origin, atol=1e-12)
+    report = json.loads((tmp_path / "q.json").read_text())
+    assert report["shape_out"] == [18, 16, 7] and report["back_projection_psnr"] > 15  # white noise: the hardest case
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--model", "rmisr_bl_ct_x2", "--through-plane"], "arbitrary-scale"),
+        (["--model", "bicubic", "--input-missing"], "no such file"),
+        (["--weights", "missing.pt"], "weights file not found"),
+    ],
+)
+def test_main_errors_are_one_sentence_and_nothing_is_written(tmp_path, capsys, extra, message):
+    write_volume(_volume(), tmp_path / "in.mha")
+    source = str(tmp_path / ("absent.mha" if "--input-missing" in extra else "in.mha"))
+    extra = [e for e in extra if e != "--input-missing"]
+    code = main(["--input", source, "--output", str(tmp_path / "out.mha"), "--scale", "2", "--device", "cpu", *extra])
+    errors = [m for m in _lines(capsys) if m is not None and m.kind == "error"]
+    assert code == 2 and len(errors) == 1 and message in errors[0].text
+    assert not (tmp_path / "out.mha").exists()
+
+
+def test_quality_report_properties_against_numpy():
+    lr = _smooth((16, 14, 4))
+    net, _ = load_model("bicubic")
+    sr = upscale_volume(lr, net, 2, device="cpu", progress=False)
+    report = quality_report(lr, sr, "z", False, reference=sr)
+    assert report["back_projection_psnr"] > 30  # bicubic up then down is close to the identity
+    assert report["psnr"] is None and report["ssim"] == pytest.approx(1.0)  # identical to the reference
+    rng = np.random.default_rng(1)
+    noisy = Volume(sr.array + rng.normal(0, 20, sr.array.shape), sr.geometry, "CT", np.float32, "x", "mha")
+    scored = quality_report(lr, sr, "z", False, reference=noisy)
+    peak = float(noisy.array.max() - noisy.array.min())
+    mse = float(np.mean((sr.array.astype(np.float64) - noisy.array) ** 2))
+    assert scored["psnr"] == pytest.approx(10 * np.log10(peak**2 / mse), abs=1e-9)
+    assert 0 < scored["ssim"] < 1
+    garbage = Volume(rng.normal(500, 300, sr.array.shape), sr.geometry, "CT", np.float32, "x", "mha")
+    assert quality_report(lr, garbage, "z", False)["back_projection_psnr"] < report["back_projection_psnr"] - 10
+    rows = table_rows({**scored, "seconds": 1.25})
+    assert rows[0] == ("Voxels", "16x14x4 -> 32x28x4", "input (or ROI) grid -> result grid")
+    assert {r[0] for r in rows} >= {"Back-projection PSNR", "PSNR vs reference", "SSIM vs reference", "Time"}
+
+
+def test_quality_through_plane_back_projects_along_the_thick_axis_only():
+    lr = _smooth((6, 5, 8))
+    net, _ = load_model("bicubic")
+    sr = upscale_volume(lr, net, 2, axis="z", through_plane=True, device="cpu", progress=False)
+    report = quality_report(lr, sr, "z", True)
+    assert report["shape_out"] == [6, 5, 16] and report["back_projection_psnr"] > 30
+
+
+def test_reference_off_the_grid_is_refused():
+    sr = _volume(shape=(8, 8, 4))
+    shifted = Volume(sr.array, Geometry(sr.geometry.spacing, (0, 0, 0), sr.geometry.direction), "MR", np.int16, "x", "mha")
+    with pytest.raises(ValueError, match="not on the result's grid"):
+        check_same_grid(shifted, sr.array.shape, sr.geometry)
+    with pytest.raises(ValueError, match="voxels but the result has"):
+        check_same_grid(sr, (8, 8, 5), sr.geometry)
