@@ -1,5 +1,6 @@
 """The volume engine: slice-wise super-resolution of 3D volumes by 2D networks (tiling, batching, devices)."""
 
+from rmisr_monai.inference.batch import BatchSummary, BatchUpscaler, VolumeJob
 from rmisr_monai.inference.engine import (
     DEFAULT_TILE_OVERLAP,
     output_spatial_shape,
@@ -11,7 +12,10 @@ from rmisr_monai.inference.engine import (
 from rmisr_monai.inference.tiling import axis_windows, run_tiled
 
 __all__ = [
+    "BatchSummary",
+    "BatchUpscaler",
     "DEFAULT_TILE_OVERLAP",
+    "VolumeJob",
     "axis_windows",
     "output_spatial_shape",
     "resolve_axis",

@@ -19,6 +19,7 @@ from rmisr_monai.cli import main
 from rmisr_monai.inference.batch import BatchUpscaler
 from rmisr_monai.networks import get_network
 from rmisr_monai.weights import save_checkpoint
+from tests.cli.synthetic import write_ct_series
 
 # an oblique rotation (about an axis tilted from all three world axes) and anisotropic spacing
 _ANGLE = np.deg2rad(27.0)
@@ -206,37 +207,8 @@ def test_weights_checkpoint_is_used_with_its_intensity(tmp_path):
     np.testing.assert_allclose(result, ref, atol=1e-2)
 
 
-def _write_canary_series(folder):
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-
-    folder.mkdir()
-    study, series = generate_uid(), generate_uid()
-    for z in range(4):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.PatientName, ds.PatientID, ds.PatientBirthDate = "CANARY^PHI", "CANARYID", "19000101"
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = study, series, "CT"
-        ds.InstanceNumber = z + 1
-        ds.ImagePositionPatient = [0.0, 0.0, 2.0 * z]
-        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-        ds.PixelSpacing, ds.SliceThickness = [0.8, 0.8], 2.0
-        ds.Rows = ds.Columns = 8
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleIntercept, ds.RescaleSlope = 0, 1
-        ds.PixelData = (np.arange(64, dtype=np.int16).reshape(8, 8) * (z + 1)).tobytes()
-        ds.save_as(folder / f"slice{z}.dcm", enforce_file_format=True)
-    return folder
-
-
 def test_no_patient_tags_in_output_or_logs(tmp_path, capsys, caplog):
-    series = _write_canary_series(tmp_path / "series")
+    series = write_ct_series(tmp_path / "series")
     out = tmp_path / "sr.nii.gz"
     with caplog.at_level(logging.DEBUG):
         assert main(["info", str(series)]) == 0
