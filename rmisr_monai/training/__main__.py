@@ -17,9 +17,10 @@ import time
 from pathlib import Path
 
 import torch
+from monai.engines.utils import default_prepare_batch
 
 from rmisr_monai.networks import get_network
-from rmisr_monai.training.data import slice_patch_loader
+from rmisr_monai.training.data import PrepareScaledBatch, random_scale_loader, slice_patch_loader
 from rmisr_monai.training.trainer import ITERATIONS_PER_EPOCH, build_trainer, sr_loss
 from rmisr_monai.weights.loader import load_model, save_checkpoint
 
@@ -34,6 +35,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--network", default="rmisr_bl", help="a name of rmisr_monai.networks.get_network")
     parser.add_argument("--network-kwargs", default="{}", help='JSON constructor arguments, e.g. \'{"features": 32}\'')
     parser.add_argument("--scale", type=int, default=2, help="integer SR factor of the sub-pixel network")
+    parser.add_argument(
+        "--scale-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+        help="train an arbitrary-scale network (network kwargs with \"upsampler\": \"meta\") on a random scale "
+        "pair per batch in [LOW, HIGH] (Meta-SR: 1.1 4.0), one axis alone or both",
+    )
     parser.add_argument("--modality", choices=["CT", "MR"], required=True, help="picks the intensity normalisation")
     parser.add_argument("--volumes", nargs="+", required=True, help="NIfTI/NRRD/MHA files or DICOM series folders")
     parser.add_argument("--axes", type=int, nargs="+", default=[2], help="slice axes of the volumes (2 = axial)")
@@ -53,8 +59,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--init", default=None, metavar="MODEL",
         help="start from these weights (a model checkpoint or a shipped model name) with a fresh optimiser: fine-tuning",
     )
+    parser.add_argument(
+        "--transfer", default=None, metavar="MODEL",
+        help="copy every tensor of MODEL (checkpoint or shipped name) whose name and shape fit, e.g. the body of an "
+        "x2 model into an x3 or arbitrary-scale network; the rest starts fresh",
+    )
     parser.add_argument("--output", type=Path, required=True, help="the model checkpoint to write (weights/ format)")
     return parser.parse_args(argv)
+
+
+def transfer_weights(network: torch.nn.Module, model: str) -> None:
+    """Copy the tensors of ``model`` whose name and shape fit ``network``; log how many were left fresh."""
+    source, _ = load_model(model)
+    own = network.state_dict()
+    fitting = {k: v for k, v in source.state_dict().items() if k in own and own[k].shape == v.shape}
+    network.load_state_dict(fitting, strict=False)
+    logging.getLogger("rmisr.train").info(
+        "--transfer %s: %d of %d tensors copied, %d start fresh", model, len(fitting), len(own), len(own) - len(fitting)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,14 +94,27 @@ def main(argv: list[str] | None = None) -> int:
                 f"not {args.network} {json.dumps(kwargs)}"
             )
         network.train()
+    if args.transfer is not None:
+        transfer_weights(network, args.transfer)
     network = network.to(args.device)
-    loader, intensity = slice_patch_loader(
-        args.volumes, args.modality, scale=args.scale, patch=args.patch, batch=args.batch,
-        samples=args.iterations * args.batch, axes=args.axes, noise=args.noise, seed=args.seed,
-    )
+    prepare_batch = default_prepare_batch
+    if args.scale_range is None:
+        loader, intensity = slice_patch_loader(
+            args.volumes, args.modality, scale=args.scale, patch=args.patch, batch=args.batch,
+            samples=args.iterations * args.batch, axes=args.axes, noise=args.noise, seed=args.seed,
+        )
+    else:
+        if not getattr(network, "arbitrary_scale", False):
+            raise SystemExit(f"--scale-range needs an arbitrary-scale network, not {args.network} {kwargs}")
+        loader, intensity = random_scale_loader(
+            args.volumes, args.modality, patch=args.patch, batch=args.batch, batches=args.iterations,
+            scale_range=args.scale_range, axes=args.axes, noise=args.noise, seed=args.seed,
+        )
+        prepare_batch = PrepareScaledBatch()
     trainer = build_trainer(
         network, loader, sr_loss(args.network), iterations=args.iterations, checkpoint_dir=args.checkpoint_dir,
         device=args.device, learning_rate=args.lr, resume_from=args.resume, epoch_length=args.epoch_length,
+        prepare_batch=prepare_batch,
     )
     start = time.time()
     trainer.run()
@@ -91,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         "minutes": round(minutes, 1),
         "device": str(args.device),
         "init": None if args.init is None else Path(args.init).name,
+        "transfer": None if args.transfer is None else Path(args.transfer).name,
+        "scale_range": args.scale_range,
     }
     save_checkpoint(args.output, network, args.network, kwargs, intensity, info)
     print(f"wrote {args.output} after {minutes:.1f} min")

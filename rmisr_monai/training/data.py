@@ -1,7 +1,9 @@
 """The training data of ``python -m rmisr_monai.training``: random paired patches of volume slices.
 
 A thin wiring of :mod:`rmisr_monai.data` (slices normalised per volume, random crops, dihedral augmentation,
-bicubic LR, optional LR noise) into a MONAI DataLoader that draws a fixed number of samples with replacement.
+bicubic LR, optional LR noise) into a MONAI DataLoader that draws a fixed number of samples with replacement:
+at one integer scale (:func:`slice_patch_loader`), or at a random scale per batch for arbitrary-scale networks
+(:func:`random_scale_loader`, whose batches carry their scale to the network through :class:`PrepareScaledBatch`).
 """
 
 from __future__ import annotations
@@ -9,15 +11,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from typing import Any
+
 import torch
 from monai.data import DataLoader
+from monai.engines.utils import PrepareBatch, default_prepare_batch
 from torch.utils.data import RandomSampler
 
 from rmisr_monai.data import PairedPatchDataset, volume_slice_items
+from rmisr_monai.data.random_scale import META_SCALE_RANGE, RandomScalePatchDataset, ScaleBatchSampler
 from rmisr_monai.errors import ConfigurationError
 from rmisr_monai.transforms.intensity import IntensityNormalization
 
-__all__ = ["FOREGROUND_HU", "MIN_FOREGROUND_FRACTION", "slice_patch_loader"]
+__all__ = [
+    "FOREGROUND_HU",
+    "MIN_FOREGROUND_FRACTION",
+    "PrepareScaledBatch",
+    "random_scale_loader",
+    "slice_patch_loader",
+]
 
 FOREGROUND_HU = -500.0  # CT voxels above it are not air
 MIN_FOREGROUND_FRACTION = 0.1  # slices that are almost all air teach nothing
@@ -48,19 +60,69 @@ def slice_patch_loader(
         noise: maximum LR noise standard deviation (HU for CT, normalised units for MR).
         seed: random state of the sampler and of the augmentation.
     """
+    items, normalization, noise = _normalised_slices(paths, modality, axes, patch * scale, noise)
+    dataset = PairedPatchDataset(items, scale, patch, normalization=None, noise_sigma=noise, seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    sampler = RandomSampler(dataset, replacement=True, num_samples=samples, generator=generator)
+    return DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=0), normalization.recipe()
+
+
+def random_scale_loader(
+    paths: Sequence[str | Path],
+    modality: str,
+    *,
+    patch: int,
+    batch: int,
+    batches: int,
+    scale_range: Sequence[float] = META_SCALE_RANGE,
+    axes: Sequence[int] = (2,),
+    noise: float = 0.0,
+    seed: int = 0,
+) -> tuple[DataLoader, dict]:
+    """A DataLoader of ``batches`` batches at a random scale pair each (:mod:`rmisr_monai.data.random_scale`).
+
+    Args:
+        paths, modality, axes, noise, seed: as :func:`slice_patch_loader`.
+        patch: LR patch size (HR patches are ``round(patch * s)`` per axis).
+        batch: batch size.
+        batches: number of batches (iterations).
+        scale_range: ``(low, high)`` of the scales drawn (Meta-SR: 1.1 to 4.0).
+    """
+    items, normalization, noise = _normalised_slices(paths, modality, axes, round(patch * max(scale_range)), noise)
+    dataset = RandomScalePatchDataset(items, patch, noise_sigma=noise, seed=seed)
+    sampler = ScaleBatchSampler(len(dataset), batch, batches, scale_range, seed=seed)
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=0), normalization.recipe()
+
+
+def _normalised_slices(
+    paths: Sequence[str | Path], modality: str, axes: Sequence[int], min_size: int, noise: float
+) -> tuple[list[dict], IntensityNormalization, float]:
+    """Foreground slices at least ``min_size`` wide, normalised per volume, and the noise in normalised units."""
     normalization = IntensityNormalization.for_modality(modality)
     threshold = FOREGROUND_HU if modality == "CT" else None
     items = [
         item
         for axis in axes
         for item in volume_slice_items(paths, axis, normalization, threshold, MIN_FOREGROUND_FRACTION)
-        if min(item["label"].shape[1:]) >= patch * scale
+        if min(item["label"].shape[1:]) >= min_size
     ]
     if not items:
-        raise ConfigurationError(f"no slice of {[str(p) for p in paths]} is at least {patch * scale} pixels wide")
+        raise ConfigurationError(f"no slice of {[str(p) for p in paths]} is at least {min_size} pixels wide")
     if modality == "CT":  # the slices are normalised already: express the HU noise in normalised units
         noise = noise / (float(normalization.a_max) - float(normalization.a_min))
-    dataset = PairedPatchDataset(items, scale, patch, normalization=None, noise_sigma=noise, seed=seed)
-    generator = torch.Generator().manual_seed(seed)
-    sampler = RandomSampler(dataset, replacement=True, num_samples=samples, generator=generator)
-    return DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=0), normalization.recipe()
+    return items, normalization, noise
+
+
+class PrepareScaledBatch(PrepareBatch):
+    """MONAI ``prepare_batch`` for :func:`random_scale_loader` batches: ``network(image, scale=(sy, sx))``.
+
+    Every item of a batch has the same scale (one draw per batch), so the first row of ``batch["scale"]`` is passed
+    on as the ``scale`` keyword of the network's forward (the Meta-SR upsampler's run-time scale).
+    """
+
+    def __call__(
+        self, batchdata: dict[str, torch.Tensor], device: Any = None, non_blocking: bool = False, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple, dict]:
+        image, label = default_prepare_batch(batchdata, device, non_blocking, **kwargs)
+        sy, sx = (float(s) for s in batchdata["scale"][0])
+        return image, label, (), {"scale": (sy, sx)}

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import torch
 from monai.engines import SupervisedTrainer
+from monai.engines.utils import default_prepare_batch
 from monai.handlers import CheckpointLoader, CheckpointSaver, LrScheduleHandler, StatsHandler, from_engine
 from torch import nn
 
@@ -59,6 +60,8 @@ def build_trainer(
     resume_from: str | Path | None = None,
     amp: bool = False,
     epoch_length: int = ITERATIONS_PER_EPOCH,
+    prepare_batch: Callable = default_prepare_batch,
+    train_handlers: Sequence = (),
 ) -> SupervisedTrainer:
     """A SupervisedTrainer that runs ``iterations`` steps, saving resumable checkpoints.
 
@@ -79,6 +82,9 @@ def build_trainer(
         amp: automatic mixed precision (CUDA only).
         epoch_length: iterations per epoch; ``iterations`` is rounded up to whole epochs. Keep it the same when
             resuming: the checkpoint counts epochs.
+        prepare_batch: MONAI ``prepare_batch``; :class:`~rmisr_monai.training.data.PrepareScaledBatch` passes each
+            batch's scale to an arbitrary-scale network.
+        train_handlers: more MONAI/Ignite handlers of the trainer (the bundles' validation, TensorBoard and log file).
     """
     # NHWC weights make every convolution run channels-last: 2-3x faster training steps on CPU (benchmarks/RESULTS.md)
     network.to(memory_format=torch.channels_last)
@@ -92,6 +98,7 @@ def build_trainer(
             name="rmisr.train", tag_name="loss", iteration_log=max(1, checkpoint_every // 10),
             output_transform=from_engine(["loss"], first=True),
         ),
+        *train_handlers,
     ]
     trainer = SupervisedTrainer(
         device=device,
@@ -103,6 +110,7 @@ def build_trainer(
         loss_function=loss_function,
         amp=amp and torch.device(device).type == "cuda",
         train_handlers=handlers,
+        prepare_batch=prepare_batch,
     )
     state["trainer"] = trainer
     Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
