@@ -411,72 +411,123 @@ class SuperResolutionLogic(ScriptedLoadableModuleLogic):
 
 
 class SuperResolutionTest(ScriptedLoadableModuleTest):
-    """Runs the Logic on synthetic volumes inside Slicer (needs rmisr-monai installed in Slicer's Python)."""
+    """Runs the Logic on synthetic volumes (needs rmisr-monai installed in Slicer's Python).
+
+    pytest runs this class too, under a stand-in for Slicer (tests/slicer/test_logic.py), so it uses only plain
+    Slicer calls.
+    """
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
-        if dependencies.missing_packages():
-            self.delayDisplay(f"Skipped: not installed in Slicer's Python: {', '.join(dependencies.missing_packages())}")
+        missing = dependencies.missing_packages()
+        if missing:
+            self.delayDisplay(f"Skipped: not installed in Slicer's Python: {', '.join(missing)}")
             return
         self.test_InPlaneGeometry()
+        self.setUp()
         self.test_ThroughPlaneAndROI()
 
-    def _volume(self, spacing, shape=(12, 10, 8), bright=(5, 4, 3)):
-        """A volume (KJI ``shape``) with one bright voxel at KJI ``bright``, oblique-free, origin off zero."""
+    @staticmethod
+    def _ijkToRAS(spacing, angle=0.3):
+        """IJKToRAS rotated about S, with uneven spacing and an origin off zero."""
         import numpy as np
 
-        array = np.zeros(shape, dtype=np.int16)
-        array[bright] = 1000
-        ijkToRAS = np.diag([-spacing[0], -spacing[1], spacing[2], 1.0])
-        ijkToRAS[:3, 3] = (10.0, -20.0, 30.0)
-        node = slicer.util.addVolumeFromArray(array, ijkToRAS, name="SyntheticInput")
-        node.CreateDefaultDisplayNodes()
-        node.GetDisplayNode().SetAutoWindowLevel(False)
-        node.GetDisplayNode().SetWindowLevel(400, 40)
-        return node, array, ijkToRAS
+        c, s = np.cos(angle), np.sin(angle)
+        matrix = np.eye(4)
+        matrix[:3, :3] = np.array([[-c, s, 0.0], [-s, -c, 0.0], [0.0, 0.0, 1.0]]) * np.asarray(spacing)
+        matrix[:3, 3] = (12.5, -40.25, 101.0)
+        return matrix
+
+    @staticmethod
+    def _matrix(node):
+        import numpy as np
+
+        matrix = vtk.vtkMatrix4x4()
+        node.GetIJKToRASMatrix(matrix)
+        return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
 
     def _brightRAS(self, node):
+        """World position of the brightest voxel (the mean when several tie: bicubic x2 of one bright voxel peaks
+        on the two new voxels around its centre)."""
         import numpy as np
 
         array = slicer.util.arrayFromVolume(node)
-        kji = np.unravel_index(int(np.argmax(array)), array.shape)
-        matrix = vtk.vtkMatrix4x4()
-        node.GetIJKToRASMatrix(matrix)
-        return np.array(matrix.MultiplyPoint([kji[2], kji[1], kji[0], 1.0])[:3])
+        ijk = np.argwhere(array == array.max())[:, ::-1].astype(float)
+        return (self._matrix(node) @ np.c_[ijk, np.ones(len(ijk))].T)[:3].mean(axis=1)
+
+    def _volume(self, ijkToRAS, shape=(6, 14, 12), bright=(2, 6, 5)):
+        """A KJI ``shape`` volume of -1000 with one voxel of 2000 at KJI ``bright``, window/level 350/40."""
+        import numpy as np
+
+        array = np.full(shape, -1000, dtype=np.int16)
+        array[bright] = 2000
+        node = slicer.util.addVolumeFromArray(array, ijkToRAS, name="SyntheticInput")
+        node.CreateDefaultDisplayNodes()
+        node.GetDisplayNode().SetAutoWindowLevel(False)
+        node.GetDisplayNode().SetWindowLevel(350, 40)
+        return node, array
 
     def test_InPlaneGeometry(self):
-        """x2 bicubic on axial slices: spacing halves in-plane, the box and the input stay, display copied."""
+        """Bicubic x2 on the axial slices of an oblique volume: exact spacing, origin, directions, bright voxel."""
         import numpy as np
 
         self.delayDisplay("In-plane x2")
-        node, array, ijkToRAS = self._volume((0.8, 0.8, 2.5))
-        logic = SuperResolutionLogic()
-        output, table = logic.process(node, BICUBIC, 2.0, mode="axial", device="cpu")
-        self.assertEqual(slicer.util.arrayFromVolume(output).shape, (12, 20, 16))
-        np.testing.assert_allclose(output.GetSpacing(), (0.4, 0.4, 2.5))
-        expected = (ijkToRAS @ np.array([-0.25, -0.25, 0.0, 1.0]))[:3]  # voxel (0,0,0) moves by a quarter voxel
-        np.testing.assert_allclose(output.GetOrigin(), expected, atol=1e-9)
-        np.testing.assert_allclose(self._brightRAS(output), self._brightRAS(node), atol=0.21)
+        ijkToRAS = self._ijkToRAS((0.7, 0.9, 2.5))
+        node, array = self._volume(ijkToRAS)
+        fractions = []
+        output, table = SuperResolutionLogic().process(
+            node, BICUBIC, 2.0, mode="axial", device="cpu", progress=lambda fraction, text: fractions.append(fraction)
+        )
+        result = slicer.util.arrayFromVolume(output)
+        self.assertEqual(result.shape, (6, 28, 24))
+        self.assertEqual(result.dtype, array.dtype)
+        np.testing.assert_allclose(output.GetSpacing(), (0.35, 0.45, 2.5), rtol=1e-14)
+        matrix = self._matrix(output)
+        np.testing.assert_allclose(matrix[:3, :3] / (0.35, 0.45, 2.5), ijkToRAS[:3, :3] / (0.7, 0.9, 2.5), atol=1e-15)
+        # the box of voxel corners is kept: the new voxel (0, 0, 0) sits a quarter of an old voxel inside
+        np.testing.assert_allclose(output.GetOrigin(), (ijkToRAS @ (-0.25, -0.25, 0.0, 1.0))[:3], atol=1e-12)
+        np.testing.assert_allclose(self._brightRAS(output), self._brightRAS(node), atol=1e-9)
+        # the input is untouched; the display settings are the input's; the quality table is filled
         np.testing.assert_array_equal(slicer.util.arrayFromVolume(node), array)
-        self.assertEqual(output.GetDisplayNode().GetWindow(), 400)
-        self.assertGreater(table.GetNumberOfRows(), 2)
+        np.testing.assert_array_equal(self._matrix(node), ijkToRAS)
+        self.assertEqual((output.GetDisplayNode().GetWindow(), output.GetDisplayNode().GetLevel()), (350, 40))
+        self.assertEqual(table.GetCellText(0, 1), "12x14x6 -> 24x28x6")
+        self.assertEqual(table.GetCellText(1, 0), "Back-projection PSNR")
+        self.assertEqual(fractions, sorted(fractions))
+        self.assertEqual(fractions[-1], 1.0)
         self.delayDisplay("In-plane test passed")
 
     def test_ThroughPlaneAndROI(self):
-        """Through-plane x2 on the thick axis, restricted to an ROI around the bright voxel."""
+        """Through-plane x2 (thick axis found from the spacing) inside an ROI around the bright voxel, into an
+        existing volume, scored against a reference on the result's grid."""
         import numpy as np
 
         self.delayDisplay("Through-plane x2 in an ROI")
-        node, _array, _ = self._volume((0.8, 0.8, 3.0))
+        ijkToRAS = self._ijkToRAS((0.8, 0.8, 3.0), angle=0.0)
+        node, array = self._volume(ijkToRAS, shape=(8, 14, 12), bright=(4, 6, 5))
         centre = self._brightRAS(node)
         roi = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROINode")
         roi.SetCenter(*centre)
-        roi.SetSize(4.0, 4.0, 10.0)
-        logic = SuperResolutionLogic()
-        output, _table = logic.process(node, BICUBIC, 2.0, mode="through-plane", roi=roi, device="cpu")
-        np.testing.assert_allclose(output.GetSpacing(), (0.8, 0.8, 1.5))
-        np.testing.assert_allclose(self._brightRAS(output), centre, atol=0.8)
+        roi.SetSize(3.0, 3.0, 7.0)  # voxel centres within 1.5 mm across and 3.5 mm along S: 3 x 3 x 3 voxels
+        # the ROI holds IJK (4..6, 5..7, 3..5); the result's voxel (0, 0, 0) sits a quarter voxel below along k
+        expected = ijkToRAS.copy()
+        expected[:3, 2] /= 2
+        expected[:3, 3] = (ijkToRAS @ (4.0, 5.0, 2.75, 1.0))[:3]
+        reference = slicer.util.addVolumeFromArray(np.repeat(array[3:6, 5:8, 4:7], 2, axis=0), expected, name="Ref")
+        existing = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Result")
+        output, table = SuperResolutionLogic().process(
+            node, BICUBIC, 2.0, mode="through-plane", roi=roi, device="cpu", reference=reference, outputVolume=existing
+        )
+        self.assertIs(output, existing)
+        self.assertEqual(slicer.util.arrayFromVolume(output).shape, (6, 3, 3))
+        np.testing.assert_allclose(output.GetSpacing(), (0.8, 0.8, 1.5), rtol=1e-14)
+        np.testing.assert_allclose(self._matrix(output), expected, atol=1e-12)
+        np.testing.assert_allclose(self._brightRAS(output), centre, atol=1e-9)
+        rows = {table.GetCellText(r, 0): table.GetCellText(r, 1) for r in range(table.GetNumberOfRows())}
+        self.assertEqual(rows["Voxels"], "3x3x3 -> 3x3x6")
+        self.assertTrue(rows["PSNR vs reference"].endswith(" dB"))
+        self.assertTrue(rows["SSIM vs reference"].startswith("n/a"))  # 3-voxel slices: under the SSIM window
         self.delayDisplay("Through-plane test passed")

@@ -335,6 +335,7 @@ def install(monkeypatch) -> types.ModuleType:
     ):  # fmt: skip
         setattr(util, function.__name__, function)
     util.VTKObservationMixin = type("VTKObservationMixin", (), {})
+    util.shown = shown  # not Slicer: what setSliceViewerLayers was asked to show, for the tests
     slm = types.ModuleType("slicer.ScriptedLoadableModule")
     slm.ScriptedLoadableModule = _ScriptedLoadableModule
     slm.ScriptedLoadableModuleWidget = type("ScriptedLoadableModuleWidget", (), {})

@@ -5,7 +5,8 @@ An ordinary command-line program (run by ``PythonSlicer`` from the module, or by
     python Scripts/super_resolution_worker.py --input ct.mha --output ct_x2.mha --scale 2 --model rmisr_bl_ct_x2 \\
         [--axis z] [--through-plane] [--device auto] [--reference hr.mha] [--quality quality.json]
 
-It reads with :func:`rmisr_monai.io.read.read_volume`, loads the model with :func:`rmisr_monai.weights.load_model`,
+It reads with :func:`rmisr_monai.io.read.read_volume`, picks the network and its intensity mapping by the CLI's rule
+(:func:`rmisr_monai.inference.selection.select_network`, :func:`~rmisr_monai.inference.selection.intensity_for`),
 upscales with :func:`rmisr_monai.inference.upscale_array`, writes with :func:`rmisr_monai.io.write.write_volume`
 (atomic; the input's voxel type) and scores the result with :mod:`SuperResolutionLib.quality`. Progress,
 the error sentence and the end are protocol lines on stdout (:mod:`SuperResolutionLib.protocol`); the exit status
@@ -32,18 +33,18 @@ import numpy as np
 from rmisr_monai.errors import RmisrError
 from rmisr_monai.inference import output_spatial_shape, resolve_axis, upscale_array
 from rmisr_monai.inference.engine import slice_layout
+from rmisr_monai.inference.selection import intensity_for, select_network
 from rmisr_monai.io.atomic import atomic_output
 from rmisr_monai.io.geometry import rescaled_geometry
 from rmisr_monai.io.read import read_volume
 from rmisr_monai.io.volume import Volume
 from rmisr_monai.io.write import write_volume
 from rmisr_monai.transforms.intensity import IntensityNormalization
-from rmisr_monai.weights import load_model
 
 from SuperResolutionLib import protocol
 from SuperResolutionLib.quality import check_same_grid, quality_report
 
-__all__ = ["main", "build_parser", "upscale_with_progress", "model_intensity", "SLABS"]
+__all__ = ["main", "build_parser", "upscale_with_progress", "SLABS"]
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -76,19 +77,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", default=None, help="a volume on the output's grid to score PSNR/SSIM against")
     p.add_argument("--quality", default=None, help="write the quality report (JSON) here")
     return p
-
-
-def model_intensity(meta: dict, modality: str) -> dict | None:
-    """The intensity normalisation for a loaded model: the checkpoint's, none for an interpolator, else the
-    modality's default (CT window or MR percentiles)."""
-    if meta.get("intensity"):
-        return meta["intensity"]
-    if meta.get("path") is None:
-        return None
-    if modality not in ("CT", "MR"):
-        raise RmisrError(f"{meta['path']}: the checkpoint records no intensity normalisation; choose CT or MR")
-    logger.warning("the checkpoint records no intensity normalisation; using the %s default", modality)
-    return IntensityNormalization.for_modality(modality).to_dict()
 
 
 def _fixed(intensity: dict | None, array: np.ndarray) -> IntensityNormalization | None:
@@ -154,9 +142,9 @@ def run(args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     _progress("reading")
     volume = read_volume(args.input)
-    network, meta = load_model(args.weights or args.model)
     modality = volume.modality if args.modality == "auto" else args.modality
-    intensity = model_intensity(meta, modality)
+    network, meta = select_network(args.model, args.weights, args.scale, modality, args.through_plane)
+    intensity = intensity_for(meta, modality)
     reference = read_volume(args.reference) if args.reference else None
     if reference is not None:  # before the long part: a reference off the output grid fails at once
         out_shape = output_spatial_shape(volume.array.shape, args.scale, args.axis, args.through_plane)

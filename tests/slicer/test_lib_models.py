@@ -1,0 +1,116 @@
+"""The model menu from the registry, worker arguments, the demo CT, dependency installation (SuperResolutionLib)."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import types
+
+import pytest
+from rmisr_monai.weights import read_registry
+from SuperResolutionLib import dependencies
+from SuperResolutionLib.models import (
+    BICUBIC,
+    CHECKPOINT,
+    SAMPLE_SHA256,
+    model_choices,
+    sample_ct_path,
+    worker_model_arguments,
+)
+
+from tests.slicer.conftest import MODULE_DIR
+
+
+def test_shipped_registry_becomes_one_item_per_network_and_modality():
+    entries = read_registry()
+    choices = model_choices(entries)
+    keys = [c.key for c in choices]
+    assert keys[-2:] == [BICUBIC, CHECKPOINT]
+    shipped = {e["name"] for e in entries}
+    offered = {name for c in choices for name in c.names.values()}
+    assert offered == shipped  # every shipped model is reachable, nothing else
+    ct = next(c for c in choices if c.key == "rmisr_bl:CT")
+    assert ct.scales == (2.0, 4.0) and ct.scale_range is None and not ct.through_plane
+    assert worker_model_arguments(ct, 4.0) == ["--model", "rmisr_bl_ct_x4"]
+    with pytest.raises(ValueError, match="cannot upscale x3"):
+        worker_model_arguments(ct, 3.0)
+
+
+def test_an_arbitrary_scale_entry_offers_a_range_and_through_plane():
+    entries = [
+        {"name": "rmisr_vp_mr_meta", "network": "rmisr_vp", "modality": "MR", "arbitrary_scale": True,
+         "scale_range": [1.5, 4.0], "description": "meta"},
+        {"name": "a_x2", "network": "dense_sr", "modality": "CT", "scale": 2},
+    ]
+    choices = model_choices(entries)
+    meta = next(c for c in choices if c.key == "rmisr_vp_mr_meta")
+    assert meta.scale_range == (1.5, 4.0) and meta.through_plane and meta.label == "RMISR-VP MR (any scale)"
+    assert worker_model_arguments(meta, 2.7) == ["--model", "rmisr_vp_mr_meta"]
+    with pytest.raises(ValueError, match="1.5..4"):
+        worker_model_arguments(meta, 5.0)
+
+
+def test_bicubic_and_checkpoint_arguments():
+    choices = {c.key: c for c in model_choices([])}
+    assert worker_model_arguments(choices[BICUBIC], 2.5) == ["--model", "bicubic"]
+    assert worker_model_arguments(choices[CHECKPOINT], 2.0, "/data/my.pt") == ["--weights", "/data/my.pt"]
+    with pytest.raises(ValueError, match="choose the checkpoint"):
+        worker_model_arguments(choices[CHECKPOINT], 2.0)
+
+
+def test_demo_ct_is_found_and_its_checksum_is_the_registered_one():
+    path = sample_ct_path()
+    assert path is not None and path.name == "ct_demo_abdomen_int16.nii.gz"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == SAMPLE_SHA256
+
+
+def test_requirements_are_the_package_requirements_without_torch_plus_psutil():
+    import ast
+
+    tree = ast.parse((MODULE_DIR.parents[1] / "setup.py").read_text())
+    install = next(k.value for k in ast.walk(tree) if isinstance(k, ast.keyword) and k.arg == "install_requires")
+    package = [e.value for e in install.elts if not e.value.startswith("torch")]
+    requirements = dependencies.read_requirements(MODULE_DIR / "Resources" / "requirements.txt")
+    assert requirements == package + ["psutil>=5.9"]
+
+
+def _fake_torch_utils(monkeypatch, installed: bool):
+    calls = []
+
+    class Logic:
+        def torchInstalled(self):
+            return installed or bool(calls)
+
+        def installTorch(self, askConfirmation=False, torchVersionRequirement=None):
+            calls.append(torchVersionRequirement)
+
+    monkeypatch.setitem(sys.modules, "PyTorchUtils", types.SimpleNamespace(PyTorchUtilsLogic=Logic))
+    return calls
+
+
+def test_install_asks_first_and_installs_torch_then_rmisr_monai_without_deps(monkeypatch):
+    missing = {"torch", "rmisr_monai", "psutil"}
+    monkeypatch.setattr(dependencies.importlib.util, "find_spec", lambda name: None if name in missing else object())
+    torch_calls = _fake_torch_utils(monkeypatch, installed=False)
+    pip = []
+
+    def pip_install(arguments):
+        pip.append(arguments)
+        missing.clear()  # the second pip call installs the rest
+
+    assert not dependencies.install_dependencies(lambda q: False, pip_install, MODULE_DIR / "Resources/requirements.txt")
+    assert pip == [] and torch_calls == []  # declined: nothing touched
+    questions = []
+    assert dependencies.install_dependencies(
+        lambda q: questions.append(q) or True, pip_install, MODULE_DIR / "Resources/requirements.txt", "/src/rmisr"
+    )
+    assert "PyTorch, rmisr-monai, psutil" in questions[0]
+    assert torch_calls == [dependencies.TORCH_REQUIREMENT]
+    assert pip[0] == "--no-deps /src/rmisr" and "monai>=1.6.1,<1.7" in pip[1] and not any(r.startswith("torch") for r in pip[1].split())
+
+
+def test_install_without_the_pytorch_extension_says_so(monkeypatch):
+    monkeypatch.setattr(dependencies.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setitem(sys.modules, "PyTorchUtils", None)  # import fails
+    with pytest.raises(RuntimeError, match="needs the PyTorch extension"):
+        dependencies.install_dependencies(lambda q: True, lambda a: None, MODULE_DIR / "Resources/requirements.txt")

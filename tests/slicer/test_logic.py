@@ -1,0 +1,86 @@
+"""The module's Logic end to end under the Slicer stand-in (tests/slicer/slicer_standin.py): scene nodes -> worker
+process (run for real, bicubic on small volumes) -> scene nodes; cancel, failure and refusal leave the scene as it
+was."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.slicer.conftest import bright_volume, oblique_ijk_to_ras
+
+
+def _input(slicer, ijk_to_ras, **kwargs):
+    node = slicer.util.addVolumeFromArray(bright_volume(**kwargs), ijk_to_ras, name="CT")
+    node.CreateDefaultDisplayNodes()
+    display = node.GetDisplayNode()
+    display.SetAutoWindowLevel(False)
+    display.SetWindowLevel(350, 40)
+    display.SetAndObserveColorNodeID("vtkMRMLColorTableNodeRainbow")
+    return node
+
+
+def test_the_module_self_test_passes_under_the_standin(slicer):
+    """SuperResolutionTest (the test Slicer runs): in-plane on an oblique volume and through-plane in an ROI into an
+    existing node with a reference, checking spacing, origin and directions exactly, the bright voxel's world
+    position, the untouched input, the copied display and the quality table (SuperResolution.py)."""
+    import SuperResolution
+
+    test = SuperResolution.SuperResolutionTest()
+    test.runTest()
+    assert [fit for _, fit in slicer.util.shown] == [True, True]  # each result shown, fitted to the views
+    assert {type(n).__name__ for n in slicer.mrmlScene.nodes} == {
+        "StandInScalarVolumeNode", "StandInMarkupsROINode", "StandInTableNode"
+    }
+
+
+def test_cancel_leaves_no_node_and_no_files(slicer):
+    import SuperResolution
+
+    node = _input(slicer, oblique_ijk_to_ras())
+    job = SuperResolution.SuperResolutionLogic().start(node, "bicubic", 2.0, device="cpu")
+    assert job.folder.is_dir()
+    job.cancel()
+    assert not job.folder.exists() and job.worker.proc.returncode is not None
+    with pytest.raises(Exception, match="cancelled"):
+        job.finish()
+    assert slicer.mrmlScene.nodes == [node] and slicer.util.shown == []
+
+
+def test_a_failing_worker_reports_its_sentence_and_leaves_no_node(slicer, tmp_path):
+    import SuperResolution
+    from SuperResolutionLib.process import WorkerFailed
+
+    fake = tmp_path / "python"  # stands for PythonSlicer: answers like the worker does for a missing checkpoint
+    fake.write_text('#!/bin/sh\necho "rmisr: loading"\n'
+                    'echo \'@rmisr {"kind": "error", "text": "my.pt: weights file not found"}\'\nexit 2\n')
+    fake.chmod(0o755)
+    node = _input(slicer, oblique_ijk_to_ras())
+    logic = SuperResolution.SuperResolutionLogic()
+    logic.pythonExecutable = str(fake)
+    logged = []
+    with pytest.raises(WorkerFailed, match="^my.pt: weights file not found$"):
+        logic.process(node, "checkpoint", 2.0, checkpoint="my.pt", log=logged.append)
+    assert logged == ["rmisr: loading"]
+    assert slicer.mrmlScene.nodes == [node]
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"model": "rmisr_bl:CT", "mode": "through-plane"}, "in-plane only"),
+        ({"model": "rmisr_bl:CT", "scale": 3.0}, "cannot upscale x3"),
+        ({"model": "nope"}, "unknown model"),
+        ({"mode": "oblique"}, "mode must be one of"),
+    ],
+)
+def test_impossible_choices_fail_before_anything_starts(slicer, options, message):
+    import SuperResolution
+
+    node = _input(slicer, oblique_ijk_to_ras())
+    options = {"model": "bicubic", "scale": 2.0, **options}
+    with pytest.raises(ValueError, match=message):
+        SuperResolution.SuperResolutionLogic().start(node, options.pop("model"), options.pop("scale"), **options)
+    assert slicer.mrmlScene.nodes == [node]
+    with pytest.raises(ValueError, match="must differ from the input"):
+        SuperResolution.SuperResolutionLogic().start(node, "bicubic", 2.0, outputVolume=node)
