@@ -35,7 +35,11 @@ setup(
     ],
     extras_require={
         # vtk: tests/slicer build the Slicer stand-in on real vtkImageData/vtkMatrix4x4; psutil: its process-tree kill
-        "test": ["pytest>=8", "parameterized>=0.9", "pynrrd>=1.0", "vtk>=9.3", "psutil>=5.9"]
+        # fire: the `python -m monai.bundle` command line; tensorboard: the bundles' training logs
+        "test": [
+            "pytest>=8", "parameterized>=0.9", "pynrrd>=1.0", "vtk>=9.3", "psutil>=5.9", "fire>=0.5", "tensorboard>=2.14",
+        ],
+        "bundle": ["fire>=0.5", "tensorboard>=2.14"],
     },
     entry_points={"console_scripts": ["rmisr=rmisr_monai.cli:main"]},
     classifiers=[

@@ -16,23 +16,29 @@ adds the bundle-specific glue:
   checks run) is refused.
 * **inference summary** (:func:`run_inference`): the batch run's summary logged at the end, and a non-zero exit
   status when a volume failed (as ``rmisr upscale`` does).
+* **evaluation of a datalist** (:func:`evaluate_folder`): :func:`rmisr_monai.evaluation.evaluate` on every volume of
+  a folder (one CSV, JSON and PNG per volume, :func:`rmisr_monai.evaluation.write_report`), plus
+  ``evaluation.csv`` / ``evaluation.json`` with every volume's scores and the mean of each method over the volumes.
 * **errors** (:func:`one_line_errors`): a project error ends in one line ``rmisr: error: <reason>``; ``monai.bundle
   run`` would otherwise print the config parser's nested traceback.
 """
 
 from __future__ import annotations
 
+import csv
 import functools
+import io
+import json
 import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rmisr_monai.errors import RmisrError, WeightsError
+from rmisr_monai.errors import InputFileError, RmisrError, WeightsError
 from rmisr_monai.weights.loader import default_model, load_model
 
-__all__ = ["BUNDLE_MODEL", "bundle_checkpoint", "one_line_errors", "run_inference", "serves_scale"]
+__all__ = ["BUNDLE_MODEL", "bundle_checkpoint", "evaluate_folder", "one_line_errors", "run_inference", "serves_scale"]
 
 BUNDLE_MODEL = Path("models") / "model.pt"  # MONAI Bundle Specification: fixed name of the weights
 F = TypeVar("F", bound=Callable[..., Any])
@@ -121,3 +127,66 @@ def run_inference(upscaler: Any, dataset_dir: str | os.PathLike, output_dir: str
     if not summary.ok:
         raise SystemExit(f"rmisr: error: {len(summary.failed)} of the inputs failed (named above); the rest are done")
     return summary
+
+
+@one_line_errors
+def evaluate_folder(
+    dataset_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    scale: float,
+    checkpoint: str,
+    max_slices: int | None = None,
+    overwrite: bool = False,
+    **run_options: Any,
+) -> dict[str, Any]:
+    """Score the model and bicubic on every HR volume under ``dataset_dir`` (module docstring).
+
+    Args:
+        dataset_dir: folder of HR volumes (files and DICOM series, found as ``rmisr upscale`` finds them).
+        output_dir: where the reports go (created if missing).
+        scale: SR factor.
+        checkpoint: what :func:`bundle_checkpoint` chose: a checkpoint file or a shipped model name.
+        max_slices: score at most this many evenly spaced slices per volume (``None``: all).
+        overwrite: replace existing reports.
+        run_options: ``device``, ``tile``, ``batch_size``, ``amp``... of the volume engine.
+
+    Returns:
+        The content of ``evaluation.json``: ``{"volumes": [report dicts], "mean": {method: {metric: mean}}}``.
+    """
+    from rmisr_monai.evaluation import METRICS, evaluate, write_report
+    from rmisr_monai.inference.batch import folder_jobs
+    from rmisr_monai.io.atomic import atomic_output, check_output_path
+
+    jobs = folder_jobs(dataset_dir, output_dir)
+    if not jobs:
+        raise InputFileError(dataset_dir, "no volume to evaluate")
+    out = Path(output_dir)
+    summary_paths = {kind: out / f"evaluation.{kind}" for kind in ("csv", "json")}
+    if out.is_dir():  # refuse before any work when the summary exists
+        for path in summary_paths.values():
+            check_output_path(path, overwrite=overwrite)
+    method = {"weights": [checkpoint]} if Path(checkpoint).is_file() else {"models": [checkpoint]}
+    reports = []
+    for job in jobs:
+        report = evaluate(job.input, scale, max_slices=max_slices, **method, **run_options)
+        write_report(report, out, overwrite=overwrite)
+        reports.append(report.to_dict())
+        logger.info("evaluated %s: %s", job.input, ", ".join(f"{s.method} {s.psnr:.2f} dB" for s in report.scores))
+    fields = ["input", "method", *METRICS, "seconds"]
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for report in reports:
+        for scores in report["scores"]:
+            writer.writerow({"input": report["input"], **scores})
+    methods = dict.fromkeys(s["method"] for r in reports for s in r["scores"])
+    mean = {
+        m: {k: sum(s[k] for r in reports for s in r["scores"] if s["method"] == m) / len(reports) for k in METRICS}
+        for m in methods
+    }
+    result = {"scale": float(scale), "volumes": reports, "mean": mean}
+    for kind, text in (("csv", table.getvalue()), ("json", json.dumps(result, indent=2) + "\n")):
+        with atomic_output(summary_paths[kind], overwrite=overwrite) as temp:
+            temp.write_text(text, encoding="utf-8")
+    logger.info("evaluation over %d volumes: %s", len(reports), json.dumps(mean))
+    return result
