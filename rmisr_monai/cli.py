@@ -30,6 +30,7 @@ Medical-image super-resolution with 2D networks applied slice by slice.
 commands:
   upscale   super-resolve a NIfTI / NRRD / MHA file or a DICOM series folder
   info      print the shape, spacing, orientation and intensity range of an image (never patient tags)
+  evaluate  quality check on your own scan: degrade it, upscale it back, score every method (table, figure)
   demo      upscale the shipped sample CT x2 (default model and bicubic) and report the timing
 
 examples:
@@ -55,6 +56,18 @@ volume files nor sub-folders, is one DICOM series. Existing outputs are skipped 
 reported in one line and the rest go on, a summary ends the run, the exit status is 2 when any failed. Under
 torchrun --nproc_per_node=N each process takes its share.
 
+geometry as scanners write it:
+  gantry tilt (slices advancing off their normal) and unevenly spaced slices are read exactly. DICOM output keeps
+  every slice's own ImageOrientationPatient and ImagePositionPatient (moved by the half-pixel rule). Of the
+  single-affine formats, NIfTI holds a tilt as an exact sheared sform (qform left unset: a quaternion cannot hold
+  a shear; nibabel/MONAI read it, ITK/SimpleITK/Slicer refuse such a NIfTI), NRRD ('space directions') and MHA
+  ('TransformMatrix') hold the non-orthogonal axes exactly (read back so by SimpleITK and pynrrd); no single-
+  affine format holds uneven spacing, so it needs --resample or a DICOM folder. Enhanced multi-frame DICOM
+  files are read from their functional groups (written back as a single-frame series); 4D inputs (NIfTI or
+  NRRD/MHA 4D, DICOM with several temporal positions, echoes or b-values) are upscaled volume by volume, the
+  fourth axis and its metadata (NIfTI pixdim[4] / TR, time unit, toffset) kept. .nhdr writes a detached header
+  and its <name>.raw.gz data file. 'rmisr info' tells which of these an input has.
+
 examples:
   rmisr upscale ct.nii.gz ct_x2.nii.gz --scale 2                    # shipped default model for x2
   rmisr upscale scans/ scans_x2/ --scale 2                          # every volume under scans/
@@ -62,6 +75,27 @@ examples:
   rmisr upscale ct.nii.gz ct_x2.nii.gz --scale 2 --model bicubic    # MATLAB bicubic, no weights needed
   rmisr upscale series/ out_dicom/ --scale 2 --weights rmisr.pt     # DICOM series in, DICOM series out
   rmisr upscale t2.nii.gz t2_iso.nii.gz --scale 3 --axis z --through-plane --model bicubic
+"""
+
+
+_STACK_HELP = (
+    "DICOM frames that form several stacks (orientations or StackIDs of an enhanced multi-frame file, a "
+    "localizer): read stack N (the error lists them)"
+)
+
+
+_EVALUATE_DESCRIPTION = """\
+Quality check on a scan of your own: HR is shrunk by SCALE in-plane with the bicubic degradation of training
+(MATLAB imresize), upscaled back with bicubic and with each chosen model exactly as 'rmisr upscale' runs them, and
+scored against HR slice by slice: PSNR, SSIM, edge PSNR (Laplacian maps) and back-projection consistency (the output
+shrunk again against the LR input). Intensities are scored as in training: the HU window -1024..3071 for CT, the
+0.5 / 99.5 percentiles for MR. --report DIR adds a CSV, a JSON and a PNG figure of a representative slice (LR,
+bicubic, each model, HR, difference maps, zoomed detail).
+
+examples:
+  rmisr evaluate ct.nii.gz --scale 2                               # shipped model vs bicubic
+  rmisr evaluate ct.nii.gz --scale 2 --model bicubic --report qc/
+  rmisr evaluate t1.nii.gz --scale 4 --weights mine.pt --model rmisr_bl_mr_x4 --max-slices 16
 """
 
 
@@ -158,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "output",
         metavar="OUTPUT",
-        help="the result; its extension picks the format (.nii.gz, .nii, .nrrd, .mha), a folder for DICOM; "
+        help="the result; its extension picks the format (.nii.gz, .nii, .nrrd, .nhdr, .mha), a folder for DICOM; "
         "the output folder for many volumes",
     )
     up.add_argument("--scale", type=_scale, required=True, metavar="S", help="upscaling factor, e.g. 2, 3, 1.5")
@@ -189,6 +223,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="upscale only --axis (thick slices) with an arbitrary-scale network, instead of each slice in-plane",
     )
     up.add_argument("--series-uid", metavar="UID", default=None, help="DICOM folder with several series: pick one")
+    up.add_argument("--stack", metavar="N", default=None, help=_STACK_HELP)
+    up.add_argument(
+        "--resample",
+        action="store_true",
+        help="tilted (gantry tilt) or unevenly spaced slices: resample the result onto a regular orthogonal grid "
+        "for NIfTI/NRRD/MHA output, as dcm2niix does (linear, lossy). Default: no resampling; a tilted stack is "
+        "written with its exact sheared affine (see 'geometry' above) and an uneven one is refused for those "
+        "formats. DICOM output always keeps every slice's own plane",
+    )
     up.add_argument(
         "--output-ext",
         metavar="EXT",
@@ -207,19 +250,49 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser(
         "info",
         help="describe an image (no patient tags)",
-        description="Print the shape, spacing, orientation, modality and intensity range of INPUT. "
+        description="Print the shape, spacing, orientation, modality and intensity range of INPUT, and in plain "
+        "words its slice spacing (even or not), gantry tilt, DICOM frames and stacks and fourth axis. "
         "Patient tags are never printed.\n\nexample:\n  rmisr info ct.nii.gz",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     info.add_argument("input", metavar="INPUT", help="an image file or a DICOM folder")
     info.add_argument("--series-uid", metavar="UID", default=None, help="DICOM folder with several series: pick one")
+    info.add_argument("--stack", metavar="N", default=None, help=_STACK_HELP)
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="quality check on your own scan: degrade, upscale back, score against it",
+        description=_EVALUATE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ev.add_argument("input", metavar="HR", help="a high-resolution scan: an image file or a DICOM series folder")
+    ev.add_argument("--scale", type=_scale, default=2.0, metavar="S", help="SR factor to test (default: 2)")
+    ev.add_argument(
+        "--model",
+        metavar="NAME",
+        action="append",
+        default=None,
+        help="a method to score besides bicubic (repeatable): shipped model, network or interpolator name. "
+        "Default: the shipped model for the scale and modality, if any",
+    )
+    ev.add_argument("--weights", metavar="PATH", action="append", default=[], help="a checkpoint to score (repeatable)")
+    ev.add_argument("--axis", default="z", choices=("x", "y", "z", "0", "1", "2"), help="slice axis (default: z)")
+    ev.add_argument(
+        "--max-slices", type=_positive_int, default=None, metavar="N", help="score N evenly spaced slices (default: all)"
+    )
+    ev.add_argument("--series-uid", metavar="UID", default=None, help="DICOM folder with several series: pick one")
+    ev.add_argument(
+        "--report", metavar="DIR", default=None, help="also write <name>_x<S>_quality.png/.csv/.json into DIR"
+    )
+    _add_run_options(ev)
 
     demo = sub.add_parser(
         "demo",
         help="upscale the shipped sample CT x2",
         description="Upscale the shipped sample CT (rmisr_monai/sample, see its README for provenance and licence) "
         "x2 with the default model and with bicubic interpolation, write both into OUTPUT_DIR and print the "
-        "timing.\n\nexample:\n  rmisr demo ./rmisr_demo",
+        "timing; then shrink the sample x2, upscale it back with both, print their scores against the original and "
+        "write a figure (PNG, with CSV/JSON scores) of what each does.\n\nexample:\n  rmisr demo ./rmisr_demo",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument("output_dir", metavar="OUTPUT_DIR", help="folder for the results (created if missing)")
@@ -248,6 +321,7 @@ def _upscaler(args: argparse.Namespace, **overrides):
         output_ext=getattr(args, "output_ext", None),
         overwrite=args.overwrite,
         progress=not args.quiet,
+        resample=getattr(args, "resample", False),
     )
     return BatchUpscaler(**{**options, **overrides})
 
@@ -270,7 +344,7 @@ def _upscale(args: argparse.Namespace) -> int:
         if args.output_ext is not None:
             raise ConfigurationError("--output-ext is for a folder of volumes or a CSV list; OUTPUT names the file")
         # everything that can be checked without reading the input comes first: no work is wasted, nothing written
-        upscaler.upscale_file(args.input, args.output, series_uid=args.series_uid)
+        upscaler.upscale_file(args.input, args.output, series_uid=args.series_uid, stack=args.stack)
         return 0
     if args.series_uid is not None:
         raise ConfigurationError("--series-uid picks a series in one DICOM folder, not in a folder of volumes")
@@ -284,7 +358,7 @@ def _upscale(args: argparse.Namespace) -> int:
 def _info(args: argparse.Namespace) -> int:
     from rmisr_monai.io.read import describe, read_volume
 
-    volume = read_volume(args.input, series_uid=args.series_uid)
+    volume = read_volume(args.input, series_uid=args.series_uid, stack=args.stack)
     for key, value in describe(volume).items():
         print(f"{key}: {_fmt(value)}")
     return 0
@@ -301,6 +375,7 @@ def _fmt(value) -> str:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from rmisr_monai.evaluation import evaluate_volume, format_table, report_paths, write_report
     from rmisr_monai.inference.engine import resolve_device
     from rmisr_monai.io.atomic import check_output_path
     from rmisr_monai.io.read import read_volume
@@ -319,7 +394,7 @@ def _demo(args: argparse.Namespace) -> int:
         models.append("bicubic")
     targets = {m: out_dir / f"ct_demo_x2_{m}.nii.gz" for m in models}
     if out_dir.exists():  # a new folder cannot hold old results
-        for path in targets.values():
+        for path in [*targets.values(), *report_paths(out_dir, SAMPLE_PATH, 2.0).values()]:
             check_output_path(path, overwrite=args.overwrite)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -337,6 +412,43 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"sample {SAMPLE_PATH.name} ({shape} voxels) x2 on {resolve_device(args.device)}:")
     for model, seconds, rate, path in rows:
         print(f"  {model:<16} {seconds:7.2f} s  {rate:7.1f} slices/s  -> {path}")
+    # what the model does, in a picture with numbers: the sample shrunk x2, upscaled back, scored against itself
+    options = dict(device=args.device, tile=args.tile, tile_overlap=args.tile_overlap, batch_size=args.batch)
+    report = evaluate_volume(volume, 2.0, models=models, progress=not args.quiet, **options)
+    paths = write_report(report, out_dir, overwrite=args.overwrite)
+    print(format_table(report))
+    print(f"figure: {paths['png']} (scores also in {paths['csv'].name}, {paths['json'].name})")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from rmisr_monai.evaluation import evaluate_volume, format_table, report_paths, write_report
+    from rmisr_monai.inference.engine import resolve_device
+    from rmisr_monai.io.atomic import check_output_path
+    from rmisr_monai.io.read import read_volume
+
+    resolve_device(args.device)
+    if args.report is not None and Path(args.report).exists():  # refused before any work
+        for path in report_paths(args.report, args.input, args.scale).values():
+            check_output_path(path, overwrite=args.overwrite)
+    volume = read_volume(args.input, series_uid=args.series_uid)
+    report = evaluate_volume(
+        volume,
+        args.scale,
+        models=args.model,
+        weights=args.weights,
+        axis=args.axis,
+        max_slices=args.max_slices,
+        device=args.device,
+        tile=args.tile,
+        tile_overlap=args.tile_overlap,
+        batch_size=args.batch,
+        progress=not args.quiet,
+    )
+    print(format_table(report))
+    if args.report is not None:
+        for path in write_report(report, args.report, overwrite=args.overwrite).values():
+            print(f"wrote {path}")
     return 0
 
 
@@ -361,7 +473,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help, --version, usage errors (already printed)
         return int(e.code or 0) if isinstance(e.code, int) else EXIT_ERROR
     _configure_logging(getattr(args, "quiet", False))
-    commands = {"upscale": _upscale, "info": _info, "demo": _demo}
+    commands = {"upscale": _upscale, "info": _info, "evaluate": _evaluate, "demo": _demo}
     try:
         return commands[args.command](args)
     except KeyboardInterrupt:

@@ -58,7 +58,8 @@ from rmisr_monai.inference.selection import check_model_available, intensity_for
 from rmisr_monai.io.atomic import check_output_path
 from rmisr_monai.io.read import read_volume
 from rmisr_monai.io.volume import FILE_FORMATS, Volume, file_format
-from rmisr_monai.io.write import output_format, write_volume
+from rmisr_monai.io.resample import resample_orthogonal
+from rmisr_monai.io.write import check_representable, output_format, write_volume
 
 __all__ = [
     "DICOM_SUFFIXES",
@@ -348,6 +349,9 @@ class BatchUpscaler:
         output_ext: suffix of the outputs in folder / CSV mode (e.g. ``".nii.gz"``); ``None`` keeps the input's.
         overwrite: replace existing outputs (default: skip them in batches, refuse for one file).
         progress: tqdm bars over volumes and slices.
+        resample: results with tilted or unevenly spaced slices are resampled onto a regular orthogonal grid
+            (:func:`rmisr_monai.io.resample.resample_orthogonal`, lossy) before NIfTI/NRRD/MHA output; default:
+            tilted ones keep their exact sheared affine and uneven ones are refused (DICOM output keeps the slices).
     """
 
     def __init__(
@@ -366,6 +370,7 @@ class BatchUpscaler:
         output_ext: str | None = None,
         overwrite: bool = False,
         progress: bool = True,
+        resample: bool = False,
     ) -> None:
         self.model = model
         self.weights = None if weights is None else str(weights)
@@ -378,6 +383,7 @@ class BatchUpscaler:
         self.output_ext = output_ext
         self.overwrite = bool(overwrite)
         self.progress = bool(progress)
+        self.resample = bool(resample)
         self._networks: dict[str, tuple[nn.Module, dict[str, Any]]] = {}
 
     # -- checks that need no input ----------------------------------------------------------------------------
@@ -437,6 +443,8 @@ class BatchUpscaler:
             parent = parent.parent
         for folder in reversed(created):
             folder.mkdir(exist_ok=True)
+        if self.resample and output_format(output) != "dicom":
+            result = resample_orthogonal(result)
         try:
             write_volume(result, output, overwrite=self.overwrite, dtype=self.dtype)
         except BaseException:
@@ -446,13 +454,19 @@ class BatchUpscaler:
             raise
 
     def upscale_file(
-        self, input: str | os.PathLike, output: str | os.PathLike, series_uid: str | None = None
+        self,
+        input: str | os.PathLike,
+        output: str | os.PathLike,
+        series_uid: str | None = None,
+        stack: str | None = None,
     ) -> Volume:
         """Read, upscale and write one volume; errors propagate (the single-volume ``rmisr upscale``)."""
         self.check_output(output)
         self.check()
         started = time.perf_counter()
-        volume = read_volume(input, series_uid=series_uid)
+        volume = read_volume(input, series_uid=series_uid, stack=stack)
+        if not self.resample:  # e.g. uneven slices to NIfTI: refused before the work
+            check_representable(volume, output)
         result = self.upscale(volume)
         self.write(result, output)
         logger.info(

@@ -366,6 +366,10 @@ def upscale_volume(volume, network: nn.Module, scale: float, **options: Any):
     """
     from rmisr_monai.io.geometry import rescaled_geometry
 
+    if getattr(volume, "fourth_axis", None) is not None:  # 4D: each 3D volume comes back through here
+        from rmisr_monai.inference.series import upscale_series
+
+        return upscale_series(volume, network, scale, **options)
     array = volume.array
     out = upscale_array(array, network, scale, **options)
     in_shape = tuple(array.shape[-3:])

@@ -1,4 +1,5 @@
-"""DICOM: read one series (a folder, or a single-frame file) and write a derived series, with pydicom.
+"""DICOM: read one series (a folder, an enhanced multi-frame file, or a single-frame file) and write a derived
+series, with pydicom.
 
 Reading rules
 -------------
@@ -7,13 +8,23 @@ Reading rules
   DICOM objects without an image (DICOMDIR, structured reports, presentation states) are ignored.
 * Several SeriesInstanceUIDs in one folder are refused with the list of UIDs unless ``series_uid`` picks one;
   series are never merged.
+* Frames: a single-frame file is one frame; an enhanced (multi-frame) CT/MR image gives one frame per
+  PerFrameFunctionalGroupsSequence item, its geometry and pixel value transformation taken from the per-frame
+  functional group, else the shared one, else the top level (PlanePosition, PlaneOrientation, PixelMeasures,
+  PixelValueTransformation, FrameContent StackID). Multi-frame images without per-frame groups are refused.
+* Stacks: frames are grouped by StackID and orientation; several stacks (e.g. a three-plane localizer, several
+  orientations in one enhanced file) are refused with the list unless ``stack`` picks one.
+* Fourth axis: when every slice position holds the same number of frames, told apart by the temporal position,
+  the trigger time, the echo time, the b-value or the echo number (the first that does), the result is 4D
+  ``(i, j, k, t)``; otherwise frames sharing a position are refused as duplicates.
 * Geometry: ImageOrientationPatient, PixelSpacing and ImagePositionPatient are required; slices are sorted by their
-  position projected on the slice normal ``row x column`` and must be evenly spaced, distinct and not tilted
-  (:func:`rmisr_monai.io.geometry.dicom_stack_geometry`). A single file is a 1-slice volume whose third spacing is
+  position projected on the slice normal ``row x column``
+  (:func:`rmisr_monai.io.geometry.dicom_stack_geometry`): gantry-tilted stacks get their exact sheared affine,
+  unevenly spaced ones keep every slice's position. A single frame is a 1-slice volume whose third spacing is
   SpacingBetweenSlices, else SliceThickness, else 1 mm.
 * Pixels are decoded by pydicom (compressed transfer syntaxes through the pylibjpeg plugins); PixelRepresentation
-  gives signed/unsigned; each slice's RescaleSlope/RescaleIntercept is applied. MONOCHROME1 values are kept as stored
-  (not inverted). Multi-frame and colour images are refused.
+  gives signed/unsigned; each frame's RescaleSlope/RescaleIntercept is applied. MONOCHROME1 values are kept as
+  stored (not inverted). Colour images are refused.
 
 Writing
 -------
@@ -39,7 +50,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian,
 
 from rmisr_monai.errors import InputFileError
 from rmisr_monai.io.geometry import Geometry, SliceStackError, dicom_slice_planes, dicom_stack_geometry
-from rmisr_monai.io.volume import Volume, exact_dtype
+from rmisr_monai.io.volume import FourthAxis, Volume, exact_dtype
 
 __all__ = ["DicomTemplate", "read_dicom", "write_dicom_series", "SOP_CLASSES"]
 
@@ -84,6 +95,7 @@ class DicomTemplate:
     header: Dataset
     geometry: Geometry
     shape: tuple[int, int, int]
+    frames_summary: str = ""  # plain words for ``rmisr info``: files, frames, stacks (no patient data)
 
     def __repr__(self) -> str:
         return f"DicomTemplate(shape={self.shape})"  # headers hold patient data: never printed
@@ -136,85 +148,271 @@ def _select_series(
     return next(iter(series.values()))
 
 
-def _check_slice(file: Path, header: Dataset) -> None:
-    if int(header.get("NumberOfFrames", 1) or 1) > 1:
-        raise InputFileError(file, f"multi-frame DICOM ({header.NumberOfFrames} frames) is not supported")
+@dataclass
+class _Frame:
+    """One 2D image of the input: a single-frame file, or frame ``number`` (0-based) of a multi-frame file."""
+
+    file: Path
+    number: int | None
+    position: tuple[float, ...]
+    orientation: tuple[float, ...]
+    pixel_spacing: tuple[float, ...]
+    slope: float
+    intercept: float
+    stack: str
+    labels: dict[str, float]  # candidate fourth-axis values (temporal position, echo time, b-value...)
+
+    @property
+    def name(self) -> str:
+        return self.file.name if self.number is None else f"{self.file.name} frame {self.number + 1}"
+
+
+# Fourth-axis candidates, in order of preference: (kind, unit, single-frame keyword, enhanced (sequence, keyword)).
+FOURTH_AXIS_TAGS = (
+    ("time", "", "TemporalPositionIdentifier", ("FrameContentSequence", "TemporalPositionIndex")),
+    ("time", "ms", "TriggerTime", ("CardiacSynchronizationSequence", "NominalCardiacTriggerDelayTime")),
+    ("echo", "ms", "EchoTime", ("MREchoSequence", "EffectiveEchoTime")),
+    ("b-value", "s/mm2", "DiffusionBValue", ("MRDiffusionSequence", "DiffusionBValue")),
+    ("echo", "", "EchoNumbers", None),  # enhanced images carry echoes as EffectiveEchoTime only
+)
+ENHANCED_TAGS = {  # keyword -> functional group sequence holding it in an enhanced (multi-frame) image
+    "ImagePositionPatient": "PlanePositionSequence",
+    "ImageOrientationPatient": "PlaneOrientationSequence",
+    "PixelSpacing": "PixelMeasuresSequence",
+    "SliceThickness": "PixelMeasuresSequence",
+    "SpacingBetweenSlices": "PixelMeasuresSequence",
+    "RescaleSlope": "PixelValueTransformationSequence",
+    "RescaleIntercept": "PixelValueTransformationSequence",
+    "StackID": "FrameContentSequence",
+}
+# rounding (mm) that decides which frames share a slice position (DICOM positions carry ~1e-4 mm of decimals)
+POSITION_DECIMALS = 2
+
+
+def _group_value(header: Dataset, group: Dataset | None, sequence: str, keyword: str):
+    """``keyword`` from the per-frame functional group, else the shared one, else the top level; None if absent."""
+    shared = header.get("SharedFunctionalGroupsSequence")
+    for source in (group, shared[0] if shared else None):
+        items = source.get(sequence) if source is not None else None
+        if items and keyword in items[0]:
+            return items[0].get(keyword)
+    return header.get(keyword)
+
+
+def _frames_of(file: Path, header: Dataset) -> list[_Frame]:
+    """The frames of one image file with their geometry (functional groups for enhanced multi-frame images)."""
     if int(header.get("SamplesPerPixel", 1)) != 1:
         raise InputFileError(file, f"expected a 3D scalar volume, got {header.SamplesPerPixel} samples per pixel")
-    for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
-        if header.get(keyword) is None:
-            raise InputFileError(file, f"{keyword} is missing: the slice position in space is unknown")
+    n_frames = int(header.get("NumberOfFrames", 1) or 1)
+    per_frame = header.get("PerFrameFunctionalGroupsSequence")
+    if n_frames > 1 and (per_frame is None or len(per_frame) != n_frames):
+        raise InputFileError(
+            file, f"multi-frame DICOM ({n_frames} frames) without per-frame functional groups: the frame positions "
+            "are unknown (only enhanced multi-frame images are supported)"
+        )  # fmt: skip
+    frames = []
+    for number in range(n_frames):
+        group = per_frame[number] if per_frame is not None else None
+        label = file.name if n_frames == 1 else f"{file.name} frame {number + 1}"
+
+        def value(keyword: str, group=group):
+            return _group_value(header, group, ENHANCED_TAGS.get(keyword, ""), keyword)
+
+        for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
+            if value(keyword) is None:
+                where = f" ({ENHANCED_TAGS[keyword]})" if per_frame is not None else ""
+                raise InputFileError(file, f"{label}: {keyword}{where} is missing: the slice position is unknown")
+        labels = {}
+        for kind, unit, single, enhanced in FOURTH_AXIS_TAGS:
+            if per_frame is None:
+                found = header.get(single)
+            else:
+                found = _group_value(header, group, *enhanced) if enhanced else None
+            if found not in (None, ""):
+                labels[f"{kind}|{unit}|{single}"] = float(np.atleast_1d(found)[0])
+        frames.append(
+            _Frame(
+                file=file,
+                number=None if per_frame is None else number,
+                position=tuple(float(v) for v in value("ImagePositionPatient")),
+                orientation=tuple(float(v) for v in value("ImageOrientationPatient")),
+                pixel_spacing=tuple(float(v) for v in value("PixelSpacing")),
+                slope=float(value("RescaleSlope") or 1),
+                intercept=float(value("RescaleIntercept") or 0),
+                stack=str(value("StackID") or ""),
+                labels=labels,
+            )
+        )
+    return frames
 
 
-def _common_value(slices: list[tuple[Path, Dataset]], keyword: str, tolerance: float) -> list[float]:
-    """A tag that must be the same on every slice (within ``tolerance``); raises naming the first file that differs."""
-    first = [float(v) for v in np.atleast_1d(slices[0][1].get(keyword))]
-    for file, header in slices[1:]:
-        value = [float(v) for v in np.atleast_1d(header.get(keyword))]
+def _stacks(frames: list[_Frame]) -> dict[str, list[_Frame]]:
+    """Frames grouped into stacks: by StackID and orientation (a localizer's three planes are three stacks)."""
+    groups: dict[tuple, list[_Frame]] = defaultdict(list)
+    for frame in frames:
+        groups[(frame.stack, tuple(np.round(frame.orientation, 3)))].append(frame)
+    return {str(n + 1): group for n, (_, group) in enumerate(sorted(groups.items(), key=lambda item: item[0]))}
+
+
+def _select_stack(path: Path, frames: list[_Frame], stack: str | None) -> list[_Frame]:
+    stacks = _stacks(frames)
+    listing = "; ".join(
+        f"{key}: {len(g)} frames, orientation {[round(v, 3) for v in g[0].orientation]}"
+        + (f", StackID {g[0].stack}" if g[0].stack else "")
+        for key, g in stacks.items()
+    )
+    if stack is not None:
+        if str(stack) not in stacks:
+            raise InputFileError(path, f"stack {stack} not found; stacks here: {listing}")
+        return stacks[str(stack)]
+    if len(stacks) > 1:
+        raise InputFileError(path, f"{len(stacks)} stacks of frames (pick one with --stack N): {listing}")
+    return frames
+
+
+def _split_fourth_axis(path: Path, frames: list[_Frame]) -> tuple[list[list[_Frame]], FourthAxis | None]:
+    """Frames grouped by slice position; when every position holds the same number T > 1 of frames told apart by
+    one tag of :data:`FOURTH_AXIS_TAGS`, ``T`` lists of one frame per position (one per volume) and the axis."""
+    at: dict[tuple, list[_Frame]] = defaultdict(list)
+    for frame in frames:
+        at[tuple(np.round(frame.position, POSITION_DECIMALS))].append(frame)
+    counts = {len(group) for group in at.values()}
+    if counts == {1}:
+        return [frames], None
+    if len(counts) == 1:
+        for key in dict.fromkeys(k for f in frames for k in f.labels):
+            values = [sorted(f.labels.get(key, np.nan) for f in group) for group in at.values()]
+            if all(len(set(v)) == len(v) and v == values[0] for v in values) and not np.isnan(values[0]).any():
+                kind, unit, _ = key.split("|")
+                volumes = [[next(f for f in group if f.labels[key] == v) for group in at.values()] for v in values[0]]
+                step = float(np.median(np.diff(values[0]))) if unit and len(values[0]) > 1 else 0.0
+                axis = FourthAxis(kind=kind, step=step, unit=unit, values=tuple(values[0]))
+                return volumes, axis
+    shared = next(group for group in at.values() if len(group) > 1)
+    raise InputFileError(
+        path, f"{len(frames) - len(at)} duplicate slice position(s), e.g. {list(np.round(shared[0].position, 4))} in "
+        f"{', '.join(f.name for f in shared[:3])}, and no temporal position, echo or b-value tells them apart"
+    )  # fmt: skip
+
+
+def _common(path: Path, frames: list[_Frame], attribute: str, tolerance: float) -> tuple[float, ...]:
+    """A value that must be the same for every frame (within ``tolerance``); raises naming the first that differs."""
+    first = getattr(frames[0], attribute)
+    for frame in frames[1:]:
+        value = getattr(frame, attribute)
         if len(value) != len(first) or np.abs(np.subtract(value, first)).max() > tolerance:
-            raise InputFileError(file, f"{keyword} {value} differs from {first} in {slices[0][0].name}")
+            raise InputFileError(path, f"{attribute} {list(value)} of {frame.name} differs from {list(first)}")
     return first
 
 
-def _slice_pixels(file: Path, header: Dataset) -> tuple[np.ndarray, np.dtype]:
-    """One slice, rescaled, as float64 ``(i, j)`` = (column, row), and the dtype pydicom decoded it to."""
-    try:
-        dataset = pydicom.dcmread(file)
-        stored = dataset.pixel_array
-    except (RuntimeError, NotImplementedError, ValueError, AttributeError) as exc:
-        syntax = header.file_meta.get("TransferSyntaxUID")
-        name = syntax.name if syntax else "unknown transfer syntax"
-        raise InputFileError(file, f"cannot decode pixel data ({name}): {exc}; {DECODER_HINT}") from exc
-    slope = float(dataset.get("RescaleSlope", 1) or 1)
-    intercept = float(dataset.get("RescaleIntercept", 0) or 0)
-    return (stored.astype(np.float64) * slope + intercept).T, stored.dtype
+class _PixelSource:
+    """Decodes each file once (all frames of a multi-frame file at a time) and hands out rescaled frames."""
+
+    def __init__(self, headers: dict[Path, Dataset]):
+        self.headers = headers
+        self.file: Path | None = None
+        self.stored: np.ndarray | None = None
+        self.dtypes: set[np.dtype] = set()
+
+    def __call__(self, frame: _Frame) -> np.ndarray:
+        """One frame, rescaled, as float64 ``(i, j)`` = (column, row)."""
+        if frame.file != self.file:
+            try:
+                self.stored = pydicom.dcmread(frame.file).pixel_array
+            except (RuntimeError, NotImplementedError, ValueError, AttributeError) as exc:
+                syntax = self.headers[frame.file].file_meta.get("TransferSyntaxUID")
+                name = syntax.name if syntax else "unknown transfer syntax"
+                raise InputFileError(frame.file, f"cannot decode pixel data ({name}): {exc}; {DECODER_HINT}") from exc
+            self.file = frame.file
+            self.dtypes.add(self.stored.dtype)
+        stored = self.stored if frame.number is None else self.stored[frame.number]
+        return (stored.astype(np.float64) * frame.slope + frame.intercept).T
 
 
-def read_dicom(path: str | os.PathLike, series_uid: str | None = None) -> Volume:
-    """Read a DICOM series folder (or a single-frame DICOM file as a 1-slice volume); rules in the module docstring.
+def _frames_summary(files: list[tuple[Path, Dataset]], all_frames: list[_Frame], frames: list[_Frame]) -> str:
+    multi = sum(int(h.get("NumberOfFrames", 1) or 1) > 1 for _, h in files)
+    text = f"{len(all_frames)} frames in {len(files)} file(s)"
+    if multi:
+        text += f" ({multi} enhanced multi-frame)"
+    stacks = _stacks(all_frames)
+    if len(stacks) > 1:
+        chosen = next(key for key, group in stacks.items() if group[0] is frames[0])
+        text += f"; {len(stacks)} stacks, stack {chosen} read ({len(frames)} frames)"
+    return text
+
+
+def _template_header(header: Dataset, thickness) -> Dataset:
+    """The source header a derived series copies from, without the (large) functional groups."""
+    header = copy.copy(header)
+    for keyword in ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence"):
+        if keyword in header:
+            delattr(header, keyword)
+    if thickness is not None and not header.get("SliceThickness"):
+        header.SliceThickness = thickness
+    return header
+
+
+def read_dicom(path: str | os.PathLike, series_uid: str | None = None, stack: str | None = None) -> Volume:
+    """Read a DICOM series folder, an enhanced multi-frame file or a single-frame file; rules in the module
+    docstring.
+
+    Args:
+        path: a folder holding the series, or one file.
+        series_uid: SeriesInstanceUID to pick when a folder holds several series.
+        stack: stack number (as listed in the error) when the frames form several stacks (orientations, StackIDs).
 
     Raises:
-        InputFileError: naming the folder or file and the reason (several series, missing/duplicate slices, tilt,
-            missing geometry tags, undecodable pixels, multi-frame or colour images).
+        InputFileError: naming the folder or file and the reason (several series or stacks, duplicate slices,
+            missing geometry tags, undecodable pixels, colour images).
     """
     path = Path(path)
     if path.is_dir():
-        slices = _select_series(path, _scan_folder(path), series_uid)
+        files = _select_series(path, _scan_folder(path), series_uid)
     else:
         header = _read_header(path, required=True)
         if header is None or "Rows" not in header:
             raise InputFileError(path, "not a DICOM image file")
-        slices = [(path, header)]
-    for file, header in slices:
-        _check_slice(file, header)
-    rows_cols = _common_value(slices, "Rows", 0) + _common_value(slices, "Columns", 0)
-    orientation = _common_value(slices, "ImageOrientationPatient", 1e-4)
-    pixel_spacing = _common_value(slices, "PixelSpacing", 1e-4)
-    first = slices[0][1]
-    fallback = float(first.get("SpacingBetweenSlices") or first.get("SliceThickness") or 1.0)
+        files = [(path, header)]
+    headers = dict(files)
+    rows, columns = int(files[0][1].Rows), int(files[0][1].Columns)
+    for file, header in files:
+        if (int(header.Rows), int(header.Columns)) != (rows, columns):
+            raise InputFileError(file, f"Rows x Columns {header.Rows} x {header.Columns} differ from {rows} x {columns}")
+    all_frames = [f for file, header in files for f in _frames_of(file, header)]
+    frames = _select_stack(path, all_frames, stack)
+    volumes, fourth_axis = _split_fourth_axis(path, frames)
+    orientation = _common(path, frames, "orientation", 1e-4)
+    pixel_spacing = _common(path, frames, "pixel_spacing", 1e-4)
+    first = files[0][1]
+    first_group = first.get("PerFrameFunctionalGroupsSequence", [None])[0]
+    thickness = _group_value(first, first_group, "PixelMeasuresSequence", "SliceThickness")
+    between = _group_value(first, first_group, "PixelMeasuresSequence", "SpacingBetweenSlices")
     try:
         geometry, order = dicom_stack_geometry(
-            orientation, pixel_spacing, [h.ImagePositionPatient for _, h in slices], fallback
+            orientation, pixel_spacing, [f.position for f in volumes[0]], float(between or thickness or 1.0)
         )
     except SliceStackError as exc:
-        files = ", ".join(slices[i][0].name for i in exc.slices)
-        raise InputFileError(path, f"{exc}" + (f" (files {files})" if files else "")) from exc
-    array = np.empty((int(rows_cols[1]), int(rows_cols[0]), len(order)), dtype=np.float64)
-    stored_dtypes = set()
-    for k, index in enumerate(order):
-        array[:, :, k], stored_dtype = _slice_pixels(*slices[index])
-        stored_dtypes.add(stored_dtype)
-    source_dtype = exact_dtype(array, np.result_type(*stored_dtypes))
+        names = ", ".join(volumes[0][i].name for i in exc.slices)
+        raise InputFileError(path, f"{exc}" + (f" ({names})" if names else "")) from exc
+    pixels = _PixelSource(headers)
+    array = np.empty((columns, rows, len(order), len(volumes)), dtype=np.float64)
+    for t, volume_frames in enumerate(volumes):
+        for k, index in enumerate(order):
+            array[:, :, k, t] = pixels(volume_frames[index])
+    source_dtype = exact_dtype(array, np.result_type(*pixels.dtypes))
     modality = str(first.get("Modality", "")).upper()
-    template = DicomTemplate(slices[order[0]][1], geometry, tuple(array.shape))
+    template_header = _template_header(headers[volumes[0][order[0]].file], thickness)
+    summary = _frames_summary(files, all_frames, frames)
+    template = DicomTemplate(template_header, geometry, tuple(array.shape[:3]), summary)
     return Volume(
-        array=array.astype(source_dtype),
+        array=(array[..., 0] if fourth_axis is None else array).astype(source_dtype),
         geometry=geometry,
         modality=modality if modality in ("CT", "MR") else "OT",
         source_dtype=source_dtype,
         source_path=str(path),
         source_format="dicom",
         dicom_template=template,
+        fourth_axis=fourth_axis,
     )
 
 
@@ -291,7 +489,8 @@ def _series_dataset(volume: Volume, template: DicomTemplate | None) -> Dataset:
 def _slice_thickness(volume: Volume, template: DicomTemplate | None) -> float:
     """The source thickness scaled like the slice spacing (an overlapping 3 mm / 2 mm series stays overlapping);
     the slice spacing when there is no source thickness."""
-    spacing = volume.geometry.spacing[2]
+    steps = volume.geometry.plane_steps(volume.array.shape[2])
+    spacing = float(np.median(steps)) if steps.size else volume.geometry.spacing[2]
     if template is None or not template.header.get("SliceThickness"):
         return spacing
     ratio = template.shape[2] / volume.array.shape[2]
@@ -301,8 +500,10 @@ def _slice_thickness(volume: Volume, template: DicomTemplate | None) -> float:
 def write_dicom_series(volume: Volume, folder: Path) -> None:
     """Write ``volume`` (values already in the output dtype) as a derived series into the existing ``folder``.
 
-    One file per slice (``IM00001.dcm`` ...), Explicit VR Little Endian, uncompressed; new SeriesInstanceUID and
-    SOPInstanceUIDs; StudyInstanceUID and FrameOfReferenceUID (and the patient/study modules) kept from the source
+    One file per slice (``IM00001.dcm`` ...), single-frame even when the source was an enhanced multi-frame image,
+    each slice in its own plane (tilted and unevenly spaced stacks keep every slice's position: in-plane SR moves
+    the first pixel centre by the half-pixel rule only), Explicit VR Little Endian, uncompressed; new
+    SeriesInstanceUID and SOPInstanceUIDs; StudyInstanceUID and FrameOfReferenceUID (and the patient/study modules) kept from the source
     DICOM, else generated/empty; ImageType DERIVED\\SECONDARY; plane tags from the geometry; Rescale Slope/Intercept
     from :func:`_stored_pixels`; SeriesDescription suffixed `` SR x<factor>``.
     """
@@ -316,7 +517,9 @@ def write_dicom_series(volume: Volume, folder: Path) -> None:
         series.RescaleType = "HU"
     series.ImageOrientationPatient = [_ds(v) for v in orientation]
     series.PixelSpacing = [_ds(v) for v in pixel_spacing]
-    series.SpacingBetweenSlices = _ds(volume.geometry.spacing[2])
+    steps = volume.geometry.plane_steps(stored.shape[2])
+    if volume.geometry.is_regular:  # an uneven stack has no single spacing: each slice keeps its own position
+        series.SpacingBetweenSlices = _ds(float(steps[0]) if steps.size else volume.geometry.spacing[2])
     series.SliceThickness = _ds(_slice_thickness(volume, template))
     for k in range(stored.shape[2]):
         ds = copy.deepcopy(series)

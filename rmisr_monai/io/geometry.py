@@ -9,6 +9,16 @@ Convention (ITK / DICOM, world coordinates in **LPS** millimetres):
 So ``world = origin + direction @ (spacing * index)``, i.e. :meth:`Geometry.affine`. NIfTI and MONAI use RAS world
 coordinates: :func:`lps_to_ras_affine` / :func:`ras_to_lps_affine` flip the first two world axes. DICOM slice
 stacks are turned into a :class:`Geometry` by :func:`dicom_stack_geometry` and back by :func:`dicom_slice_planes`.
+
+Slice stacks as scanners write them:
+
+* **gantry tilt** (slice positions advance off the slice normal by a constant step): the third direction column is
+  the unit step vector, not the normal, so the affine is *sheared* (``direction`` not orthonormal); it is still one
+  exact affine, and every voxel centre lies where the DICOM planes put it.
+* **uneven slice spacing** (missing slices, two thicknesses): no affine holds the slices, so
+  ``Geometry.slice_positions`` keeps the world position of voxel ``(0, 0, k)`` of every slice; the affine is then
+  nominal (first-to-last step) and :attr:`Geometry.is_regular` is false. :func:`orthogonal_resampling` gives the
+  regular orthogonal grid (dcm2niix-style) that :mod:`rmisr_monai.io.resample` interpolates onto, on request.
 """
 
 from __future__ import annotations
@@ -28,6 +38,9 @@ __all__ = [
     "orientation_code",
     "dicom_stack_geometry",
     "dicom_slice_planes",
+    "orthogonal_resampling",
+    "stack_summary",
+    "SHEAR_TOLERANCE",
 ]
 
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -36,15 +49,22 @@ _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 SLICE_STEP_TOLERANCE = 0.01
 # A direction column whose largest |component| is below this is reported as oblique by orientation_code.
 OBLIQUE_TOLERANCE = 1e-4
+# max |D^T D - I| above which a direction counts as sheared (non-orthogonal axes): 1e-3 is a 0.06 degree tilt
+SHEAR_TOLERANCE = 1e-3
 
 
 @dataclass(frozen=True)
 class Geometry:
-    """Position of a 3D voxel grid in LPS world space (see the module docstring for the convention)."""
+    """Position of a 3D voxel grid in LPS world space (see the module docstring for the convention).
+
+    ``slice_positions`` is None for a regular grid; for a stack of parallel but unevenly spaced slices it holds the
+    LPS position of voxel ``(0, 0, k)`` of each slice ``k`` (the affine is then the nominal first-to-last one).
+    """
 
     spacing: tuple[float, float, float]
     origin: tuple[float, float, float]
     direction: tuple[tuple[float, ...], ...]
+    slice_positions: tuple[tuple[float, float, float], ...] | None = None
 
     def __post_init__(self) -> None:
         spacing = tuple(float(s) for s in self.spacing)
@@ -58,6 +78,36 @@ class Geometry:
         object.__setattr__(self, "spacing", spacing)
         object.__setattr__(self, "origin", tuple(float(o) for o in self.origin))
         object.__setattr__(self, "direction", tuple(tuple(float(v) for v in row) for row in direction))
+        if self.slice_positions is not None:
+            positions = np.asarray(self.slice_positions, dtype=np.float64)
+            if positions.ndim != 2 or positions.shape[1] != 3 or not np.all(np.isfinite(positions)):
+                raise ValueError(f"slice_positions must be finite (K, 3) points, got shape {positions.shape}")
+            object.__setattr__(self, "slice_positions", tuple(tuple(float(v) for v in p) for p in positions))
+
+    @property
+    def is_regular(self) -> bool:
+        """True when one affine places every voxel (no per-slice positions)."""
+        return self.slice_positions is None
+
+    @property
+    def is_sheared(self) -> bool:
+        """True when the axes are not orthogonal (a gantry-tilted stack), see :data:`SHEAR_TOLERANCE`."""
+        return self.orthonormality_error() > SHEAR_TOLERANCE
+
+    def slice_normal(self) -> np.ndarray:
+        """Unit normal of the slice planes (``i x j`` axes), LPS."""
+        normal = np.cross(self.matrix[:, 0], self.matrix[:, 1])
+        return normal / np.linalg.norm(normal)
+
+    def tilt_degrees(self) -> float:
+        """Angle between the slice axis and the slice normal: 0 for an orthogonal grid, the gantry tilt otherwise."""
+        cosine = abs(float(self.matrix[:, 2] @ self.slice_normal()))
+        return float(np.degrees(np.arccos(min(1.0, cosine))))
+
+    def plane_steps(self, n_slices: int) -> np.ndarray:
+        """Distances (mm) between consecutive slice planes along the slice normal, ``n_slices - 1`` values."""
+        origins = self.index_to_world([(0.0, 0.0, float(k)) for k in range(int(n_slices))])
+        return np.diff(origins @ self.slice_normal())
 
     @property
     def matrix(self) -> np.ndarray:
@@ -74,7 +124,13 @@ class Geometry:
     def index_to_world(self, indices: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
         """World (LPS) coordinates of continuous voxel indices, shape ``(N, 3)`` -> ``(N, 3)``."""
         points = np.atleast_2d(np.asarray(indices, dtype=np.float64))
-        return points @ self.affine()[:3, :3].T + np.asarray(self.origin)
+        if self.slice_positions is None:
+            return points @ self.affine()[:3, :3].T + np.asarray(self.origin)
+        # uneven stack: in-plane by the affine, from the slice's own position (linear between slices)
+        positions = np.asarray(self.slice_positions)
+        ks = np.arange(len(positions), dtype=np.float64)
+        start = np.stack([np.interp(points[:, 2], ks, positions[:, a]) for a in range(3)], axis=1)
+        return points[:, :2] @ (self.matrix[:, :2] * np.asarray(self.spacing[:2])).T + start
 
     def corners_box(self, shape: Sequence[int]) -> np.ndarray:
         """World coordinates ``(8, 3)`` of the 8 outer voxel-corner points (index ``-0.5`` and ``n - 0.5``)."""
@@ -134,8 +190,16 @@ def rescaled_geometry(geometry: Geometry, in_shape: Sequence[int], out_shape: Se
     old = np.asarray(geometry.spacing)
     new = old * n_in / n_out
     # corner of voxel 0 is fixed: origin - D s/2 = origin' - D s'/2
-    origin = np.asarray(geometry.origin) + geometry.matrix @ ((new - old) / 2.0)
-    return Geometry(tuple(new), tuple(origin), geometry.direction)
+    shift = geometry.matrix @ ((new - old) / 2.0)
+    positions = None
+    if geometry.slice_positions is not None:
+        if n_in[2] != n_out[2]:
+            raise ValueError(
+                "unevenly spaced slices: the slice axis cannot be rescaled (upscale in-plane along the slice axis, "
+                "or resample the slices onto a regular grid first)"
+            )
+        positions = tuple(map(tuple, np.asarray(geometry.slice_positions) + shift))
+    return Geometry(tuple(new), tuple(np.asarray(geometry.origin) + shift), geometry.direction, positions)
 
 
 def lps_to_ras_affine(affine: np.ndarray) -> np.ndarray:
@@ -163,7 +227,8 @@ def orientation_code(geometry: Geometry) -> str:
 
 
 class SliceStackError(ValueError):
-    """DICOM slice positions do not make one regular grid; ``slices`` are the offending positions (input order)."""
+    """DICOM slice positions cannot make a stack (duplicates, non-orthogonal rows and columns); ``slices`` are the
+    offending positions (input order)."""
 
     def __init__(self, message: str, slices: Sequence[int]):
         super().__init__(message)
@@ -187,10 +252,12 @@ def dicom_stack_geometry(
     Returns:
         ``(geometry, order)``: array axis i runs along the rows (columns index), j down the columns, k along the
         slice normal ``row x column`` in ascending projected position; ``order[k]`` is the input index of slice k.
+        Slice steps equal within :data:`SLICE_STEP_TOLERANCE` give a regular grid: along the normal, or along the
+        common step vector when the positions drift across the plane (gantry tilt, a sheared affine). Other steps
+        (missing slices, mixed thicknesses) give ``slice_positions`` (see :class:`Geometry`).
 
     Raises:
-        SliceStackError: duplicate positions, uneven steps (missing slices) or a gantry tilt (slice step not
-            parallel to the normal); the message gives the positions and spacings, ``slices`` the input indices.
+        SliceStackError: duplicate positions, or rows and columns that are not orthogonal.
     """
     row = np.asarray(orientation[:3], dtype=np.float64)
     col = np.asarray(orientation[3:6], dtype=np.float64)
@@ -201,44 +268,77 @@ def dicom_stack_geometry(
     points = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
     projected = points @ normal
     order = [int(i) for i in np.argsort(projected, kind="stable")]
-    step = float(fallback_step)
+    spacing = [float(pixel_spacing[1]), float(pixel_spacing[0]), float(fallback_step)]
+    axis, slice_positions = normal, None
     if len(order) > 1:
-        step = _regular_step(projected, points, normal, order)
-    direction = np.stack([row, col, normal], axis=1)
-    spacing = (float(pixel_spacing[1]), float(pixel_spacing[0]), step)
-    return Geometry(spacing, tuple(points[order[0]]), tuple(map(tuple, direction))), order
+        sorted_points = points[order]
+        _check_distinct(projected[order], sorted_points, order)
+        steps = np.diff(sorted_points, axis=0)
+        mean = (sorted_points[-1] - sorted_points[0]) / (len(order) - 1)
+        tolerance = SLICE_STEP_TOLERANCE * float(np.median(steps @ normal))
+        if np.linalg.norm(steps - mean, axis=1).max() > tolerance:
+            slice_positions = tuple(map(tuple, sorted_points))
+        if slice_positions is None and np.linalg.norm(mean - (mean @ normal) * normal) <= tolerance:
+            spacing[2] = float(np.mean(steps @ normal))  # no tilt: the normal, as every reader does
+        else:
+            spacing[2] = float(np.linalg.norm(mean))
+            axis = mean / spacing[2]
+    direction = np.stack([row, col, axis], axis=1)
+    return Geometry(tuple(spacing), tuple(points[order[0]]), tuple(map(tuple, direction)), slice_positions), order
 
 
-def _regular_step(projected: np.ndarray, points: np.ndarray, normal: np.ndarray, order: list[int]) -> float:
-    """The common slice step; raises :class:`SliceStackError` for duplicates, gaps and tilts."""
-    steps = np.diff(projected[order])
-    median = float(np.median(steps))
-    duplicates = [k for k, s in enumerate(steps) if s <= SLICE_STEP_TOLERANCE * max(median, 1e-3)]
+def _check_distinct(projected: np.ndarray, points: np.ndarray, order: list[int]) -> None:
+    """Raises :class:`SliceStackError` when two slices (sorted) share a plane."""
+    steps = np.diff(projected)
+    duplicates = [k for k, s in enumerate(steps) if s <= SLICE_STEP_TOLERANCE * max(float(np.median(steps)), 1e-3)]
     if duplicates:
         k = duplicates[0]
         raise SliceStackError(
-            f"{len(duplicates)} duplicate slice position(s), e.g. {np.round(points[order[k]], 4).tolist()} twice",
+            f"{len(duplicates)} duplicate slice position(s), e.g. {np.round(points[k], 4).tolist()} twice",
             [order[k], order[k + 1]],
         )
-    uneven = [k for k, s in enumerate(steps) if abs(s - median) > SLICE_STEP_TOLERANCE * median]
-    if uneven:
-        k = uneven[0]
-        raise SliceStackError(
-            f"uneven slice spacing (missing slices?): steps {steps[uneven].round(4).tolist()} mm where most are "
-            f"{median:.4f} mm",
-            [order[k], order[k + 1]],
-        )
-    drift = np.diff(points[order], axis=0) - np.outer(steps, normal)
-    tilt = np.linalg.norm(drift, axis=1)
-    if tilt.max() > SLICE_STEP_TOLERANCE * median:
-        k = int(np.argmax(tilt))
-        angle = float(np.degrees(np.arctan2(tilt[k], steps[k])))
-        raise SliceStackError(
-            f"gantry tilt: slice positions move {tilt[k]:.4f} mm across the plane per {steps[k]:.4f} mm step "
-            f"({angle:.2f} degrees); tilted series are not supported (resample them first)",
-            [order[k], order[k + 1]],
-        )
-    return float(np.mean(steps))
+
+
+def stack_summary(geometry: Geometry, n_slices: int) -> dict[str, float | bool]:
+    """What a user should know about a slice stack: ``tilt_degrees``, the smallest and largest distance between
+    slice planes (``min_step``/``max_step``, mm) and whether they are ``uneven``."""
+    steps = geometry.plane_steps(n_slices)
+    low, high = (float(steps.min()), float(steps.max())) if steps.size else (geometry.spacing[2],) * 2
+    return {
+        "tilt_degrees": geometry.tilt_degrees(),
+        "min_step": low,
+        "max_step": high,
+        "uneven": not geometry.is_regular,
+    }
+
+
+def orthogonal_resampling(geometry: Geometry, shape: Sequence[int]) -> tuple[Geometry, np.ndarray, np.ndarray]:
+    """The regular orthogonal grid for a tilted or unevenly spaced stack, and where its slices come from.
+
+    The target keeps the in-plane axes, spacing and size and the first slice's first pixel; its third axis is the
+    slice normal, with the smallest plane distance of the stack as step (no through-plane detail is lost), from the
+    first to the last input plane (dcm2niix's tilt correction, extended to uneven steps).
+
+    Returns:
+        ``(target, source_k, offsets)``: for each target slice ``k``, ``source_k[k]`` is the continuous input slice
+        index of its plane and ``offsets[k] = (di, dj)`` the input in-plane index of its voxel ``(0, 0)``: target
+        voxel ``(i, j, k)`` is input voxel ``(i + di, j + dj, source_k[k])``.
+    """
+    n_i, n_j, n_k = _shape3(shape)
+    normal = geometry.slice_normal()
+    starts = geometry.index_to_world([(0.0, 0.0, float(k)) for k in range(n_k)])
+    planes = starts @ normal
+    steps = np.diff(planes)
+    step = float(steps.min()) if steps.size else geometry.spacing[2]
+    n_out = int(np.floor((planes[-1] - planes[0]) / step + 1e-6)) + 1
+    source_k = np.interp(planes[0] + step * np.arange(n_out), planes, np.arange(n_k, dtype=np.float64))
+    sources = geometry.index_to_world(np.stack([np.zeros(n_out), np.zeros(n_out), source_k], axis=1))
+    targets = starts[0] + np.outer(step * np.arange(n_out), normal)
+    in_plane = geometry.matrix[:, :2] * np.asarray(geometry.spacing[:2])
+    offsets = np.linalg.lstsq(in_plane, (targets - sources).T, rcond=None)[0].T
+    direction = np.stack([geometry.matrix[:, 0], geometry.matrix[:, 1], normal], axis=1)
+    target = Geometry((geometry.spacing[0], geometry.spacing[1], step), tuple(starts[0]), tuple(map(tuple, direction)))
+    return target, source_k, offsets
 
 
 def dicom_slice_planes(

@@ -1,15 +1,17 @@
 """Read a medical volume into a :class:`~rmisr_monai.io.volume.Volume` (LPS geometry, ``(i, j, k)`` array).
 
 Formats, chosen from the path: a folder, ``*.dcm`` or a file without a known suffix -> DICOM (:mod:`.dicom`);
-``.nii`` / ``.nii.gz`` -> NIfTI (nibabel); ``.nrrd`` -> NRRD and ``.mha`` / ``.mhd`` -> MetaImage
-(SimpleITK, which reports LPS geometry).
+``.nii`` / ``.nii.gz`` -> NIfTI (nibabel); ``.nrrd`` / ``.nhdr`` (detached header, data file beside it) -> NRRD and
+``.mha`` / ``.mhd`` -> MetaImage (SimpleITK, which reports LPS geometry).
 
 NIfTI geometry rule (nibabel's ``get_best_affine``): the sform when ``sform_code > 0``, else the qform when
 ``qform_code > 0``, else the pixdim scaling; the RAS affine is converted to LPS. ``scl_slope`` / ``scl_inter`` are
-applied. A sheared affine (non-orthogonal axes) is refused.
+applied. A sheared affine (a gantry-tilted stack) is kept exactly, as NRRD and MetaImage direction matrices are.
 
-Every reader refuses NaN/Inf voxels and anything but a 3D scalar image: 4D/5D (trailing axes of length 1 are
-dropped), colour/vector and zero-size images raise ``InputFileError("expected a 3D scalar volume, got shape ...")``.
+4D images (NIfTI ``(i, j, k, t)``, 4D NRRD/MetaImage) are read with their fourth axis
+(:class:`~rmisr_monai.io.volume.FourthAxis`: NIfTI ``pixdim[4]``, time unit, ``toffset``, ``slice_duration``;
+ITK's fourth spacing and origin). Every reader refuses NaN/Inf voxels, 5D images (trailing axes of length 1 are
+dropped), colour/vector and zero-size images: ``InputFileError("expected a 3D scalar volume, got shape ...")``.
 A 2D image is read as a 1-slice volume.
 
 Modality for non-DICOM files (:func:`guess_modality`): ``"CT"`` when the 0.5th percentile is at most -500 (air or
@@ -31,8 +33,8 @@ import SimpleITK as sitk
 
 from rmisr_monai.errors import InputFileError
 from rmisr_monai.io.dicom import read_dicom
-from rmisr_monai.io.geometry import Geometry, orientation_code, ras_to_lps_affine
-from rmisr_monai.io.volume import Volume, exact_dtype, file_format
+from rmisr_monai.io.geometry import Geometry, orientation_code, ras_to_lps_affine, stack_summary
+from rmisr_monai.io.volume import NIFTI_TIME_UNITS, FourthAxis, Volume, exact_dtype, file_format
 
 __all__ = ["read_volume", "describe", "input_format", "guess_modality"]
 
@@ -41,7 +43,6 @@ logger = logging.getLogger(__name__)
 CT_AIR_HU = -500.0  # guess_modality: voxels at or below this are air/padding in HU
 CT_AIR_PERCENTILE = 0.5
 DESCRIBE_PERCENTILES = (0.5, 1.0, 50.0, 99.0, 99.5)
-MAX_SHEAR = 1e-3  # orthonormality error above which an affine counts as sheared
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -61,15 +62,27 @@ def guess_modality(array: np.ndarray) -> str:
 
 
 def _as_3d(path: Path, array: np.ndarray) -> np.ndarray:
-    """Drop trailing length-1 axes beyond the third, add one to a 2D image; refuse everything else."""
+    """Drop trailing length-1 axes beyond the third, add one to a 2D image; keep a 4D image; refuse the rest."""
     shape = array.shape
     while array.ndim > 3 and array.shape[-1] == 1:
         array = array[..., 0]
     if array.ndim == 2:
         array = array[:, :, np.newaxis]
-    if array.ndim != 3 or array.size == 0 or array.dtype.fields is not None:
+    if array.ndim not in (3, 4) or array.size == 0 or array.dtype.fields is not None:
         raise InputFileError(path, f"expected a 3D scalar volume, got shape {shape} ({array.dtype})")
     return array
+
+
+def _nifti_fourth_axis(header) -> FourthAxis:
+    """The fourth axis of a 4D NIfTI: ``pixdim[4]`` in the ``xyzt_units`` time unit, ``toffset``, slice timing."""
+    unit = NIFTI_TIME_UNITS.get(header.get_xyzt_units()[1], "")
+    return FourthAxis(
+        kind="time" if unit in ("s", "ms", "us") else "volumes",
+        step=float(header["pixdim"][4]),
+        unit=unit,
+        offset=float(header["toffset"]),
+        slice_duration=float(header["slice_duration"]),
+    )
 
 
 def _check_finite(path: Path, array: np.ndarray) -> None:
@@ -96,7 +109,7 @@ def _gzip_damage(path: Path) -> str | None:
     return None
 
 
-def _read_nifti(path: Path) -> tuple[np.ndarray, np.dtype, Geometry]:
+def _read_nifti(path: Path) -> tuple[np.ndarray, np.dtype, Geometry, FourthAxis]:
     compressed = path.name.lower().endswith(".gz")
     if compressed:
         with open(path, "rb") as handle:
@@ -113,29 +126,34 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.dtype, Geometry]:
     except (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.ImageFileError) as exc:
         reason = (_gzip_damage(path) if compressed else None) or f"cannot read NIfTI: {exc}"
         raise InputFileError(path, reason) from exc
-    return array, stored, Geometry.from_affine(ras_to_lps_affine(image.affine))
+    return array, stored, Geometry.from_affine(ras_to_lps_affine(image.affine)), _nifti_fourth_axis(image.header)
 
 
-def _read_itk(path: Path) -> tuple[np.ndarray, np.dtype, Geometry]:
+def _read_itk(path: Path) -> tuple[np.ndarray, np.dtype, Geometry, FourthAxis]:
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         raise InputFileError(path, f"cannot read image: {str(exc).strip().splitlines()[-1]}") from exc
-    if image.GetNumberOfComponentsPerPixel() != 1 or image.GetDimension() not in (2, 3):
+    if image.GetNumberOfComponentsPerPixel() != 1 or image.GetDimension() not in (2, 3, 4):
         shape = (*image.GetSize(), image.GetNumberOfComponentsPerPixel())
         raise InputFileError(path, f"expected a 3D scalar volume, got shape {shape} (size x components)")
     # GetArrayFromImage is (k, j, i): reverse to the (i, j, k) index order
     array = sitk.GetArrayFromImage(image).T
-    geometry = Geometry.from_itk(image.GetSpacing(), image.GetOrigin(), image.GetDirection())
-    return array, array.dtype, geometry
+    spacing, origin, direction = image.GetSpacing(), image.GetOrigin(), image.GetDirection()
+    fourth = FourthAxis()
+    if image.GetDimension() == 4:  # the spatial 3x3 block of ITK's 4x4 direction; the fourth spacing is the step
+        fourth = FourthAxis(step=float(spacing[3]), offset=float(origin[3]))
+        spacing, origin, direction = spacing[:3], origin[:3], np.reshape(direction, (4, 4))[:3, :3].ravel()
+    return array, array.dtype, Geometry.from_itk(spacing, origin, direction), fourth
 
 
-def read_volume(path: str | os.PathLike, series_uid: str | None = None) -> Volume:
-    """Read a 3D scalar volume from NIfTI, NRRD, MHA/MHD or DICOM (rules in the module docstring).
+def read_volume(path: str | os.PathLike, series_uid: str | None = None, stack: str | None = None) -> Volume:
+    """Read a 3D (or 4D) scalar volume from NIfTI, NRRD, MHA/MHD or DICOM (rules in the module docstring).
 
     Args:
         path: a file, or a folder holding one DICOM series.
         series_uid: SeriesInstanceUID to pick when a DICOM folder holds several series.
+        stack: DICOM stack number when the frames form several stacks (listed in the error otherwise).
 
     Raises:
         InputFileError: naming the file and the reason; nothing is ever written.
@@ -144,14 +162,12 @@ def read_volume(path: str | os.PathLike, series_uid: str | None = None) -> Volum
     _check_file(path)
     kind = input_format(path)
     if kind == "dicom":
-        volume = read_dicom(path, series_uid)
+        volume = read_dicom(path, series_uid, stack)
         _check_finite(path, volume.array)
         return volume
-    array, stored, geometry = _read_nifti(path) if kind == "nifti" else _read_itk(path)
+    array, stored, geometry, fourth_axis = _read_nifti(path) if kind == "nifti" else _read_itk(path)
     array = _as_3d(path, array)
     _check_finite(path, array)
-    if geometry.orthonormality_error() > MAX_SHEAR:
-        raise InputFileError(path, f"sheared affine (axes not orthogonal) is not supported: {geometry.direction}")
     source_dtype = exact_dtype(array, stored)
     return Volume(
         array=array.astype(source_dtype, copy=False),
@@ -160,12 +176,39 @@ def read_volume(path: str | os.PathLike, series_uid: str | None = None) -> Volum
         source_dtype=source_dtype,
         source_path=str(path),
         source_format=kind,
+        fourth_axis=fourth_axis if array.ndim == 4 else None,
     )
 
 
+def _slice_words(volume: Volume) -> dict[str, str]:
+    """Slice spacing, tilt, frames/stacks and fourth axis of a volume, in plain words (``rmisr info``)."""
+    n_slices = int(volume.array.shape[2])
+    stack = stack_summary(volume.geometry, n_slices)
+    if stack["uneven"]:
+        spacing = (
+            f"uneven: {stack['min_step']:.4g} to {stack['max_step']:.4g} mm between the {n_slices} slice planes "
+            "(kept per slice in DICOM output; NIfTI/NRRD/MHA output needs --resample)"
+        )
+    else:
+        spacing = f"even: {stack['min_step']:.4g} mm between the {n_slices} slice planes"
+    tilt = "none"
+    if volume.geometry.is_sheared:
+        tilt = (
+            f"{stack['tilt_degrees']:.2f} degrees (gantry tilt: slices advance off their normal; exact sheared "
+            "affine in NIfTI/NRRD/MHA output, or --resample to an orthogonal grid)"
+        )
+    template = volume.dicom_template
+    frames = getattr(template, "frames_summary", "") or "not DICOM"
+    fourth = "none (3D)"
+    if volume.fourth_axis is not None:
+        fourth = volume.fourth_axis.describe(int(volume.array.shape[3])) + " (each volume is upscaled)"
+    return {"slice_spacing": spacing, "tilt": tilt, "frames": frames, "fourth_axis": fourth}
+
+
 def describe(volume: Volume) -> dict[str, Any]:
-    """A JSON-ready summary: shape, spacing, origin, direction, orientation code, dtype, modality, source format,
-    intensity min/max/mean and percentiles. Never patient tags (nothing from the DICOM headers)."""
+    """A JSON-ready summary: shape, spacing, origin, direction, orientation code, slice spacing regularity, gantry
+    tilt, DICOM frames and stacks, fourth axis (plain words), dtype, modality, source format, intensity
+    min/max/mean and percentiles. Never patient tags (nothing from the DICOM headers)."""
     values = np.asarray(volume.array, dtype=np.float64)
     percentiles = np.percentile(values, DESCRIBE_PERCENTILES)
     return {
@@ -174,6 +217,7 @@ def describe(volume: Volume) -> dict[str, Any]:
         "origin": list(volume.geometry.origin),
         "direction": [list(row) for row in volume.geometry.direction],
         "orientation": orientation_code(volume.geometry),
+        **_slice_words(volume),
         "dtype": str(volume.array.dtype),
         "source_dtype": str(volume.source_dtype),
         "modality": volume.modality,

@@ -10,11 +10,13 @@ import numpy as np
 
 from rmisr_monai.io.geometry import Geometry
 
-__all__ = ["Volume", "MODALITIES", "FILE_FORMATS", "exact_dtype", "file_format"]
+__all__ = ["Volume", "FourthAxis", "MODALITIES", "FILE_FORMATS", "NIFTI_TIME_UNITS", "exact_dtype", "file_format"]
 
 MODALITIES = ("CT", "MR", "OT")
 # Single-file formats by file name ending (lower case); a folder is a DICOM series.
-FILE_FORMATS = {".nii": "nifti", ".nii.gz": "nifti", ".nrrd": "nrrd", ".mha": "mha", ".mhd": "mha"}
+FILE_FORMATS = {".nii": "nifti", ".nii.gz": "nifti", ".nrrd": "nrrd", ".nhdr": "nrrd", ".mha": "mha", ".mhd": "mha"}
+# NIfTI xyzt_units time codes (nibabel names) <-> FourthAxis units
+NIFTI_TIME_UNITS = {"sec": "s", "msec": "ms", "usec": "us", "hz": "hz", "ppm": "ppm", "rads": "rad/s"}
 # Candidates for the dtype of rescaled integer values, tried in this order after the stored dtype.
 _INTEGER_CANDIDATES = (np.int16, np.uint16, np.int32)
 
@@ -42,13 +44,45 @@ def exact_dtype(values: np.ndarray, stored: np.dtype) -> np.dtype:
     return np.dtype(np.float64)
 
 
+@dataclass(frozen=True)
+class FourthAxis:
+    """The fourth axis of a 4D volume (time series, echoes, diffusion weightings...), kept as it was read.
+
+    Attributes:
+        kind: what the volumes are, in words: ``"time"`` (NIfTI with a time unit, DICOM temporal positions),
+            ``"echo"``, ``"b-value"``, or ``"volumes"`` when the file does not say.
+        step: distance between volumes in ``unit`` (NIfTI ``pixdim[4]``, e.g. the TR of an fMRI run); 0 if unknown.
+        unit: ``"s"``, ``"ms"``, ``"us"``, ``"hz"``, ``"ppm"``, ``"rad/s"`` or ``""`` (NIfTI ``xyzt_units`` time part).
+        offset: value of the first volume in ``unit`` (NIfTI ``toffset``).
+        values: one value per volume when the source lists them (echo times in ms, b-values in s/mm^2...).
+        slice_duration: NIfTI ``slice_duration`` (time to acquire one slice, in ``unit``), 0 if unknown.
+    """
+
+    kind: str = "volumes"
+    step: float = 0.0
+    unit: str = ""
+    offset: float = 0.0
+    values: tuple[float, ...] | None = None
+    slice_duration: float = 0.0
+
+    def describe(self, n_volumes: int) -> str:
+        """Plain words, e.g. ``"12 volumes along time, every 2 s"``."""
+        text = f"{n_volumes} volumes along {self.kind}"
+        if self.step:
+            text += f", every {self.step:g} {self.unit}".rstrip()
+        if self.values:
+            text += ": " + ", ".join(f"{v:g}" for v in self.values)
+        return text
+
+
 @dataclass
 class Volume:
-    """A 3D scalar image with its world geometry.
+    """A 3D scalar image (or a series of them along a fourth axis) with its world geometry.
 
     Attributes:
         array: 3D array, axes ``(i, j, k)`` = ITK/NIfTI index order (NOT SimpleITK's ``GetArrayFromImage``
-            ``(k, j, i)`` order); values after the file's rescaling (HU for CT).
+            ``(k, j, i)`` order); values after the file's rescaling (HU for CT). A 4D volume is ``(i, j, k, t)``,
+            every ``array[..., t]`` on the same grid, and has ``fourth_axis``.
         geometry: spacing / origin / direction, see :mod:`rmisr_monai.io.geometry`.
         modality: ``"CT"``, ``"MR"`` or ``"OT"`` (unknown): the DICOM Modality, or for other formats the heuristic
             of :func:`rmisr_monai.io.read.guess_modality`.
@@ -58,6 +92,7 @@ class Volume:
         source_format: ``"nifti"``, ``"nrrd"``, ``"mha"`` or ``"dicom"``.
         dicom_template: for DICOM input, the :class:`rmisr_monai.io.dicom.DicomTemplate` (headers without pixels)
             used to write a derived series; never printed.
+        fourth_axis: for a 4D volume, what its fourth axis is (:class:`FourthAxis`); None for 3D.
     """
 
     array: np.ndarray
@@ -67,18 +102,29 @@ class Volume:
     source_path: str
     source_format: str
     dicom_template: object | None = field(default=None, repr=False)
+    fourth_axis: FourthAxis | None = None
 
     def __post_init__(self) -> None:
-        if np.ndim(self.array) != 3:
-            raise ValueError(f"expected a 3D array, got shape {np.shape(self.array)}")
+        if np.ndim(self.array) != (3 if self.fourth_axis is None else 4):
+            raise ValueError(f"expected a 3D array (4D with fourth_axis), got shape {np.shape(self.array)}")
         if self.modality not in MODALITIES:
             raise ValueError(f"modality must be one of {MODALITIES}, got {self.modality!r}")
         self.source_dtype = np.dtype(self.source_dtype)
+
+    def frames(self) -> list[Volume]:
+        """The 3D volumes of a 4D volume (views, no copy), or ``[self]`` for a 3D one."""
+        if self.fourth_axis is None:
+            return [self]
+        return [
+            Volume(self.array[..., t], self.geometry, self.modality, self.source_dtype, self.source_path,
+                   self.source_format, self.dicom_template)
+            for t in range(self.array.shape[3])
+        ]  # fmt: skip
 
     def __repr__(self) -> str:
         # the array and the DICOM headers stay out of logs and tracebacks
         return (
             f"Volume(shape={tuple(self.array.shape)}, dtype={self.array.dtype}, geometry={self.geometry}, "
             f"modality={self.modality!r}, source_dtype={self.source_dtype}, source_format={self.source_format!r}, "
-            f"source_path={self.source_path!r})"
+            f"source_path={self.source_path!r}, fourth_axis={self.fourth_axis})"
         )

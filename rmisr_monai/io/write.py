@@ -1,10 +1,20 @@
 """Write a :class:`~rmisr_monai.io.volume.Volume` as NIfTI, NRRD, MHA or a derived DICOM series, atomically.
 
 * NIfTI (nibabel): the LPS geometry converted to a RAS affine, stored as both sform and qform with code 1
-  (scanner anatomical), units mm, no intensity scaling (``scl_slope`` unset).
-* NRRD and MetaImage (SimpleITK): LPS geometry as ITK writes it. ``.mhd`` is written as a single file with the
-  data inside (``ElementDataFile = LOCAL``), so that one atomic rename publishes it.
+  (scanner anatomical), units mm, no intensity scaling (``scl_slope`` unset). A sheared affine (gantry tilt) is
+  stored exactly in the sform (code 1) with ``qform_code`` 0, because a qform quaternion cannot hold a shear:
+  nibabel and MONAI's NibabelReader read it exactly; ITK/SimpleITK (so Slicer) refuse such a file ("ITK only
+  supports orthonormal direction cosines"), so write NRRD or MHA for them. A 4D volume keeps its fourth axis in
+  ``pixdim[4]``, the time unit of ``xyzt_units``, ``toffset`` and ``slice_duration``.
+* NRRD and MetaImage (SimpleITK): LPS geometry as ITK writes it; a sheared direction is kept exactly (NRRD
+  ``space directions``, MetaImage ``TransformMatrix``, read back identically by SimpleITK and pynrrd). ``.mhd`` is
+  written as a single file with the data inside (``ElementDataFile = LOCAL``), so that one atomic rename publishes
+  it. ``.nhdr`` is a detached NRRD header with its gzip data file ``<name>.raw.gz`` beside it (the data file is
+  moved into place first, then the header). 4D volumes are written as ITK 4D images (fourth spacing = step).
 * DICOM (a folder): a derived series, see :func:`rmisr_monai.io.dicom.write_dicom_series`.
+* Unevenly spaced slices have no single affine: only DICOM holds them (every slice keeps its position); the other
+  formats refuse them (:func:`check_representable`) unless they are resampled first
+  (:func:`rmisr_monai.io.resample.resample_orthogonal`).
 
 Values are cast to the output dtype (default: ``volume.source_dtype``) by :func:`cast_to_dtype`: for an integer
 dtype they are clipped to its range and then rounded half to even (``numpy.rint``), so nothing ever wraps around.
@@ -14,6 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
+import tempfile
 from pathlib import Path
 
 import nibabel as nib
@@ -23,10 +35,10 @@ import SimpleITK as sitk
 from rmisr_monai.errors import OutputFileError
 from rmisr_monai.io.atomic import atomic_output, check_output_path
 from rmisr_monai.io.dicom import write_dicom_series
-from rmisr_monai.io.geometry import lps_to_ras_affine
-from rmisr_monai.io.volume import Volume, file_format
+from rmisr_monai.io.geometry import lps_to_ras_affine, stack_summary
+from rmisr_monai.io.volume import NIFTI_TIME_UNITS, Volume, file_format
 
-__all__ = ["output_format", "write_volume", "cast_to_dtype", "OUTPUT_DTYPES"]
+__all__ = ["output_format", "write_volume", "cast_to_dtype", "check_representable", "OUTPUT_DTYPES"]
 
 OUTPUT_DTYPES = tuple(
     np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32, np.float32, np.float64)
@@ -35,7 +47,7 @@ NIFTI_XFORM_SCANNER_ANAT = 1
 
 
 def output_format(path: str | os.PathLike) -> str:
-    """``"nifti"`` (.nii, .nii.gz), ``"nrrd"`` (.nrrd), ``"mha"`` (.mha, .mhd) or ``"dicom"`` (a path without
+    """``"nifti"`` (.nii, .nii.gz), ``"nrrd"`` (.nrrd, .nhdr), ``"mha"`` (.mha, .mhd) or ``"dicom"`` (a path without
     suffix, or an existing folder).
 
     Raises:
@@ -48,7 +60,7 @@ def output_format(path: str | os.PathLike) -> str:
     if path.is_dir() or not path.suffix:
         return "dicom"
     raise OutputFileError(
-        path, f"unknown output format {path.suffix!r}: use .nii, .nii.gz, .nrrd, .mha, .mhd or a folder"
+        path, f"unknown output format {path.suffix!r}: use .nii, .nii.gz, .nrrd, .nhdr, .mha, .mhd or a folder"
     )
 
 
@@ -62,24 +74,81 @@ def cast_to_dtype(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return array.astype(dtype, copy=False)
 
 
+def check_representable(volume: Volume, path: str | os.PathLike) -> None:
+    """Refuse, before any work, a volume whose geometry the output format of ``path`` cannot hold.
+
+    Raises:
+        OutputFileError: unevenly spaced slices to NIfTI/NRRD/MHA (naming the spacing range and the way out), or a
+            4D volume to a DICOM series.
+    """
+    kind = output_format(path)
+    if kind != "dicom" and not volume.geometry.is_regular:
+        steps = stack_summary(volume.geometry, volume.array.shape[2])
+        raise OutputFileError(
+            path, f"unevenly spaced slices ({steps['min_step']:.4g} to {steps['max_step']:.4g} mm between planes) "
+            f"cannot be written as {kind}, which has one affine for all slices; resample them onto a regular grid "
+            "(rmisr upscale --resample, lossy) or write a DICOM folder, which keeps every slice's position"
+        )  # fmt: skip
+    if kind == "dicom" and volume.fourth_axis is not None:
+        raise OutputFileError(
+            path, f"a 4D volume ({volume.fourth_axis.describe(volume.array.shape[3])}) cannot be written as a DICOM "
+            "series; write .nii.gz, .nrrd or .mha"
+        )  # fmt: skip
+
+
 def _write_nifti(volume: Volume, path: Path) -> None:
     affine = lps_to_ras_affine(volume.geometry.affine())
     image = nib.Nifti1Image(volume.array, affine)
-    image.header.set_data_dtype(volume.array.dtype)
+    header = image.header
+    header.set_data_dtype(volume.array.dtype)
     image.set_sform(affine, code=NIFTI_XFORM_SCANNER_ANAT)
-    image.set_qform(affine, code=NIFTI_XFORM_SCANNER_ANAT)
-    image.header.set_xyzt_units(xyz="mm")
+    if volume.geometry.is_sheared:  # a quaternion cannot hold a shear: no qform rather than a wrong one
+        image.set_qform(None, code=0)
+    else:
+        image.set_qform(affine, code=NIFTI_XFORM_SCANNER_ANAT)
+    fourth = volume.fourth_axis
+    time_unit = {unit: code for code, unit in NIFTI_TIME_UNITS.items()}.get(fourth.unit, "unknown") if fourth else None
+    header.set_xyzt_units(xyz="mm", t=time_unit)
+    if fourth is not None:
+        header.set_zooms((*header.get_zooms()[:3], fourth.step or 1.0))
+        header["toffset"] = fourth.offset
+        header["slice_duration"] = fourth.slice_duration
     nib.save(image, path)
 
 
 def _write_itk(volume: Volume, path: Path) -> None:
-    # SimpleITK arrays are (k, j, i)
-    image = sitk.GetImageFromArray(np.ascontiguousarray(volume.array.T))
+    # SimpleITK arrays are (k, j, i) (or (t, k, j, i))
+    image = sitk.GetImageFromArray(np.ascontiguousarray(volume.array.T), isVector=False)
     spacing, origin, direction = volume.geometry.to_itk()
+    if volume.fourth_axis is not None:  # ITK 4D image: the fourth axis is orthogonal to space
+        matrix = np.eye(4)
+        matrix[:3, :3] = np.reshape(direction, (3, 3))
+        spacing = (*spacing, volume.fourth_axis.step or 1.0)
+        origin = (*origin, volume.fourth_axis.offset)
+        direction = tuple(matrix.ravel())
     image.SetSpacing(spacing)
     image.SetOrigin(origin)
     image.SetDirection(direction)
     sitk.WriteImage(image, str(path), useCompression=True)
+
+
+def _write_detached_nrrd(volume: Volume, path: Path, overwrite: bool) -> None:
+    """``.nhdr`` + ``<name>.raw.gz``: ITK writes both into a temporary folder beside ``path`` (the header names
+    its data file relative to itself); the data file is moved into place first, then the header."""
+    parent = path.absolute().parent
+    with tempfile.TemporaryDirectory(prefix=".rmisr-tmp-", dir=parent) as temp:
+        header = Path(temp) / path.name
+        _write_itk(volume, header)
+        found = re.search(r"^data file: (.+)$", header.read_text(encoding="ascii"), flags=re.MULTILINE)
+        data = Path(temp) / found.group(1).strip()
+        target = parent / data.name
+        check_output_path(target, overwrite=overwrite)
+        os.replace(data, target)
+        try:
+            os.replace(header, path)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
 
 
 _WRITERS = {"nifti": _write_nifti, "nrrd": _write_itk, "mha": _write_itk, "dicom": write_dicom_series}
@@ -103,12 +172,16 @@ def write_volume(
     path = Path(path)
     kind = output_format(path)
     check_output_path(path, overwrite=overwrite)
+    check_representable(volume, path)
     dtype = np.dtype(dtype if dtype is not None else volume.source_dtype)
     if dtype not in OUTPUT_DTYPES:
         raise OutputFileError(path, f"unsupported output dtype {dtype}; use one of {[str(d) for d in OUTPUT_DTYPES]}")
     out = dataclasses.replace(volume, array=cast_to_dtype(np.asarray(volume.array), dtype))
     suffix = ".mha" if kind == "mha" else None
     try:
+        if path.name.lower().endswith(".nhdr"):
+            _write_detached_nrrd(out, path, overwrite)
+            return
         with atomic_output(path, overwrite=overwrite, is_dir=kind == "dicom", suffix=suffix) as temp:
             _WRITERS[kind](out, temp)
     except OSError as exc:
