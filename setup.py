@@ -36,8 +36,10 @@ setup(
     extras_require={
         # vtk: tests/slicer build the Slicer stand-in on real vtkImageData/vtkMatrix4x4; psutil: its process-tree kill
         # fire: the `python -m monai.bundle` command line; tensorboard: the bundles' training logs
+        # onnx, onnxruntime: tests/networks/test_export.py runs every network's ONNX export in ONNX Runtime
         "test": [
             "pytest>=8", "parameterized>=0.9", "pynrrd>=1.0", "vtk>=9.3", "psutil>=5.9", "fire>=0.5", "tensorboard>=2.14",
+            "onnx>=1.16", "onnxruntime>=1.18",
         ],
         "bundle": ["fire>=0.5", "tensorboard>=2.14"],
     },

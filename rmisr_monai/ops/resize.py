@@ -20,13 +20,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import List
 
 import numpy as np
 import torch
 
 from rmisr_monai.errors import ConfigurationError
 
-__all__ = ["CUBIC_A", "cubic_kernel", "resize_matrix", "output_length", "imresize"]
+__all__ = [
+    "CUBIC_A",
+    "cubic_kernel",
+    "cubic_weights",
+    "resize_matrix",
+    "resize_weights",
+    "resize_axis",
+    "output_length",
+    "imresize",
+]
 
 CUBIC_A = -0.5  # MATLAB imresize 'bicubic' (Keys 1981, a = -0.5)
 CUBIC_SUPPORT = 4.0  # kernel width in input pixels at scale 1
@@ -34,12 +44,17 @@ _SIZE_EPS = 1e-9  # tolerance on n * scale before ceil, so that 255 * (1 / 3) gi
 
 
 def cubic_kernel(x: np.ndarray, a: float = CUBIC_A) -> np.ndarray:
-    """Keys' cubic convolution kernel, evaluated element-wise."""
-    ax = np.abs(x)
+    """Keys' cubic convolution kernel, evaluated element-wise (numpy front end of :func:`cubic_weights`)."""
+    return cubic_weights(torch.as_tensor(np.asarray(x, dtype=np.float64)), a).numpy()
+
+
+def cubic_weights(x: torch.Tensor, a: float = CUBIC_A) -> torch.Tensor:
+    """Keys' cubic convolution kernel of a tensor, element-wise; scriptable."""
+    ax = x.abs()
     ax2, ax3 = ax**2, ax**3
     inner = (a + 2) * ax3 - (a + 3) * ax2 + 1
     outer = a * ax3 - 5 * a * ax2 + 8 * a * ax - 4 * a
-    return np.where(ax <= 1, inner, np.where(ax <= 2, outer, 0.0))
+    return torch.where(ax <= 1, inner, torch.where(ax <= 2, outer, torch.zeros_like(ax)))
 
 
 def output_length(n_in: int, scale: float) -> int:
@@ -50,36 +65,66 @@ def output_length(n_in: int, scale: float) -> int:
 def resize_matrix(n_in: int, n_out: int, scale: float, antialias: bool = True) -> np.ndarray:
     """The ``(n_out, n_in)`` float64 matrix that resizes one axis the way MATLAB ``imresize`` does.
 
+    Numpy front end of :func:`resize_weights`.
+
     Args:
         n_in: input length.
         n_out: output length.
         scale: the scale the kernel is built for (``n_out / n_in`` when only a shape is given).
         antialias: stretch the kernel when shrinking (MATLAB default).
     """
-    n_in, n_out, scale = int(n_in), int(n_out), float(scale)  # sizes may arrive as 0-d tensors under tracing
+    n_in, n_out = int(n_in), int(n_out)
     if n_in < 1 or n_out < 1:
         raise ConfigurationError(f"cannot resize an axis of length {n_in} to {n_out}")
-    if scale < 1 and antialias:
-        width = CUBIC_SUPPORT / scale
+    return resize_weights(n_in, n_out, float(scale), antialias).numpy()
 
-        def kernel(t: np.ndarray) -> np.ndarray:
-            return scale * cubic_kernel(scale * t)
 
+def resize_weights(
+    n_in: int, n_out: int, scale: float, antialias: bool = True, support: float = CUBIC_SUPPORT
+) -> torch.Tensor:
+    """The float64 ``(n_out, n_in)`` MATLAB ``imresize`` matrix of one axis, built with torch ops only.
+
+    Scriptable, and traceable with the lengths as traced sizes (0-d tensors), so that an exported graph (ONNX,
+    ``torch.jit.trace``) rebuilds the matrix for every input size. Arguments as :func:`resize_matrix`; ``support``
+    is the kernel width at scale 1 (an argument because TorchScript cannot read a module-level float).
+    """
+    if scale < 1 and antialias:  # the kernel is stretched by 1 / scale and scaled by scale
+        width, stretch = support / scale, scale
     else:
-        width = CUBIC_SUPPORT
-        kernel = cubic_kernel
-    x = np.arange(1, n_out + 1, dtype=np.float64)
+        width, stretch = support, 1.0
+    x = torch.arange(1, n_out + 1, dtype=torch.float64)
     u = x / scale + 0.5 * (1 - 1 / scale)
-    left = np.floor(u - width / 2)
+    left = torch.floor(u - width / 2)
     taps = int(math.ceil(width)) + 2
-    indices = left[:, None] + np.arange(taps)[None, :]  # 1-based, may fall outside [1, n_in]
-    weights = kernel(u[:, None] - indices)
-    weights /= weights.sum(axis=1, keepdims=True)
-    mirror = np.concatenate([np.arange(n_in), np.arange(n_in)[::-1]])  # symmetric boundary, 0-based
-    indices = mirror[np.mod(indices.astype(np.int64) - 1, 2 * n_in)]
-    matrix = np.zeros((n_out, n_in), dtype=np.float64)
-    np.add.at(matrix, (np.repeat(np.arange(n_out), taps), indices.ravel()), weights.ravel())
-    return matrix
+    indices = left[:, None] + torch.arange(taps, dtype=torch.float64)[None, :]  # 1-based, may fall outside [1, n_in]
+    weights = stretch * cubic_weights(stretch * (u[:, None] - indices))
+    weights = weights / weights.sum(dim=1, keepdim=True)
+    # symmetric boundary 1, 2, ..., n, n, ..., 1 (0-based here), as arithmetic so that n_in may be a traced size
+    source = torch.remainder(indices.long() - 1, 2 * n_in)
+    source = torch.where(source < n_in, source, 2 * n_in - 1 - source)
+    return torch.zeros((n_out, n_in), dtype=torch.float64).scatter_add_(1, source, weights)
+
+
+def resize_axis(x: torch.Tensor, dim: int, n_out: int, scale: float, antialias: bool = True) -> torch.Tensor:
+    """Resize the non-negative axis ``dim`` of the float tensor ``x`` to ``n_out`` samples (MATLAB bicubic).
+
+    ``scale`` is the scale the kernel is built for. An axis with scale 1 and unchanged length is returned as it is.
+    Scriptable and traceable (:func:`resize_weights`).
+    """
+    n_in = x.shape[dim]
+    if scale == 1.0 and n_out == n_in:
+        return x
+    matrix = resize_weights(n_in, n_out, scale, antialias).to(dtype=x.dtype, device=x.device)
+    # ``dim`` moved last and back by explicit permutations (``movedim(x, dim, -1)`` exports a negative Transpose
+    # permutation that ONNX Runtime rejects)
+    last = x.dim() - 1
+    to_last: List[int] = []
+    for d in range(x.dim()):
+        if d != dim:
+            to_last.append(d)
+    to_last.append(dim)
+    back = list(range(dim)) + [last] + list(range(dim, last))
+    return torch.matmul(x.permute(to_last), matrix.t()).permute(back)
 
 
 def imresize(
@@ -121,9 +166,7 @@ def imresize(
     for i, dim in enumerate(dims):
         n_in = out.shape[dim]
         n_out = int(output_shape[i]) if output_shape is not None else output_length(n_in, scales[i])
-        kernel_scale = scales[i] if scales[i] is not None else n_out / n_in
-        if n_out == n_in and kernel_scale == 1.0:
-            continue
-        matrix = torch.as_tensor(resize_matrix(n_in, n_out, kernel_scale, antialias), dtype=out.dtype, device=out.device)
-        out = torch.movedim(torch.movedim(out, dim, -1) @ matrix.T, -1, dim)
+        if n_in < 1 or n_out < 1:
+            raise ConfigurationError(f"cannot resize an axis of length {n_in} to {n_out}")
+        out = resize_axis(out, dim, n_out, scales[i] if scales[i] is not None else n_out / n_in, antialias)
     return out

@@ -98,7 +98,14 @@ def forward_scale(
 
 
 def scaled_size(size: int, scale: float) -> int:
-    """Output length of an axis of ``size`` pixels upscaled by ``scale``: ``round(size * scale)`` (half to even)."""
+    """Output length of an axis of ``size`` pixels upscaled by ``scale``: ``round(size * scale)`` (half to even).
+
+    While tracing (``torch.jit.trace``, ONNX export) a size read from a tensor's shape is a 0-d tensor; the length
+    is then computed with tensor ops (``torch.round`` also rounds half to even, in float64 like Python), so that the
+    traced graph follows the input size instead of freezing the traced one.
+    """
+    if not torch.jit.is_scripting() and isinstance(size, torch.Tensor):
+        return torch.round(size.to(torch.float64) * scale).long()
     return int(round(size * scale))
 
 
@@ -190,7 +197,7 @@ class MetaUpsampler(nn.Module):
     def forward(self, x: torch.Tensor, scale: Union[float, Tuple[float, float]]) -> torch.Tensor:
         sy, sx = runtime_scale_pair(scale)
         n, h, w = x.shape[0], x.shape[2], x.shape[3]
-        out_h, out_w = int(round(h * sy)), int(round(w * sx))
+        out_h, out_w = scaled_size(h, sy), scaled_size(w, sx)
         k2c = self.in_channels * self.kernel_size * self.kernel_size
         src_y, off_y = self.project(h, sy, out_h, x.device)
         src_x, off_x = self.project(w, sx, out_w, x.device)

@@ -9,26 +9,34 @@ interpolations with half-pixel centres (``align_corners=False`` and ``"nearest-e
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import List, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
 from rmisr_monai.errors import ConfigurationError
 from rmisr_monai.networks.blocks.upsample import UPSAMPLER_KINDS, as_scale_pair, forward_scale, scaled_size
-from rmisr_monai.ops.resize import imresize
+from rmisr_monai.ops.resize import resize_axis
 
 __all__ = ["Interpolation", "INTERPOLATION_MODES"]
 
 INTERPOLATION_MODES = ("bicubic", "bilinear", "nearest")
 
 
-@torch.jit.unused
-def _bicubic(x, sy, sx, size):
-    # type: (Tensor, float, float, List[int]) -> Tensor
-    """MATLAB bicubic by :func:`imresize` (numpy-built matrices: traceable, not scriptable)."""
-    return imresize(x, (sy, sx), output_shape=size).to(x.dtype)
+def _nearest_source(n_in: int, n_out: int, device: torch.device) -> torch.Tensor:
+    """Source index of each output sample of PyTorch's ``"nearest-exact"``: ``min(floor((i + 0.5) * s), n_in - 1)``.
+
+    ``s = n_in / n_out`` in float32 and the product rounded to float32, as ATen's CPU kernel computes it
+    (``nearest_neighbor_exact_compute_source_index``), so the gather picks the very pixels ``F.interpolate`` does;
+    written with tensor ops because ONNX has no ``_upsample_nearest_exact2d``.
+    """
+    if not torch.jit.is_scripting() and isinstance(n_in, torch.Tensor):  # traced sizes stay in the graph
+        ratio = n_in.to(torch.float32) / n_out.to(torch.float32)
+    else:
+        ratio = torch.tensor(float(n_in), dtype=torch.float32) / torch.tensor(float(n_out), dtype=torch.float32)
+    position = ((torch.arange(n_out, dtype=torch.float64) + 0.5) * ratio.to(torch.float64)).to(torch.float32)
+    return torch.floor(position).long().clamp(max=n_in - 1).to(device)
 
 
 class Interpolation(nn.Module):
@@ -45,8 +53,10 @@ class Interpolation(nn.Module):
     * ``upsampler`` has no effect on the computation (there is nothing to learn); it is validated so that a config
       written for any network is accepted, and :attr:`arbitrary_scale` is always ``True``.
 
-    TorchScript: ``"bilinear"``/``"nearest"`` script; ``"bicubic"`` builds its resize matrices with numpy and must be
-    traced (at a fixed input size and scale).
+    Export: every mode scripts, and traces (``torch.jit.trace``, ONNX) with the output size following the input
+    size: the bicubic matrices are built with torch ops (:func:`~rmisr_monai.ops.resize.resize_axis`) and
+    ``"nearest"`` is a gather of the source pixels ``F.interpolate(mode="nearest-exact")`` picks (ONNX has no
+    nearest-exact operator); both give bit-identical results to those references.
 
     Args:
         in_channels: image channels.
@@ -87,10 +97,11 @@ class Interpolation(nn.Module):
     def forward(self, x: torch.Tensor, scale: Optional[Union[float, Tuple[float, float]]] = None) -> torch.Tensor:
         """Interpolate ``x`` by ``scale`` (default: the constructor's)."""
         sy, sx = forward_scale(scale, self.scale, self.arbitrary_scale, "Interpolation")
-        # int(): plain sizes while tracing too (the traced graph is then fixed to this input size)
-        size = [scaled_size(int(x.shape[-2]), sy), scaled_size(int(x.shape[-1]), sx)]
+        h, w = x.shape[2], x.shape[3]
+        out_h, out_w = scaled_size(h, sy), scaled_size(w, sx)
         if self.mode == "bilinear":
-            return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+            return F.interpolate(x, size=[out_h, out_w], mode="bilinear", align_corners=False)
         if self.mode == "nearest":
-            return F.interpolate(x, size=size, mode="nearest-exact")
-        return _bicubic(x, sy, sx, size)
+            rows, cols = _nearest_source(h, out_h, x.device), _nearest_source(w, out_w, x.device)
+            return x.index_select(2, rows).index_select(3, cols)
+        return resize_axis(resize_axis(x, 2, out_h, sy), 3, out_w, sx)

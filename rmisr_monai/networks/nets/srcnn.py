@@ -38,7 +38,8 @@ class SRCNN(nn.Module):
       module is involved in either case.
     * The paper works on the Y channel only; ``in_channels``/``out_channels`` generalise the first and last layer.
 
-    TorchScript: the bicubic pre-upsampling is numpy-built (:class:`Interpolation`), so trace at a fixed scale.
+    Export: scriptable; traceable and ONNX-exportable with dynamic H and W (the bicubic pre-upsampling of
+    :class:`Interpolation` is built with torch ops), an arbitrary-scale one at a fixed scale.
 
     Args:
         in_channels: image channels in.

@@ -37,7 +37,8 @@ class VDSR(nn.Module):
     * The residual needs ``out_channels == in_channels``; other values raise :class:`ConfigurationError`.
     * Training details (gradient clipping, learning rate 0.1) are not part of the module.
 
-    TorchScript: the bicubic pre-upsampling is numpy-built (:class:`Interpolation`), so trace at a fixed scale.
+    Export: scriptable; traceable and ONNX-exportable with dynamic H and W (the bicubic pre-upsampling of
+    :class:`Interpolation` is built with torch ops), an arbitrary-scale one at a fixed scale.
 
     Args:
         in_channels: image channels (the paper: 1, the Y channel).
