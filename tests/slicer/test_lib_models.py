@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shlex
 import sys
 import types
 
@@ -64,14 +65,14 @@ def test_demo_ct_is_found_and_its_checksum_is_the_registered_one():
     assert hashlib.sha256(path.read_bytes()).hexdigest() == SAMPLE_SHA256
 
 
-def test_requirements_are_the_package_requirements_without_torch_plus_psutil():
-    import ast
+def test_package_requirements_come_from_the_metadata_without_torch_or_extras():
+    import importlib.metadata
 
-    tree = ast.parse((MODULE_DIR.parents[1] / "setup.py").read_text())
-    install = next(k.value for k in ast.walk(tree) if isinstance(k, ast.keyword) and k.arg == "install_requires")
-    package = [e.value for e in install.elts if not e.value.startswith("torch")]
-    requirements = dependencies.read_requirements(MODULE_DIR / "Resources" / "requirements.txt")
-    assert requirements == package + ["psutil>=5.9"]
+    declared = importlib.metadata.requires("rmisr-monai")
+    kept = dependencies.package_requirements()
+    assert kept == [r for r in declared if not r.startswith("torch") and "extra" not in r]
+    assert any(r.startswith("monai") for r in kept) and not any(r.startswith(("torch", "pytest")) for r in kept)
+    assert dependencies.read_requirements(MODULE_DIR / "Resources" / "requirements.txt") == ["psutil>=5.9"]
 
 
 def _fake_torch_utils(monkeypatch, installed: bool):
@@ -91,6 +92,7 @@ def _fake_torch_utils(monkeypatch, installed: bool):
 def test_install_asks_first_and_installs_torch_then_rmisr_monai_without_deps(monkeypatch):
     missing = {"torch", "rmisr_monai", "psutil"}
     monkeypatch.setattr(dependencies.importlib.util, "find_spec", lambda name: None if name in missing else object())
+    monkeypatch.setattr(dependencies, "package_requirements", lambda: ["monai>=1.6.1,<1.7", 'x>=1; python_version < "4"'])
     torch_calls = _fake_torch_utils(monkeypatch, installed=False)
     pip = []
 
@@ -106,7 +108,8 @@ def test_install_asks_first_and_installs_torch_then_rmisr_monai_without_deps(mon
     )
     assert "PyTorch, rmisr-monai, psutil" in questions[0]
     assert torch_calls == [dependencies.TORCH_REQUIREMENT]
-    assert pip[0] == "--no-deps /src/rmisr" and "monai>=1.6.1,<1.7" in pip[1] and not any(r.startswith("torch") for r in pip[1].split())
+    assert pip[0] == "--no-deps /src/rmisr"
+    assert shlex.split(pip[1]) == ["monai>=1.6.1,<1.7", 'x>=1; python_version < "4"', "psutil>=5.9"]
 
 
 def test_install_without_the_pytorch_extension_says_so(monkeypatch):

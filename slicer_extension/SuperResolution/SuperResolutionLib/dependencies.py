@@ -3,17 +3,20 @@
 
 1. PyTorch through the PyTorch extension (``PyTorchUtils.PyTorchUtilsLogic().installTorch``), which picks the
    build for the computer's GPU driver; MONAI 1.6 needs torch >= 2.8.
-2. rmisr-monai with ``pip --no-deps`` (its own pin of torch must not replace the build PyTorchUtils chose), then its
-   other requirements from ``Resources/requirements.txt`` (the package's install requirements without torch, plus
-   psutil to cancel the worker's whole process tree).
+2. rmisr-monai with ``pip --no-deps`` (its own pin of torch must not replace the build PyTorchUtils chose), then the
+   requirements its metadata declares except torch (:func:`package_requirements`), and the extension's own
+   ``Resources/requirements.txt`` (psutil, to cancel the worker's whole process tree).
 
 Nothing is imported at Slicer start-up: :func:`missing_packages` only looks the packages up.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import os
+import re
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +27,7 @@ __all__ = [
     "REQUIRED_MODULES",
     "missing_packages",
     "read_requirements",
+    "package_requirements",
     "install_dependencies",
 ]
 
@@ -33,6 +37,9 @@ PACKAGE_SOURCE_SETTING = "SuperResolution/PackageSource"
 DEFAULT_PACKAGE_SOURCE = "rmisr-monai"
 # importable name -> what it is, for the consent question
 REQUIRED_MODULES = {"torch": "PyTorch", "rmisr_monai": "rmisr-monai", "psutil": "psutil"}
+DISTRIBUTION = "rmisr-monai"
+# requirements left to PyTorchUtils (a pip pin would replace the build it chose for the GPU driver)
+TORCH_PACKAGES = ("torch",)
 
 
 def missing_packages() -> list[str]:
@@ -44,6 +51,17 @@ def read_requirements(path: str | os.PathLike) -> list[str]:
     """Requirement lines of a requirements file (comments and blank lines dropped)."""
     lines = (line.split("#", 1)[0].strip() for line in Path(path).read_text(encoding="utf-8").splitlines())
     return [line for line in lines if line]
+
+
+def package_requirements(distribution: str = DISTRIBUTION) -> list[str]:
+    """The install requirements an installed distribution declares, without extras-only ones and without torch."""
+    kept = []
+    for line in importlib.metadata.requires(distribution) or []:
+        requirement, _, marker = line.partition(";")
+        name = re.split(r"[\s<>=!~\[(]", requirement.strip(), maxsplit=1)[0]
+        if "extra" not in marker and name.lower() not in TORCH_PACKAGES:
+            kept.append(line.strip())
+    return kept
 
 
 def install_dependencies(
@@ -90,8 +108,9 @@ def install_dependencies(
             raise RuntimeError("PyTorch could not be installed; see the Python console for the reason")
     if importlib.util.find_spec("rmisr_monai") is None:
         pip_install(f"--no-deps {package_source}")
-    # slicer.util.pip_install splits its argument with shlex (no shell): requirement lines need no quoting
-    pip_install(" ".join(read_requirements(requirements_path)))
+        importlib.invalidate_caches()
+    # slicer.util.pip_install splits its argument with shlex: quoted, a requirement with a marker stays one argument
+    pip_install(shlex.join(package_requirements() + read_requirements(requirements_path)))
     importlib.invalidate_caches()
     still = missing_packages()
     if still:
