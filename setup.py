@@ -32,6 +32,7 @@ setup(
         "scipy>=1.10",
         "tqdm>=4.60",
         "pillow>=10",
+        "matplotlib>=3.7",  # rmisr evaluate / demo figures
     ],
     extras_require={
         # vtk: tests/slicer build the Slicer stand-in on real vtkImageData/vtkMatrix4x4; psutil: its process-tree kill

@@ -227,6 +227,9 @@ def test_demo_writes_results_and_prints_timing(tmp_path, capsys):
     out = capsys.readouterr().out
     result = tmp_path / "demo" / "ct_demo_x2_bicubic.nii.gz"
     assert result.exists() and "slices/s" in out
+    # the picture of what the model does, with its numbers
+    assert (tmp_path / "demo" / "ct_demo_abdomen_int16_x2_quality.png").stat().st_size > 10_000
+    assert "PSNR" in out and "bicubic" in out
     assert sitk.ReadImage(str(result)).GetSize() == (768, 480, 20)
 
 

@@ -1,0 +1,259 @@
+"""A quality check on your own scan: degrade it, upscale it back, score every method against the original.
+
+Protocol (the SR papers' one, RMISR Ren et al. 2021 §5, applied to a volume slice by slice):
+
+1. **Degrade.** The HR volume is cropped at the far end of its two in-plane axes to a size the scale reaches
+   exactly and shrunk on them by MATLAB-compatible antialiased bicubic
+   (:class:`rmisr_monai.transforms.degrade.BicubicDegrade` with ``crop_to_multiple=True``: the LR images of
+   training), in the scan's own units (HU for CT); no rounding.
+2. **Upscale.** The LR volume goes through the volume engine exactly as ``rmisr upscale`` would run it
+   (:class:`rmisr_monai.inference.batch.BatchUpscaler`: same model choice, same intensity mapping), once per
+   method; bicubic is always one of them, the baseline.
+3. **Score.** Each method's output and the HR volume are mapped to ``[0, 1]`` with the training intensity range
+   (:meth:`~rmisr_monai.transforms.intensity.IntensityNormalization.for_modality`: the HU window for CT; for MR and
+   unknown modalities the 0.5 / 99.5 percentiles of the HR volume) and clipped to it, then scored per slice, the
+   ``scale`` border pixels shaved, and averaged over slices (slices without any contrast in HR are left out):
+   PSNR and SSIM (:mod:`rmisr_monai.metrics.sr_metrics`), edge PSNR (:func:`rmisr_monai.metrics.edge_psnr`) and
+   back-projection consistency, the PSNR between the output degraded again and the LR input
+   (:func:`rmisr_monai.metrics.back_projection_error`; needs no HR, high for every faithful method).
+
+``max_slices`` limits the work to that many evenly spaced slices (in-plane SR treats slices independently, so their
+scores are those of the whole run; only an MR model's percentiles are then fitted on those slices).
+The figure's slice (:attr:`QualityReport.slice_index`) is the scored slice with the most structure (largest
+standard deviation of the normalised HR slice).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rmisr_monai.errors import ConfigurationError, InputFileError, RmisrError
+from rmisr_monai.inference.batch import BatchUpscaler
+from rmisr_monai.inference.engine import resolve_axis, slice_layout
+from rmisr_monai.io.geometry import Geometry, rescaled_geometry
+from rmisr_monai.io.read import read_volume
+from rmisr_monai.io.volume import Volume
+from rmisr_monai.metrics import back_projection_error, edge_psnr, psnr, ssim
+from rmisr_monai.metrics.sr_metrics import SSIM_WINDOW_SIZE
+from rmisr_monai.transforms.degrade import BicubicDegrade
+from rmisr_monai.transforms.intensity import IntensityNormalization
+
+__all__ = ["BASELINE", "METRICS", "MethodScores", "QualityReport", "degrade_volume", "evaluate_volume", "evaluate"]
+
+BASELINE = "bicubic"
+# column name -> what it is (the table, CSV and JSON use these names)
+METRICS = {
+    "psnr": "PSNR (dB) against HR",
+    "ssim": "SSIM against HR",
+    "edge_psnr": "PSNR (dB) of the Laplacian gradient maps (RMISR eqs. 6-8)",
+    "backprojection_psnr": "PSNR (dB) of the output degraded again against the LR input",
+}
+_MIN_CONTRAST = 1e-6  # normalised HR slices with a smaller range are constant: no score
+
+
+@dataclass
+class MethodScores:
+    """One method's scores (averages over the scored slices) and its upscaling time."""
+
+    method: str
+    psnr: float
+    ssim: float
+    edge_psnr: float
+    backprojection_psnr: float
+    seconds: float
+
+
+@dataclass
+class QualityReport:
+    """What :func:`evaluate_volume` found: scores per method, the protocol's settings, the figure's slice.
+
+    Attributes:
+        input: the HR file or folder.
+        scale, axis: the SR factor and the slice axis (index axis of the ``(i, j, k)`` array).
+        modality: ``"CT"``, ``"MR"`` or ``"OT"``; ``intensity``: the scoring normalisation (its dict).
+        hr_shape, lr_shape: shapes of the (cropped) HR and of the LR volume.
+        slices: the scored slice indices along ``axis``; ``slice_index``: the figure's slice.
+        scores: one :class:`MethodScores` per method, bicubic first.
+        images: for the figure, the normalised 2D ``slice_index`` slice of ``"LR"``, each method and ``"HR"``.
+    """
+
+    input: str
+    scale: float
+    axis: int
+    modality: str
+    intensity: dict[str, Any]
+    hr_shape: tuple[int, int, int]
+    lr_shape: tuple[int, int, int]
+    slices: list[int]
+    slice_index: int
+    scores: list[MethodScores] = field(default_factory=list)
+    images: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form without the images."""
+        return {
+            "input": self.input,
+            "scale": self.scale,
+            "axis": self.axis,
+            "modality": self.modality,
+            "intensity": self.intensity,
+            "hr_shape": list(self.hr_shape),
+            "lr_shape": list(self.lr_shape),
+            "slices": list(self.slices),
+            "slice_index": self.slice_index,
+            "metrics": dict(METRICS),
+            "scores": [vars(s).copy() for s in self.scores],
+        }
+
+
+def _in_plane_axes(axis: int) -> tuple[int, int]:
+    _, row, col = slice_layout(axis, through_plane=False)
+    return row, col
+
+
+def degrade_volume(volume: Volume, scale: float, axis: str | int = "z") -> tuple[Volume, Volume]:
+    """``(hr, lr)``: ``volume`` cropped to what the scale reaches exactly, and its bicubic degradation on the two
+    in-plane axes (float32, original units, geometry of the same field of view).
+
+    Raises:
+        ConfigurationError: ``scale < 1`` or a volume too small for it.
+    """
+    ax = resolve_axis(axis)
+    degrader = BicubicDegrade(float(scale), axes=_in_plane_axes(ax), crop_to_multiple=True)
+    image = torch.from_numpy(np.asarray(volume.array, dtype=np.float32))[None]
+    hr = degrader.crop(image)[0].numpy()
+    lr = degrader(image)[0].numpy()
+    regular = Geometry(volume.geometry.spacing, volume.geometry.origin, volume.geometry.direction)
+    hr_volume = Volume(hr, regular, volume.modality, np.float32, volume.source_path, volume.source_format)
+    lr_geometry = rescaled_geometry(regular, hr.shape, lr.shape)
+    lr_volume = Volume(lr, lr_geometry, volume.modality, np.float32, volume.source_path, volume.source_format)
+    return hr_volume, lr_volume
+
+
+def _scored_slices(volume: Volume, axis: int, max_slices: int | None) -> list[int]:
+    n = volume.array.shape[axis]
+    if max_slices is None or max_slices >= n:
+        return list(range(n))
+    if max_slices < 1:
+        raise ConfigurationError(f"max_slices must be >= 1, got {max_slices}")
+    return sorted({int(k) for k in np.linspace(0, n - 1, max_slices).round()})
+
+
+def _stack(array: np.ndarray, axis: int) -> torch.Tensor:
+    """``(N, 1, H, W)`` float64 slices along ``axis`` (rows and columns in the engine's layout)."""
+    _, row, col = slice_layout(axis, through_plane=False)
+    return torch.from_numpy(np.ascontiguousarray(np.transpose(array, (axis, row, col)), dtype=np.float64))[:, None]
+
+
+def _scores(method: str, sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, scale: float, seconds: float):
+    """:class:`MethodScores` of normalised ``(N, 1, H, W)`` slices (module docstring)."""
+    shave = int(np.ceil(scale))
+    return MethodScores(
+        method=method,
+        psnr=float(psnr(sr, hr, data_range=1.0, shave=shave).mean()),
+        ssim=float(ssim(sr, hr, data_range=1.0, shave=shave).mean()),
+        edge_psnr=float(edge_psnr(sr, hr, data_range=1.0, shave=shave).mean()),
+        backprojection_psnr=float(back_projection_error(sr, lr, data_range=1.0, scale=scale).psnr.mean()),
+        seconds=seconds,
+    )
+
+
+def evaluate_volume(
+    volume: Volume,
+    scale: float = 2.0,
+    models: Sequence[str] | None = None,
+    weights: Sequence[str | os.PathLike] = (),
+    axis: str | int = "z",
+    max_slices: int | None = None,
+    **run_options: Any,
+) -> QualityReport:
+    """Degrade ``volume``, upscale it back with bicubic and each method, and score them (module docstring).
+
+    Args:
+        volume: the HR scan.
+        scale: the SR factor.
+        models: shipped model / network / interpolator names (:mod:`rmisr_monai.inference.selection`); ``None``
+            (and no ``weights``): the shipped default for the scale and modality, if there is one. Bicubic is
+            always scored, first.
+        weights: checkpoint files, each one more method (named by its file name).
+        axis: the slice axis (``"x"|"y"|"z"`` or ``0|1|2``).
+        max_slices: score at most this many evenly spaced slices (``None``: all).
+        run_options: ``device``, ``tile``, ``tile_overlap``, ``batch_size``, ``amp``, ``progress`` for the engine
+            (:class:`~rmisr_monai.inference.batch.BatchUpscaler`).
+
+    Raises:
+        ConfigurationError: bad scale/axis or a volume whose slices are too small to score at this scale.
+        WeightsError: a named model cannot be loaded.
+    """
+    from rmisr_monai.weights import default_model
+
+    ax = resolve_axis(axis)
+    scale = float(scale)
+    indices = _scored_slices(volume, ax, max_slices)
+    subset = Volume(
+        np.take(volume.array, indices, axis=ax), volume.geometry, volume.modality, volume.source_dtype,
+        volume.source_path, volume.source_format,
+    )  # fmt: skip
+    hr, lr = degrade_volume(subset, scale, ax)
+    shave = int(np.ceil(scale))
+    in_plane = [hr.array.shape[a] - 2 * shave for a in _in_plane_axes(ax)]
+    if min(in_plane) < SSIM_WINDOW_SIZE:
+        raise InputFileError(
+            volume.source_path, f"slices of {hr.array.shape} voxels are too small to score at x{scale:g}"
+        )
+    methods: list[tuple[str, dict[str, Any]]] = [(BASELINE, {"model": BASELINE})]
+    if models is None and not weights:
+        try:
+            methods.append((default_model(scale, volume.modality)["name"], {}))
+        except RmisrError:
+            pass  # nothing shipped for this scale: bicubic alone
+    methods += [(m, {"model": m}) for m in models or () if m != BASELINE]
+    methods += [(Path(w).name, {"weights": str(w)}) for w in weights]
+
+    kind = "ct" if volume.modality == "CT" else "mr"
+    norm = IntensityNormalization.for_modality(kind, hr.array)
+    hr_norm = np.clip(norm.forward(hr.array.astype(np.float64)), 0.0, 1.0)
+    hr_stack = _stack(hr_norm, ax)
+    spread = hr_stack.flatten(1)
+    keep = (spread.max(dim=1).values - spread.min(dim=1).values) > _MIN_CONTRAST
+    if not bool(keep.any()):
+        raise InputFileError(volume.source_path, "no slice has any contrast in the scoring intensity range")
+    lr_all = _stack(np.clip(norm.forward(lr.array.astype(np.float64)), 0.0, 1.0), ax)
+    figure_pos = int(torch.where(keep, hr_stack.flatten(1).std(dim=1), -1.0).argmax())
+    report = QualityReport(
+        input=str(volume.source_path),
+        scale=scale,
+        axis=ax,
+        modality=volume.modality,
+        intensity=norm.to_dict(),
+        hr_shape=tuple(int(n) for n in hr.array.shape),
+        lr_shape=tuple(int(n) for n in lr.array.shape),
+        slices=[indices[i] for i in range(len(indices)) if keep[i]],
+        slice_index=indices[figure_pos],
+    )
+    report.images["LR"] = lr_all[figure_pos, 0].numpy()
+    for name, choice in methods:
+        upscaler = BatchUpscaler(scale=scale, axis=ax, dtype="float32", **choice, **run_options)
+        upscaler.network(scale, volume.modality)  # loaded before the clock starts
+        started = time.perf_counter()
+        sr = upscaler.upscale(lr).array
+        seconds = time.perf_counter() - started
+        scored = _stack(np.clip(norm.forward(sr.astype(np.float64)), 0.0, 1.0), ax)
+        report.scores.append(_scores(name, scored[keep], hr_stack[keep], lr_all[keep], scale, seconds))
+        report.images[name] = scored[figure_pos, 0].numpy()
+    report.images["HR"] = hr_stack[figure_pos, 0].numpy()
+    return report
+
+
+def evaluate(hr_path: str | os.PathLike, scale: float = 2.0, **options: Any) -> QualityReport:
+    """:func:`evaluate_volume` on the scan at ``hr_path`` (any format :func:`rmisr_monai.io.read.read_volume`
+    reads); ``options`` as :func:`evaluate_volume`. The bundle's ``evaluate.json`` and ``rmisr evaluate`` call it."""
+    return evaluate_volume(read_volume(hr_path), scale, **options)
