@@ -222,6 +222,10 @@ class SuperResolutionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.scaleSpinBox.value = self._parameterNode.scale
         for widget in (self.ui.modelComboBox, self.ui.scaleComboBox, self.ui.scaleSpinBox):
             widget.blockSignals(False)
+        if self.ui.checkpointPathLineEdit.currentPath != self._parameterNode.checkpointPath:
+            self.ui.checkpointPathLineEdit.blockSignals(True)
+            self.ui.checkpointPathLineEdit.currentPath = self._parameterNode.checkpointPath
+            self.ui.checkpointPathLineEdit.blockSignals(False)
         self.ui.checkpointPathLineEdit.setVisible(choice.key == CHECKPOINT)
         self.ui.checkpointLabel.setVisible(choice.key == CHECKPOINT)
         self.ui.thickAxisComboBox.enabled = self._parameterNode.mode == "through-plane"
@@ -233,12 +237,11 @@ class SuperResolutionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onModelChanged(self, index: int) -> None:
         if self._parameterNode and 0 <= index < len(self._choices):
             choice = self._choices[index]
-            with slicer.util.NodeModify(self._parameterNode):
-                self._parameterNode.model = choice.key
-                if choice.scale_range is None and choice.scales:
-                    self._parameterNode.scale = min(choice.scales, key=lambda s: abs(s - self._parameterNode.scale))
-                if not choice.through_plane and self._parameterNode.mode == "through-plane":
-                    self._parameterNode.mode = "axial"
+            if choice.scale_range is None and choice.scales:
+                self._parameterNode.scale = min(choice.scales, key=lambda s: abs(s - self._parameterNode.scale))
+            if not choice.through_plane and self._parameterNode.mode == "through-plane":
+                self._parameterNode.mode = "axial"
+            self._parameterNode.model = choice.key
 
     def onScaleChanged(self, *args) -> None:
         if self._parameterNode is None or not self._choices:
@@ -298,10 +301,9 @@ class SuperResolutionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Super-resolution failed."), waitCursor=True):
             outputNode, tableNode = job.finish()
             if self._parameterNode:
-                with slicer.util.NodeModify(self._parameterNode):
-                    self._parameterNode.outputVolume = outputNode
-                    if tableNode is not None:
-                        self._parameterNode.qualityTable = tableNode
+                self._parameterNode.outputVolume = outputNode
+                if tableNode is not None:
+                    self._parameterNode.qualityTable = tableNode
             self.ui.statusLabel.text = _("Done: {name}").format(name=outputNode.GetName())
         self._endRun()
 
@@ -346,7 +348,7 @@ class SuperResolutionLogic(ScriptedLoadableModuleLogic):
         installed = dependencies.install_dependencies(
             slicer.util.confirmOkCancelDisplay,
             slicer.util.pip_install,
-            self.resourcePath("requirements.txt"),
+            os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt"),
             str(source),
         )
         if installed:

@@ -71,12 +71,20 @@ class WorkerProcess:
         self.fraction = 0.0
         self.killed = False
         self._lines: queue.Queue[str] = queue.Queue()
-        self.proc = launch(list(command), updateEnvironment=environment or None)
+        # updateEnvironment is passed only when needed (older Slicer versions lack the argument)
+        extra = {"updateEnvironment": environment} if environment else {}
+        self.proc = launch(list(command), **extra)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
-        for line in self.proc.stdout:
+        while True:
+            try:
+                line = self.proc.stdout.readline()
+            except UnicodeDecodeError:  # a library printed bytes that are not text: skip the line, keep reading
+                continue
+            if not line:
+                break
             self._lines.put(line)
         self.proc.stdout.close()
 
