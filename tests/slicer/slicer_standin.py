@@ -10,9 +10,9 @@ Slicer cannot be installed on the test machines, so these tests import the modul
   ``addVolumeFromArray(narray, ijkToRAS, name)``; ``arrayFromVTKMatrix`` / ``vtkMatrixFromArray``;
   ``launchConsoleProcess(args, useStartupEnvironment=True, updateEnvironment=None, cwd=None)`` is a
   ``subprocess.Popen`` with stdout piped, stderr merged into it and text mode.
-* ``Libs/MRML/Core/vtkMRMLVolumeNode.cxx``: the node stores spacing, origin and a direction matrix; ``GetIJKToRASMatrix``
-  is ``directions * spacing`` with the origin as translation, ``SetIJKToRASMatrix`` splits a matrix back into those
-  (column norms, normalised columns, translation). The image data itself has spacing 1 and origin 0.
+* ``Libs/MRML/Core/vtkMRMLVolumeNode.cxx``: the node stores spacing, origin and a direction matrix;
+  ``GetIJKToRASMatrix`` is ``directions * spacing`` with the origin as translation, ``SetIJKToRASMatrix`` splits a
+  matrix back into those (column norms, normalised columns, translation). The image data has spacing 1, origin 0.
 * ``Libs/MRML/Core/vtkMRMLScalarVolumeDisplayNode``: window/level, auto window/level, colour node ID, interpolation
   and threshold accessors; ``Modules/Loadable/Markups/MRML/vtkMRMLMarkupsROINode``: centre, size and
   ``GetRASBounds`` (axis-aligned box in world coordinates); ``vtkMRMLTableNode.GetTable`` is a ``vtkTable``.

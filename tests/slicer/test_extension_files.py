@@ -39,7 +39,8 @@ def test_module_cmake_lists_every_script_and_resource_that_exists():
     assert f"set(MODULE_NAME {MODULE})" in text and "slicerMacroBuildScriptedModule(" in text
     scripts = _cmake_list(text, "MODULE_PYTHON_SCRIPTS")
     resources = _cmake_list(text, "MODULE_PYTHON_RESOURCES")
-    on_disk = sorted(p.relative_to(MODULE_DIR).as_posix() for p in MODULE_DIR.rglob("*.py") if "__pycache__" not in p.parts)
+    python_files = [p for p in MODULE_DIR.rglob("*.py") if "__pycache__" not in p.parts]
+    on_disk = sorted(p.relative_to(MODULE_DIR).as_posix() for p in python_files)
     assert sorted(scripts) == on_disk
     resource_files = sorted(
         p.relative_to(MODULE_DIR).as_posix() for p in (MODULE_DIR / "Resources").rglob("*") if p.is_file()
@@ -90,9 +91,9 @@ def test_ui_parameter_bindings_name_parameter_node_fields_and_choices_match(slic
         assert items == list(values), name
 
 
-def test_python_files_compile():
+def test_python_files_compile(tmp_path):
     for path in MODULE_DIR.rglob("*.py"):
-        py_compile.compile(str(path), doraise=True, cfile=str(REPO_ROOT / ".pytest_cache" / "slicer_compile.pyc"))
+        py_compile.compile(str(path), doraise=True, cfile=str(tmp_path / "compiled.pyc"))
 
 
 def test_icon_is_a_real_128_pixel_image():
@@ -137,8 +138,8 @@ def test_readmes_describe_install_controls_and_limits():
     text = (EXTENSION / "README.md").read_text()
     for needed in ("Additional module paths", "ExtensionsIndex", "Limits", "Cancel", "ROI", "through-plane"):
         assert needed in text, needed
-    labels = {w.find("property/string").text.rstrip(":") for w in _ui_tree().iter("widget") if w.get("class") == "QLabel"
-              and w.find("property/string") is not None and w.find("property/string").text}
+    texts = [w.find("property/string") for w in _ui_tree().iter("widget") if w.get("class") == "QLabel"]
+    labels = {t.text.rstrip(":") for t in texts if t is not None and t.text}
     missing = sorted(label for label in labels if label not in text)
     assert not missing, f"controls not described in the README: {missing}"
     assert "slicer_extension" in (REPO_ROOT / "README.md").read_text()

@@ -77,7 +77,8 @@ def test_roi_ranges_are_the_voxels_inside_an_axis_aligned_roi():
     bounds = [centre[0] - 1.6, centre[0] + 2.2, centre[1] - 3.0, centre[1] + 0.5, centre[2] - 2.6, centre[2] + 2.6]
     ranges = g.roi_index_ranges(ijk_to_ras, bounds, shape)
     inside = _centres_inside(ijk_to_ras, bounds, shape)
-    assert [(r.start, r.stop) for r in ranges] == [(int(inside[:, a].min()), int(inside[:, a].max()) + 1) for a in range(3)]
+    tight = [(int(inside[:, a].min()), int(inside[:, a].max()) + 1) for a in range(3)]
+    assert [(r.start, r.stop) for r in ranges] == tight
 
 
 def test_roi_ranges_of_an_oblique_volume_hold_every_voxel_inside_and_are_clipped():

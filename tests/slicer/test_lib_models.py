@@ -92,7 +92,8 @@ def _fake_torch_utils(monkeypatch, installed: bool):
 def test_install_asks_first_and_installs_torch_then_rmisr_monai_without_deps(monkeypatch):
     missing = {"torch", "rmisr_monai", "psutil"}
     monkeypatch.setattr(dependencies.importlib.util, "find_spec", lambda name: None if name in missing else object())
-    monkeypatch.setattr(dependencies, "package_requirements", lambda: ["monai>=1.6.1,<1.7", 'x>=1; python_version < "4"'])
+    declared = ["monai>=1.6.1,<1.7", 'x>=1; python_version < "4"']
+    monkeypatch.setattr(dependencies, "package_requirements", lambda: declared)
     torch_calls = _fake_torch_utils(monkeypatch, installed=False)
     pip = []
 
@@ -100,7 +101,8 @@ def test_install_asks_first_and_installs_torch_then_rmisr_monai_without_deps(mon
         pip.append(arguments)
         missing.clear()  # the second pip call installs the rest
 
-    assert not dependencies.install_dependencies(lambda q: False, pip_install, MODULE_DIR / "Resources/requirements.txt")
+    requirements = MODULE_DIR / "Resources/requirements.txt"
+    assert not dependencies.install_dependencies(lambda q: False, pip_install, requirements)
     assert pip == [] and torch_calls == []  # declined: nothing touched
     questions = []
     assert dependencies.install_dependencies(

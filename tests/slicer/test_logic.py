@@ -4,7 +4,6 @@ was."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from tests.slicer.conftest import bright_volume, oblique_ijk_to_ras

@@ -133,7 +133,8 @@ def test_quality_through_plane_back_projects_along_the_thick_axis_only():
 
 def test_reference_off_the_grid_is_refused():
     sr = _volume(shape=(8, 8, 4))
-    shifted = Volume(sr.array, Geometry(sr.geometry.spacing, (0, 0, 0), sr.geometry.direction), "MR", np.int16, "x", "mha")
+    moved = Geometry(sr.geometry.spacing, (0, 0, 0), sr.geometry.direction)
+    shifted = Volume(sr.array, moved, "MR", np.int16, "x", "mha")
     with pytest.raises(ValueError, match="not on the result's grid"):
         check_same_grid(shifted, sr.array.shape, sr.geometry)
     with pytest.raises(ValueError, match="voxels but the result has"):

@@ -89,7 +89,8 @@ class WorkerProcess:
         self.proc.stdout.close()
 
     def poll(self) -> list[Message]:
-        """Messages received since the last call (plain lines go to ``log``); updates ``fraction``/``error``/``done``."""
+        """Messages received since the last call (plain lines go to ``log``); updates ``fraction``, ``error`` and
+        ``done``."""
         messages = []
         while True:
             try:

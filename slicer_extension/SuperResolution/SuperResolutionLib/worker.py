@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="a shipped model name (rmisr_monai registry) or bicubic/bilinear/nearest")
     source.add_argument("--weights", help="an rmisr-monai checkpoint file (.pt)")
-    p.add_argument("--axis", default="z", help="index axis x|y|z (0|1|2): slice axis in-plane, thick axis through-plane")
+    p.add_argument("--axis", default="z", help="index axis x|y|z (0|1|2): slice axis, or thick axis through-plane")
     p.add_argument("--through-plane", action="store_true", help="upscale only --axis (arbitrary-scale models)")
     p.add_argument("--modality", choices=("auto", "CT", "MR"), default="auto",
                    help="intensity normalisation for a checkpoint that records none (auto: guessed from the values)")
