@@ -9,6 +9,9 @@ would validate on training data): the last ``val_fraction`` of the sorted list i
 * training: the slices of :func:`rmisr_monai.training.data.slice_patch_loader` (normalised per volume, foreground
   CT slices, at least one HR patch wide), one random paired patch of each per epoch
   (:class:`~rmisr_monai.data.pairs.PairedPatchDataset`: crop, dihedral augmentation, bicubic LR);
+  or, for an arbitrary-scale network (``scale_range`` given), a random scale per batch
+  (:class:`~rmisr_monai.data.random_scale.RandomScalePatchDataset`, keys from
+  :class:`~rmisr_monai.data.random_scale.ScaleBatchSampler`);
 * validation: whole held-out slices, ``val_slices`` evenly spaced ones per file, cropped to a multiple of the scale
   and paired with their MATLAB-bicubic LR (RMISR §4.4), so that PSNR/SSIM are computed on whole slices.
 
@@ -27,6 +30,7 @@ import torch
 from monai.data import Dataset
 
 from rmisr_monai.data import PairedPatchDataset, bicubic_degradation, image_items
+from rmisr_monai.data.random_scale import RandomScalePatchDataset
 from rmisr_monai.errors import ConfigurationError
 from rmisr_monai.io.volume import file_format
 from rmisr_monai.training.data import _normalised_slices
@@ -122,8 +126,9 @@ class SliceDatasets:
     Args:
         dataset_dir: folder of scans (:func:`training_files`).
         modality: ``"CT"`` or ``"MR"``: the intensity normalisation.
-        scale: integer SR factor.
+        scale: integer SR factor (of the validation pairs only, when ``scale_range`` is given).
         patch_size: LR training patch side (HR: ``patch_size * scale``).
+        scale_range: ``(low, high)``: train an arbitrary-scale network on random scales (Meta-SR: 1.1 to 4.0).
         val_dir: held-out folder; ``None``: hold out the last ``val_fraction`` of ``dataset_dir``'s files.
         val_fraction: share of files held out when ``val_dir`` is ``None``.
         val_slices: whole slices per held-out file.
@@ -131,7 +136,8 @@ class SliceDatasets:
         seed: random state of the patch crops and augmentation.
 
     Attributes:
-        train: :class:`~rmisr_monai.data.pairs.PairedPatchDataset` of ``{"image", "label"}`` patches.
+        train: :class:`~rmisr_monai.data.pairs.PairedPatchDataset` of ``{"image", "label"}`` patches, or with
+            ``scale_range`` a :class:`~rmisr_monai.data.random_scale.RandomScalePatchDataset`.
         validation: MONAI ``Dataset`` of whole-slice pairs ``{"image", "label", "scale", "source", "slice"}``.
         intensity: the normalisation recipe, for the checkpoint (``weights/loader.py`` format).
         train_files, val_files: the split.
@@ -143,6 +149,7 @@ class SliceDatasets:
         modality: str,
         scale: int,
         patch_size: int,
+        scale_range: Sequence[float] | None = None,
         val_dir: str | os.PathLike | None = None,
         val_fraction: float = 0.2,
         val_slices: int = 8,
@@ -154,7 +161,11 @@ class SliceDatasets:
             self.train_files, self.val_files = split_files(files, val_fraction)
         else:
             self.train_files, self.val_files = files, training_files(val_dir)
-        items, self.intensity = _slices(self.train_files, modality, axes, patch_size * scale)
-        self.train = PairedPatchDataset(items, scale, patch_size, seed=seed)
+        if scale_range is None:
+            items, self.intensity = _slices(self.train_files, modality, axes, patch_size * scale)
+            self.train = PairedPatchDataset(items, scale, patch_size, seed=seed)
+        else:
+            items, self.intensity = _slices(self.train_files, modality, axes, round(patch_size * max(scale_range)))
+            self.train = RandomScalePatchDataset(items, patch_size, seed=seed)
         val_items, _ = _slices(self.val_files, modality, axes, SSIM_MIN_SIDE + 2 * scale + scale)
         self.validation = Dataset(_whole_slice_pairs(val_items, scale, val_slices))
