@@ -298,14 +298,16 @@ class SuperResolutionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self._timer.stop()
         self._job = None
-        with slicer.util.tryWithErrorDisplay(_("Super-resolution failed."), waitCursor=True):
-            outputNode, tableNode = job.finish()
-            if self._parameterNode:
-                self._parameterNode.outputVolume = outputNode
-                if tableNode is not None:
-                    self._parameterNode.qualityTable = tableNode
-            self.ui.statusLabel.text = _("Done: {name}").format(name=outputNode.GetName())
-        self._endRun()
+        try:  # tryWithErrorDisplay shows the error, then re-raises it
+            with slicer.util.tryWithErrorDisplay(_("Super-resolution failed."), waitCursor=True):
+                outputNode, tableNode = job.finish()
+                if self._parameterNode:
+                    self._parameterNode.outputVolume = outputNode
+                    if tableNode is not None:
+                        self._parameterNode.qualityTable = tableNode
+                self.ui.statusLabel.text = _("Done: {name}").format(name=outputNode.GetName())
+        finally:
+            self._endRun()
 
     def onCancelButton(self) -> None:
         if self._job is None:

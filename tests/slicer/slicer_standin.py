@@ -1,7 +1,7 @@
 """A STAND-IN for the few parts of 3D Slicer's Python API the Super-resolution module uses -- not Slicer.
 
 Slicer cannot be installed on the test machines, so these tests import the module with this stand-in in
-``sys.modules["slicer"]`` (and empty ``qt`` / ``ctk``). It is built on real VTK objects (``vtkImageData``,
+``sys.modules["slicer"]`` (and a minimal ``qt``). It is built on real VTK objects (``vtkImageData``,
 ``vtkMatrix4x4``, ``vtkTable``) and follows Slicer's documented behaviour, read from Slicer/Slicer (main):
 
 * ``Base/Python/slicer/util.py``: ``arrayFromVolume`` returns a numpy view of the image scalars shaped
@@ -9,7 +9,8 @@ Slicer cannot be installed on the test machines, so these tests import the modul
   reversed array shape, allocates the scalars and copies the array in, leaving the node's IJKToRAS untouched;
   ``addVolumeFromArray(narray, ijkToRAS, name)``; ``arrayFromVTKMatrix`` / ``vtkMatrixFromArray``;
   ``launchConsoleProcess(args, useStartupEnvironment=True, updateEnvironment=None, cwd=None)`` is a
-  ``subprocess.Popen`` with stdout piped, stderr merged into it and text mode.
+  ``subprocess.Popen`` with stdout piped, stderr merged into it and text mode; ``tryWithErrorDisplay`` shows the
+  error of the block it wraps and re-raises it.
 * ``Libs/MRML/Core/vtkMRMLVolumeNode.cxx``: the node stores spacing, origin and a direction matrix;
   ``GetIJKToRASMatrix`` is ``directions * spacing`` with the origin as translation, ``SetIJKToRASMatrix`` splits a
   matrix back into those (column norms, normalised columns, translation). The image data has spacing 1, origin 0.
@@ -22,6 +23,7 @@ Only these calls exist here; anything else the module might call fails loudly (A
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -307,6 +309,59 @@ class _ScriptedLoadableModule:
         self.parent = parent
 
 
+class _ScriptedLoadableModuleWidget:
+    def __init__(self, parent=None) -> None:
+        self.parent = parent
+
+
+class _VTKObservationMixin:
+    def __init__(self) -> None:
+        self.observations: list = []
+
+    def addObserver(self, obj, event, method) -> None:
+        self.observations.append((obj, event, method))
+
+    def removeObserver(self, obj, event, method) -> None:
+        self.observations = [o for o in self.observations if o != (obj, event, method)]
+
+    def removeObservers(self) -> None:
+        self.observations.clear()
+
+
+errors: list = []
+
+
+@contextlib.contextmanager
+def tryWithErrorDisplay(message=None, show=True, waitCursor=False):
+    """Like Slicer's: on an exception, show ``message`` and the error (here: record them), then re-raise."""
+    try:
+        yield
+    except Exception as error:
+        if show:
+            errors.append(f"{message}\n\n{error}" if message else str(error))
+        raise
+
+
+class _QTimer:
+    """``qt.QTimer``: the tests call the connected slot themselves."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.slots: list = []
+
+    def setInterval(self, msec: int) -> None:
+        self.interval = msec
+
+    def connect(self, signal: str, slot) -> None:
+        self.slots.append(slot)
+
+    def start(self) -> None:
+        self.active = True
+
+    def stop(self) -> None:
+        self.active = False
+
+
 class _ScriptedLoadableModuleLogic:
     def __init__(self, parent=None) -> None:
         self.moduleName = self.__class__.__name__.removesuffix("Logic")
@@ -323,22 +378,25 @@ class _Validator:
 
 
 def install(monkeypatch) -> types.ModuleType:
-    """Put the stand-in ``slicer`` (and empty ``qt``, ``ctk``) into ``sys.modules`` for one test; returns it."""
+    """Put the stand-in ``slicer`` (and a ``qt`` with ``QTimer`` only, an empty ``ctk``) into ``sys.modules`` for one
+    test; returns it."""
     scene.Clear()
     shown.clear()
+    errors.clear()
     slicer = types.ModuleType("slicer")
     slicer.__doc__ = "STAND-IN for 3D Slicer's Python API (tests/slicer/slicer_standin.py)"
     util = types.ModuleType("slicer.util")
     for function in (
         arrayFromVolume, updateVolumeFromArray, arrayFromVTKMatrix, vtkMatrixFromArray, addVolumeFromArray,
-        launchConsoleProcess, setSliceViewerLayers,
+        launchConsoleProcess, setSliceViewerLayers, tryWithErrorDisplay,
     ):  # fmt: skip
         setattr(util, function.__name__, function)
-    util.VTKObservationMixin = type("VTKObservationMixin", (), {})
+    util.VTKObservationMixin = _VTKObservationMixin
+    util.errors = errors  # not Slicer: the messages tryWithErrorDisplay showed, for the tests
     util.shown = shown  # not Slicer: what setSliceViewerLayers was asked to show, for the tests
     slm = types.ModuleType("slicer.ScriptedLoadableModule")
     slm.ScriptedLoadableModule = _ScriptedLoadableModule
-    slm.ScriptedLoadableModuleWidget = type("ScriptedLoadableModuleWidget", (), {})
+    slm.ScriptedLoadableModuleWidget = _ScriptedLoadableModuleWidget
     slm.ScriptedLoadableModuleLogic = _ScriptedLoadableModuleLogic
     slm.ScriptedLoadableModuleTest = _ScriptedLoadableModuleTest
     pnw = types.ModuleType("slicer.parameterNodeWrapper")
@@ -352,10 +410,13 @@ def install(monkeypatch) -> types.ModuleType:
     slicer.vtkMRMLMarkupsROINode = StandInMarkupsROINode
     slicer.vtkMRMLTableNode = StandInTableNode
     slicer.vtkMRMLVolumeNode = StandInScalarVolumeNode
+    qt = types.ModuleType("qt")
+    qt.QTimer = _QTimer
+    qt.Qt = types.SimpleNamespace(ToolTipRole=3)
     modules = {
         "slicer": slicer, "slicer.util": util, "slicer.ScriptedLoadableModule": slm,
         "slicer.parameterNodeWrapper": pnw, "slicer.i18n": i18n,
-        "qt": types.ModuleType("qt"), "ctk": types.ModuleType("ctk"),
+        "qt": qt, "ctk": types.ModuleType("ctk"),
     }  # fmt: skip
     for name, module in modules.items():
         monkeypatch.setitem(sys.modules, name, module)
