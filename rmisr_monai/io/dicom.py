@@ -290,7 +290,7 @@ def _split_fourth_axis(path: Path, frames: list[_Frame]) -> tuple[list[list[_Fra
                 return volumes, axis
     shared = next(group for group in at.values() if len(group) > 1)
     raise InputFileError(
-        path, f"{len(frames) - len(at)} duplicate slice position(s), e.g. {list(np.round(shared[0].position, 4))} in "
+        path, f"{len(frames) - len(at)} duplicate slice position(s), e.g. {[round(v, 4) for v in shared[0].position]} in "
         f"{', '.join(f.name for f in shared[:3])}, and no temporal position, echo or b-value tells them apart"
     )  # fmt: skip
 

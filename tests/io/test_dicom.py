@@ -11,7 +11,7 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-from rmisr_monai.errors import InputFileError
+from rmisr_monai.errors import InputFileError, OutputFileError
 from rmisr_monai.io import describe, read_volume, rescaled_geometry, write_volume
 from tests.io.conftest import GE_SERIES, copy_files, medical, series_files, synthetic_volume
 
@@ -96,10 +96,10 @@ def test_lossy_jpeg_ls_close_to_lossless():
     assert (lossless.array.min(), lossless.array.max()) == (-3024, 1254)
 
 
-def test_multiframe_and_missing_geometry_refused():
+def test_multiframe_without_geometry_and_missing_geometry_refused():
     path = medical("dicom_compressed", "emri_small_multiframe", "emri_small.dcm")
-    with pytest.raises(InputFileError, match="multi-frame"):
-        read_volume(path)
+    with pytest.raises(InputFileError, match="multi-frame DICOM .10 frames. without per-frame functional groups"):
+        read_volume(path)  # MANIFEST.md: this enhanced MR has no functional-group geometry
     path = medical("dicom_compressed", "nema_cr_radiographs", "RG3_J2KR.dcm")
     with pytest.raises(InputFileError, match="missing") as info:
         read_volume(path)
@@ -140,10 +140,16 @@ def test_several_series_refused_and_selectable(tmp_path, ge_copy):
         read_volume(folder, series_uid="1.2.3")
 
 
-def test_missing_slice_refused(ge_copy):
+def test_missing_slice_kept_per_slice_and_refused_for_nifti(tmp_path, ge_copy):
     ge_copy[2].unlink()
-    message = _expect(ge_copy[0].parent, "uneven slice spacing")
-    assert "10.0" in message and ge_copy[1].name in message and ge_copy[3].name in message
+    volume = read_volume(ge_copy[0].parent)
+    assert not volume.geometry.is_regular and volume.array.shape[2] == 4
+    expected = sorted(float(pydicom.dcmread(f, stop_before_pixels=True).ImagePositionPatient[2]) for f in ge_copy
+                      if f.exists())  # fmt: skip
+    np.testing.assert_allclose([p[2] for p in volume.geometry.slice_positions], expected)
+    with pytest.raises(OutputFileError, match="unevenly spaced slices .5 to 10 mm"):
+        write_volume(volume, tmp_path / "out.nii.gz")
+    assert not (tmp_path / "out.nii.gz").exists()
 
 
 def test_duplicate_position_refused(ge_copy):
@@ -154,13 +160,21 @@ def test_duplicate_position_refused(ge_copy):
     assert ge_copy[1].name in message or "duplicate.dcm" in message
 
 
-def test_gantry_tilt_refused(ge_copy):
-    for k, file in enumerate(ge_copy):
+def test_duplicate_positions_with_temporal_positions_are_4d(ge_copy):
+    for k, file in enumerate(ge_copy[:4]):
         ds = pydicom.dcmread(file)
-        x, y, z = (float(v) for v in ds.ImagePositionPatient)
-        ds.ImagePositionPatient = [x, y + 1.5 * k, z]  # 1.5 mm in y per 5 mm step: about 17 degrees
+        ds.TemporalPositionIdentifier = 1 + k % 2
+        if k % 2:  # the second time point at the first one's position
+            ds.ImagePositionPatient = pydicom.dcmread(ge_copy[k - 1], stop_before_pixels=True).ImagePositionPatient
+            ds.SOPInstanceUID = pydicom.uid.generate_uid()
         ds.save_as(file)
-    _expect(ge_copy[0].parent, "gantry tilt")
+    ge_copy[4].unlink()
+    volume = read_volume(ge_copy[0].parent)
+    assert volume.array.shape == (512, 512, 2, 2) and volume.fourth_axis.kind == "time"
+    assert volume.fourth_axis.values == (1.0, 2.0)
+    second = pydicom.dcmread(ge_copy[3])
+    np.testing.assert_array_equal(volume.array[:, :, 1, 1], second.pixel_array.T * second.RescaleSlope +
+                                  second.RescaleIntercept)  # fmt: skip
 
 
 @pytest.mark.parametrize("keyword", ["ImagePositionPatient", "ImageOrientationPatient"])
@@ -294,7 +308,9 @@ def test_phi_canary(tmp_path, ge_copy, caplog):
     write_volume(volume, tmp_path / "out")
     write_volume(volume, tmp_path / "out.nii.gz")
     text.append(str(describe(read_volume(tmp_path / "out"))))
-    ge_copy[2].unlink()
+    duplicate = pydicom.dcmread(ge_copy[2])
+    duplicate.SOPInstanceUID = pydicom.uid.generate_uid()
+    duplicate.save_as(folder / "duplicate.dcm")
     with pytest.raises(InputFileError) as info:
         read_volume(folder)
     text += [str(info.value), caplog.text]

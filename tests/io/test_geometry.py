@@ -14,6 +14,7 @@ from rmisr_monai.io.geometry import (
     dicom_stack_geometry,
     lps_to_ras_affine,
     orientation_code,
+    orthogonal_resampling,
     ras_to_lps_affine,
     rescaled_geometry,
 )
@@ -109,11 +110,31 @@ def test_dicom_stack_errors():
     with pytest.raises(SliceStackError, match="duplicate") as info:
         dicom_stack_geometry(IDENTITY_IOP, (1, 1), _stack([0, 2, 2, 4]))
     assert sorted(info.value.slices) == [1, 2]
-    with pytest.raises(SliceStackError, match="uneven") as info:
-        dicom_stack_geometry(IDENTITY_IOP, (1, 1), _stack([0, 2, 6, 8, 10]))
-    assert sorted(info.value.slices) == [1, 2]
-    with pytest.raises(SliceStackError, match="tilt"):
-        dicom_stack_geometry(IDENTITY_IOP, (1, 1), _stack([0, 2, 4, 6], xs=[0, 0.5, 1.0, 1.5]))
+    with pytest.raises(SliceStackError, match="not orthogonal"):
+        dicom_stack_geometry((1, 0, 0, 1, 0.1, 0), (1, 1), _stack([0, 2]))
+
+
+def test_dicom_uneven_stack_keeps_positions():
+    g, order = dicom_stack_geometry(IDENTITY_IOP, (1, 1), _stack([6, 0, 2, 8, 10]))
+    assert order == [1, 2, 0, 3, 4] and not g.is_regular
+    np.testing.assert_allclose(g.index_to_world([(0, 0, k) for k in range(5)]), _stack([0, 2, 6, 8, 10]))
+    np.testing.assert_allclose(g.plane_steps(5), [2, 4, 2, 2])
+    moved = rescaled_geometry(g, (4, 4, 5), (8, 8, 5))  # in-plane x2: every slice's first centre moves -0.25
+    np.testing.assert_allclose(moved.index_to_world([(0, 0, k) for k in range(5)]),
+                               np.asarray(_stack([0, 2, 6, 8, 10])) - [0.25, 0.25, 0])  # fmt: skip
+    with pytest.raises(ValueError, match="slice axis cannot be rescaled"):
+        rescaled_geometry(g, (4, 4, 5), (4, 4, 10))
+
+
+def test_dicom_tilted_stack_is_sheared():
+    g, _ = dicom_stack_geometry(IDENTITY_IOP, (1, 1), _stack([0, 2, 4, 6], xs=[0, 0.5, 1.0, 1.5]))
+    assert g.is_regular and g.is_sheared
+    assert g.tilt_degrees() == pytest.approx(np.degrees(np.arctan2(0.5, 2)))
+    np.testing.assert_allclose(g.index_to_world([(2, 3, 3)]), [[1.5 + 2, 3, 6]])
+    target, source_k, offsets = orthogonal_resampling(g, (4, 4, 4))
+    assert target.orthonormality_error() < 1e-12 and target.spacing == (1.0, 1.0, 2.0)
+    np.testing.assert_allclose(source_k, [0, 1, 2, 3])
+    np.testing.assert_allclose(offsets, [[0, 0], [-0.5, 0], [-1.0, 0], [-1.5, 0]])  # the tilt undone in-plane
 
 
 def test_dicom_single_slice_uses_fallback_step():

@@ -127,7 +127,7 @@ def _expect_input_error(path, match):
     assert str(path) in str(info.value)
 
 
-@pytest.mark.parametrize("shape", [(4, 4, 4, 2), (4, 4, 4, 1, 3), (0, 4, 4)])
+@pytest.mark.parametrize("shape", [(4, 4, 4, 2, 2), (4, 4, 4, 1, 3), (0, 4, 4)])
 def test_not_3d_scalar_refused(tmp_path, shape):
     nib.save(nib.Nifti1Image(np.zeros(shape, dtype=np.float32), np.eye(4)), tmp_path / "bad.nii.gz")
     _expect_input_error(tmp_path / "bad.nii.gz", r"expected a 3D scalar volume, got shape")
