@@ -54,6 +54,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--checkpoint-dir", type=Path, required=True, help="resumable trainer checkpoints go here")
+    parser.add_argument(
+        "--checkpoint-every", type=int, default=500, help="iterations between resumable checkpoints (and at the end)"
+    )
     parser.add_argument("--resume", type=Path, default=None, help="a trainer checkpoint to continue from")
     parser.add_argument(
         "--init", default=None, metavar="MODEL",
@@ -114,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     trainer = build_trainer(
         network, loader, sr_loss(args.network), iterations=args.iterations, checkpoint_dir=args.checkpoint_dir,
         device=args.device, learning_rate=args.lr, resume_from=args.resume, epoch_length=args.epoch_length,
-        prepare_batch=prepare_batch,
+        prepare_batch=prepare_batch, checkpoint_every=args.checkpoint_every,
     )
     start = time.time()
     trainer.run()
