@@ -1,17 +1,33 @@
-"""Side-by-side SR quality on held-out CT/MR slices: bicubic, IMDN (published weights), our shipped models.
+"""Side-by-side SR quality on held-out CT/MR scans: bicubic, IMDN (published weights), every shipped model.
 
-Protocol (documented in benchmarks/RESULTS.md): each held-out scan is read with ``rmisr_monai.io.read.read_volume``,
-normalised with the CT window / MR percentiles of ``rmisr_monai.transforms.intensity``, sliced axially, each slice
-cropped to a multiple of the scale, degraded with MATLAB-compatible bicubic (``imresize(hr, 1/s)``, no rounding),
-super-resolved, clamped to [0, 1], and scored against the HR slice with PSNR/SSIM on [0, 1] after shaving ``s``
-pixels. IMDN is an RGB network: the grey slice is replicated to 3 channels and its output averaged back.
+Protocol (the one of issue 15's table; results in benchmarks/RESULTS.md):
 
-    python benchmarks/quality.py --shared ../shared --scales 2 4 --imdn-dir ../shared/peers/imdn
+* **Data.** Each held-out scan (:data:`HELD_OUT`, never used for training) is read with
+  :func:`rmisr_monai.io.read.read_volume`; ``--max-slices`` axial slices evenly spaced over the middle 60 % of the
+  scan are kept (the end slices of a head scan hold little but air).
+* **In-plane** (scales 2, 3, 4, 2.5, 3.5): the two in-plane axes are cropped to what the scale reaches exactly and
+  shrunk by MATLAB-compatible bicubic (:class:`rmisr_monai.transforms.degrade.BicubicDegrade`), then **rounded and
+  stored as int16**, as a low-resolution file would be. **Through-plane** (2.5, 4): the same along the first
+  in-plane axis (``i``) alone: a scan with thick ``i`` slices, upscaled with ``--through-plane --axis x``.
+* **Methods** run through the volume engine (:func:`rmisr_monai.inference.upscale_volume`), as ``rmisr upscale``
+  runs them: bicubic; the shipped default that ``rmisr upscale --scale S`` picks (no ``--model``); every other
+  shipped model that serves the scale; IMDN at integer scales with its published RGB weights (the grey slice
+  replicated to 3 channels, the output channels averaged), fed the scan's robust range mapped to ``[0, 1]``.
+* **Scores** on each scan's robust intensity range (0.5 / 99.5 percentiles of HR mapped to ``[0, 1]``, outputs
+  clipped to it), per axial slice with ``ceil(s)`` border pixels shaved, averaged over the slices of both scans:
+  PSNR, SSIM, edge PSNR (Laplacian maps) and back-projection consistency (the output degraded again vs the LR).
+* ``--figures DIR`` writes one PNG per modality and mode (x2 in-plane, 2.5 through-plane): LR, bicubic, IMDN, ours,
+  HR, error maps, zoomed inset (:func:`rmisr_monai.evaluation.figure.quality_figure`).
+
+    python benchmarks/quality.py --shared ../shared --imdn-dir ../shared/peers/imdn --max-slices 3 \\
+        --figures benchmarks/figures
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import statistics
 import time
 from pathlib import Path
@@ -19,19 +35,28 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rmisr_monai.evaluation.figure import quality_figure
+from rmisr_monai.evaluation.quality import MethodScores, QualityReport
+from rmisr_monai.inference import upscale_volume
+from rmisr_monai.inference.selection import intensity_for
+from rmisr_monai.io.geometry import rescaled_geometry
 from rmisr_monai.io.read import read_volume
-from rmisr_monai.metrics import psnr, ssim
+from rmisr_monai.io.volume import Volume
+from rmisr_monai.metrics import back_projection_error, edge_psnr, psnr, ssim
 from rmisr_monai.networks import get_network
 from rmisr_monai.networks.nets.imdn import IMDN
-from rmisr_monai.ops.resize import imresize
+from rmisr_monai.transforms.degrade import BicubicDegrade
 from rmisr_monai.transforms.intensity import IntensityNormalization
-from rmisr_monai.weights.loader import load_model, read_registry
+from rmisr_monai.weights.loader import default_model, load_model, read_registry
 
 # scans never used for training (the training data of each shipped model: benchmarks/RESULTS.md)
 HELD_OUT = {
     "CT": ["data/medical/dicom_series/ct_ge_lightspeedplus_chest", "data/medical/dicom_compressed/cq500_head_ct/693_UNCR.dcm"],
     "MR": ["data/medical/mr/stroke_t2_uint8.nii.gz", "data/medical/dicom_series/mr_siemens_avanto_t1_mprage_brain_subset"],
 }
+IN_PLANE_SCALES = (2.0, 3.0, 4.0, 2.5, 3.5)
+THROUGH_PLANE_SCALES = (2.5, 4.0)
+ROBUST_RANGE = {"kind": "mr"}  # per-volume 0.5 / 99.5 percentiles to [0, 1] (rmisr_monai.transforms.intensity)
 
 
 class Replicate3(torch.nn.Module):
@@ -40,61 +65,142 @@ class Replicate3(torch.nn.Module):
     def __init__(self, net: torch.nn.Module):
         super().__init__()
         self.net = net
+        self.in_channels = 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.repeat(1, 3, 1, 1)).mean(dim=1, keepdim=True)
 
 
-def held_out_slices(shared: Path, modality: str, max_slices: int) -> list[np.ndarray]:
-    """Normalised axial slices of the held-out scans of one modality."""
-    slices = []
+def held_out(shared: Path, modality: str, max_slices: int) -> list[Volume]:
+    """The held-out scans of a modality, each cut to ``max_slices`` axial slices of its middle 60 %."""
+    volumes = []
     for rel in HELD_OUT[modality]:
-        volume = read_volume(shared / rel)
-        data = IntensityNormalization.for_modality(modality, volume.array).forward(volume.array.astype(np.float32))
-        step = max(1, data.shape[2] // max_slices)
-        slices += [data[:, :, k] for k in range(0, data.shape[2], step)][:max_slices]
-    return slices
+        v = read_volume(shared / rel)
+        n = v.array.shape[2]
+        keep = sorted({int(k) for k in np.linspace(0.2 * (n - 1), 0.8 * (n - 1), min(n, max_slices)).round()})
+        array = np.ascontiguousarray(v.array[:, :, keep])
+        volumes.append(Volume(array, v.geometry, v.modality, v.source_dtype, v.source_path, v.source_format))
+    return volumes
 
 
-@torch.no_grad()
-def score(net: torch.nn.Module, slices: list[np.ndarray], scale: int) -> tuple[float, float, float]:
-    """Mean PSNR, mean SSIM and median seconds per slice."""
-    psnrs, ssims, times = [], [], []
-    for hr_np in slices:
-        h, w = hr_np.shape[0] // scale * scale, hr_np.shape[1] // scale * scale
-        hr = torch.from_numpy(np.ascontiguousarray(hr_np[:h, :w]))[None, None].float()
-        lr = imresize(hr, 1.0 / scale)
-        start = time.perf_counter()
-        sr = net(lr).clamp(0, 1)
-        times.append(time.perf_counter() - start)
-        psnrs.append(float(psnr(sr, hr, data_range=1.0, shave=scale)))
-        ssims.append(float(ssim(sr, hr, data_range=1.0, shave=scale)))
-    return statistics.fmean(psnrs), statistics.fmean(ssims), statistics.median(times)
+def degrade(volume: Volume, scale: float, axes: tuple[int, ...]) -> tuple[Volume, Volume]:
+    """``(hr, lr)``: HR cropped to what ``scale`` reaches on ``axes``, LR its bicubic shrink stored as int16."""
+    degrader = BicubicDegrade(scale, axes=axes, crop_to_multiple=True)
+    image = torch.from_numpy(volume.array.astype(np.float32))[None]
+    hr = degrader.crop(image)[0].numpy()
+    lr = np.round(degrader(image)[0].numpy()).astype(np.int16)
+    hr_v = Volume(hr, volume.geometry, volume.modality, np.float32, volume.source_path, volume.source_format)
+    lr_v = Volume(lr, rescaled_geometry(volume.geometry, hr.shape, lr.shape), volume.modality, np.int16,
+                  volume.source_path, volume.source_format)
+    return hr_v, lr_v
+
+
+def axial_stack(array: np.ndarray, norm: IntensityNormalization) -> torch.Tensor:
+    """``(K, 1, I, J)`` float64 axial slices, normalised and clipped to ``[0, 1]``."""
+    data = np.clip(norm.forward(array.astype(np.float64)), 0.0, 1.0)
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(data, 2, 0)))[:, None]
+
+
+def methods_for(modality: str, scale: float, through_plane: bool, imdn_dir: Path | None) -> dict:
+    """``{name: (network, intensity recipe or None)}``: bicubic, the default, other shipped models, IMDN."""
+    methods = {"bicubic": (get_network("bicubic", scale=scale if scale.is_integer() else 2).eval(), None)}
+    fits = []
+    try:
+        default = default_model(scale, modality, arbitrary_scale=through_plane)["name"]
+        fits.append((f"{default} (default)", default))
+    except Exception as e:  # nothing shipped for this case: say so in the table
+        print(f"  no shipped default for {modality} x{scale:g}{' through-plane' if through_plane else ''}: {e}")
+        default = None
+    for entry in read_registry():
+        serves = entry.get("arbitrary_scale") or (not through_plane and float(entry["scale"]) == scale)
+        if entry["modality"] == modality and serves and entry["name"] != default:
+            fits.append((entry["name"], entry["name"]))
+    for label, name in fits:
+        net, meta = load_model(name)
+        methods[label] = (net, intensity_for(meta, modality))
+    if imdn_dir is not None and scale.is_integer() and not through_plane:
+        path = imdn_dir / f"IMDN_x{int(scale)}.pth"
+        if path.exists():
+            methods["IMDN (published weights)"] = (Replicate3(IMDN.from_official(path, int(scale))).eval(), ROBUST_RANGE)
+    return methods
+
+
+def run_case(volumes: list[Volume], modality: str, scale: float, through_plane: bool, imdn_dir: Path | None):
+    """Mean scores per method over the slices of all scans, and the first scan's figure report."""
+    axes = (0,) if through_plane else (0, 1)
+    methods = methods_for(modality, scale, through_plane, imdn_dir)
+    sums: dict[str, list[MethodScores]] = {name: [] for name in methods}
+    report = None
+    for volume in volumes:
+        hr, lr = degrade(volume, scale, axes)
+        norm = IntensityNormalization.for_modality("mr", hr.array)
+        hr_s, lr_s = axial_stack(hr.array, norm), axial_stack(lr.array, norm)
+        shave = math.ceil(scale)
+        figure_k = int(hr_s.flatten(1).std(dim=1).argmax())
+        if report is None:
+            report = QualityReport(
+                input=str(volume.source_path), scale=scale, axis=2, modality=modality, intensity=norm.to_dict(),
+                hr_shape=hr.array.shape, lr_shape=lr.array.shape, slices=list(range(hr_s.shape[0])),
+                slice_index=figure_k,
+            )
+            report.images["LR"] = lr_s[figure_k, 0].numpy()
+            report.images["HR"] = hr_s[figure_k, 0].numpy()
+        for name, (net, intensity) in methods.items():
+            start = time.perf_counter()
+            sr = upscale_volume(lr, net, scale, axis=0 if through_plane else 2, through_plane=through_plane,
+                                intensity=intensity, device="cpu", progress=False)
+            seconds = time.perf_counter() - start
+            sr_s = axial_stack(sr.array, norm)
+            factor = (scale, 1.0) if through_plane else scale
+            sums[name].append(MethodScores(
+                method=name,
+                psnr=float(psnr(sr_s, hr_s, data_range=1.0, shave=shave).mean()),
+                ssim=float(ssim(sr_s, hr_s, data_range=1.0, shave=shave).mean()),
+                edge_psnr=float(edge_psnr(sr_s, hr_s, data_range=1.0, shave=shave).mean()),
+                backprojection_psnr=float(back_projection_error(sr_s, lr_s, data_range=1.0, scale=factor).psnr.mean()),
+                seconds=seconds,
+            ))
+            if report.input == str(volume.source_path):
+                report.images[name] = sr_s[figure_k, 0].numpy()
+    means = []
+    for name, rows in sums.items():
+        fields = {f: statistics.fmean(getattr(r, f) for r in rows)
+                  for f in ("psnr", "ssim", "edge_psnr", "backprojection_psnr", "seconds")}
+        means.append(MethodScores(method=name, **fields))
+    report.scores = means
+    return means, report
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
-    parser.add_argument("--scales", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--modalities", nargs="+", default=["CT", "MR"])
+    parser.add_argument("--scales", type=float, nargs="+", default=list(IN_PLANE_SCALES), help="in-plane scales")
+    parser.add_argument("--through-plane-scales", type=float, nargs="*", default=list(THROUGH_PLANE_SCALES))
     parser.add_argument("--imdn-dir", type=Path, default=None, help="folder with IMDN_x{2,3,4}.pth")
-    parser.add_argument("--max-slices", type=int, default=8, help="slices per held-out scan")
+    parser.add_argument("--max-slices", type=int, default=3, help="axial slices per held-out scan")
+    parser.add_argument("--figures", type=Path, default=None, help="write a PNG per modality and mode here")
+    parser.add_argument("--json", type=Path, default=None, help="write every score here")
     args = parser.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
-    print(f"{'modality':8} {'scale':5} {'method':28} {'PSNR dB':>8} {'SSIM':>7} {'s/slice':>8}")
+    rows = []
+    print(f"{'modality':8} {'case':16} {'method':34} {'PSNR':>7} {'gain':>6} {'SSIM':>7} {'edge':>7} {'backproj':>8}")
     for modality in args.modalities:
-        slices = held_out_slices(args.shared, modality, args.max_slices)
-        for scale in args.scales:
-            methods = {"bicubic": get_network("bicubic", scale=scale).eval()}
-            imdn_file = args.imdn_dir / f"IMDN_x{scale}.pth" if args.imdn_dir else None
-            if imdn_file is not None and imdn_file.exists():
-                methods["IMDN (published weights)"] = Replicate3(IMDN.from_official(imdn_file, scale)).eval()
-            for entry in read_registry():
-                if entry["scale"] == scale and entry["modality"] == modality:
-                    methods[entry["name"]] = load_model(entry["name"])[0]
-            for name, net in methods.items():
-                p, s, t = score(net, slices, scale)
-                print(f"{modality:8} x{scale:<4} {name:28} {p:8.2f} {s:7.4f} {t:8.3f}")
+        volumes = held_out(args.shared, modality, args.max_slices)
+        cases = [(s, False) for s in args.scales] + [(s, True) for s in args.through_plane_scales]
+        for scale, through in cases:
+            case = f"x{scale:g}{' through-plane' if through else ''}"
+            means, report = run_case(volumes, modality, float(scale), through, args.imdn_dir)
+            base = means[0].psnr
+            for m in means:
+                print(f"{modality:8} {case:16} {m.method:34} {m.psnr:7.2f} {m.psnr - base:+6.2f} {m.ssim:7.4f} "
+                      f"{m.edge_psnr:7.2f} {m.backprojection_psnr:8.2f}", flush=True)
+                rows.append({"modality": modality, "case": case, **vars(m)})
+            if args.figures is not None and (scale, through) in ((2.0, False), (2.5, True)):
+                args.figures.mkdir(parents=True, exist_ok=True)
+                name = f"quality_{modality.lower()}_{case.replace(' ', '_').replace('.', 'p')}.png"
+                quality_figure(report, args.figures / name, overwrite=True)
+    if args.json is not None:
+        args.json.write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":
