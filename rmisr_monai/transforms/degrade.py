@@ -13,8 +13,16 @@ Sizes. For an axis of ``n`` HR samples and SR factor ``s >= 1``:
   produces from ``n_lr`` (``round(n_lr * s)``, network contract), so ``network(lr, s)`` matches ``hr`` in shape.
 
 Geometry. A ``MetaTensor`` LR image gets ``affine @ scale_affine(n_hr, n_lr, centered=True)`` (MONAI ``Resize``):
-the spacing is multiplied by ``n_hr / n_lr`` and the origin moves so that the outer voxel corners of the image stay
-at the same physical points. Cropping at the far end keeps voxel 0, hence the affine.
+the spacing is multiplied by ``n_hr / n_lr`` (``meta["pixdim"]`` too) and the origin moves so that the outer voxel
+corners of the image stay at the same physical points. Cropping at the far end keeps voxel 0, hence the affine.
+In :class:`BicubicDegraded` the LR is a new image made from the HR: its metadata are a copy of the HR's (no array
+shared) with the LR grid, and its ``applied_operations`` are empty, since the HR's crops and flips were applied to
+the HR, not to it (``Invertd`` on the LR would otherwise undo them on the wrong grid).
+
+Batches. :class:`RandBicubicDegraded` draws a factor per call, so two samples of a batch generally differ in size
+and cannot be collated. For ``batch_size > 1`` give the samples one HR patch size (e.g. ``RandSpatialCropd``) and
+pass :meth:`RandBicubicDegraded.collate` as the DataLoader's ``collate_fn``: it draws one factor per batch (Meta-SR's
+protocol, Hu et al. 2019 §4.1) and degrades every sample of the batch with it.
 """
 
 from __future__ import annotations
@@ -24,8 +32,10 @@ from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 from monai.config import KeysCollection, NdarrayOrTensor
+from monai.data import MetaTensor, list_data_collate
 from monai.transforms import MapTransform, Randomizable, Transform
 from monai.utils import TransformBackends
+from torch.utils.data import get_worker_info
 
 from rmisr_monai.errors import ConfigurationError
 from rmisr_monai.transforms.resize import bicubic_resize, per_axis_scales
@@ -141,6 +151,8 @@ class BicubicDegraded(MapTransform):
         d = dict(data)
         for key, lr_key in self.key_iterator(d, self.lr_keys):
             d[lr_key] = self.degrader(d[key])
+            if isinstance(d[lr_key], MetaTensor):  # a new image: the HR's history is not its own (module docstring)
+                d[lr_key].applied_operations = []
             if self.degrader.crop_to_multiple:
                 d[key] = self.degrader.crop(d[key])
         if self.scale_key is not None:
@@ -154,6 +166,11 @@ class RandBicubicDegraded(Randomizable, BicubicDegraded):
     The same factor is applied to every degraded axis and stored under ``scale_key`` (float), so an arbitrary-scale
     network can be fed ``network(lr, d[scale_key])``. ``crop_to_multiple`` defaults to ``True`` so that this
     output size equals the HR size (module docstring).
+
+    As a transform it draws a factor per sample (batches of one). For larger batches use :meth:`collate` as the
+    DataLoader's ``collate_fn`` on samples of one HR size, e.g.
+    ``DataLoader(Dataset(items, Compose([LoadImaged("hr"), RandSpatialCropd("hr", (64, 64))])), batch_size=16,
+    collate_fn=RandBicubicDegraded("hr", "lr").collate)``: one factor per batch, so HR and LR stack.
 
     Args:
         scale_range: ``(low, high)`` bounds of the uniform draw, ``1 <= low <= high``.
@@ -177,6 +194,7 @@ class RandBicubicDegraded(Randomizable, BicubicDegraded):
             raise ConfigurationError(f"scale_range must satisfy 1 <= low <= high, got {tuple(scale_range)}")
         super().__init__(keys, lr_key, low, axes, crop_to_multiple, scale_key, allow_missing_keys)
         self.scale_range = (low, high)
+        self._seeded_for: int | None = None  # the DataLoader worker seed :meth:`collate` last re-seeded from
 
     def randomize(self, data: Any = None) -> None:
         """Draw the SR factor of the next call."""
@@ -185,6 +203,19 @@ class RandBicubicDegraded(Randomizable, BicubicDegraded):
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, Any]:
         self.randomize()
         return super().__call__(data)
+
+    def collate(self, samples: Sequence[Mapping[Hashable, NdarrayOrTensor]]) -> dict[Hashable, Any]:
+        """DataLoader ``collate_fn``: one factor for the whole batch, every sample degraded with it, then collated.
+
+        The samples must share the HR size (their LR and cropped HR then do too). In a DataLoader worker the random
+        state is first re-seeded from the worker's seed, so that workers do not repeat each other's factors.
+        """
+        worker = get_worker_info()
+        if worker is not None and self._seeded_for != worker.seed:
+            self.set_random_state(seed=worker.seed % 2**32)
+            self._seeded_for = worker.seed
+        self.randomize()
+        return list_data_collate([BicubicDegraded.__call__(self, sample) for sample in samples])
 
 
 BicubicDegradeD = BicubicDegradeDict = BicubicDegraded

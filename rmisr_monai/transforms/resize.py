@@ -11,24 +11,27 @@ Geometry of a ``MetaTensor``: MATLAB samples output voxel ``x`` (1-based) at inp
 exactly, with ``s`` the scale the kernel is built for (the given scale, or ``n_out / n_in`` when only
 ``output_shape`` is given). The affine is therefore ``affine @ scale_affine(n_in, n_in * s, centered=True)``, which
 is MONAI ``Resize``'s update whenever ``n_in * s`` is the output length (then both corners of the box are kept);
-when ``ceil`` rounds the length up the box grows at the far end, as the sampled data do.
+when ``ceil`` rounds the length up the box grows at the far end, as the sampled data do. The metadata are updated
+by MONAI's own bookkeeping (:func:`regridded`): a deep copy, with ``meta["pixdim"]`` set to the new spacing.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from monai.config import NdarrayOrTensor
 from monai.data import MetaTensor
-from monai.data.utils import to_affine_nd
+from monai.transforms import TraceableTransform
 from monai.transforms.utils import scale_affine
 from monai.utils import convert_to_dst_type, convert_to_tensor
 
 from rmisr_monai.errors import ConfigurationError
 from rmisr_monai.ops.resize import imresize
 
-__all__ = ["bicubic_resize", "per_axis_scales"]
+__all__ = ["bicubic_resize", "per_axis_scales", "regridded"]
 
 
 def per_axis_scales(scale: float | Sequence[float], n_axes: int) -> list[float]:
@@ -71,8 +74,31 @@ def bicubic_resize(
     if not isinstance(image, MetaTensor):
         return convert_to_dst_type(out, image, dtype=out.dtype)[0]
     extent = [n * s for n, s in zip(in_size, scales)] if scales is not None else [int(n) for n in output_shape]
-    result = MetaTensor(out, meta=dict(image.meta), applied_operations=list(image.applied_operations))
-    scaling = to_affine_nd(image.affine.shape[-1] - 1, scale_affine(in_size, extent, centered=True))
-    affine = image.affine.to(torch.float64) @ torch.as_tensor(scaling, dtype=torch.float64)
-    result.affine = affine.to(image.affine.dtype)
-    return result
+    return regridded(image, out, scale_affine(in_size, extent, centered=True))
+
+
+def regridded(
+    image: MetaTensor, data: torch.Tensor, scaling: NdarrayOrTensor, transform: TraceableTransform | None = None,
+    **record: Any,
+) -> MetaTensor:
+    """``data`` as a MetaTensor on the grid of ``image`` changed by the voxel-to-voxel affine ``scaling``.
+
+    MONAI's own bookkeeping (:meth:`~monai.transforms.TraceableTransform.track_transform_meta`, what ``Resize``
+    uses) on a deep copy of ``image``'s metadata (no array shared with it, ``image`` unchanged): the affine becomes
+    ``affine @ scaling`` (float64) and ``meta["pixdim"]``, when present, holds the new voxel spacing.
+
+    Args:
+        image: the image before the grid change.
+        data: the array on the new grid.
+        scaling: ``scale_affine(old_size, new_size, centered=True)`` or any voxel-to-voxel affine.
+        transform: if given, its operation is pushed onto ``applied_operations`` (for ``inverse``/``Invertd``).
+        record: ``orig_size``, ``extra_info`` of the pushed operation.
+    """
+    info = None if transform is None else transform.get_transform_info()
+    # MONAI copies the metadata dict shallowly and then writes the new pixdim into its array in place: hand it a
+    # deep copy, or the pixdim of ``image`` (e.g. the HR kept beside its LR) would change too
+    source = MetaTensor(
+        image.as_tensor(), meta=copy.deepcopy(image.meta), applied_operations=copy.deepcopy(image.applied_operations)
+    )
+    meta = TraceableTransform.track_transform_meta(source, affine=scaling, transform_info=info, **record)
+    return MetaTensor(data).copy_meta_from(meta)

@@ -5,12 +5,20 @@
 second implementation of slice-wise SR. On a ``MetaTensor`` the affine is updated the way MONAI's ``Resize`` does it,
 ``affine @ scale_affine(old_size, new_size, centered=True)``: the voxel-corner box is kept and the spacing of each
 upscaled axis becomes ``spacing * n / round(n * s)`` (the same geometry as
-:func:`rmisr_monai.io.geometry.rescaled_geometry` gives the engine). The change is recorded in
-``applied_operations`` so that :meth:`SuperResolve.inverse` (and ``Invertd``) can return to the original grid.
+:func:`rmisr_monai.io.geometry.rescaled_geometry` gives the engine), and ``meta["pixdim"]`` holds that spacing. The
+change is recorded in ``applied_operations`` so that :meth:`SuperResolve.inverse` (and ``Invertd``) can return to
+the original grid.
+
+Inverse. SR has no exact inverse; the grid change has. The inverse resamples to the recorded original size with
+``F.interpolate(mode=inverse_mode)``: ``"area"`` (default) averages the SR voxels over each original voxel, which is
+right for intensities; ``"nearest"`` keeps the values, which is what a label map made on the SR grid needs.
+``Invertd(..., nearest_interp=True)`` switches the recorded mode to ``"nearest"`` (MONAI's
+``convert_applied_interp_mode``), as it does for MONAI's ``Resize``, so a segmentation comes back with its labels.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Hashable, Mapping
 from typing import Any
 
@@ -24,15 +32,25 @@ from monai.transforms.utils import scale_affine
 from monai.utils import TraceKeys, TransformBackends, convert_to_dst_type
 from torch import nn
 
+from rmisr_monai.errors import ConfigurationError
+
 # the engine imports transforms.intensity, hence this package: it is imported when first used, not here
 from rmisr_monai.inference.tiling import DEFAULT_TILE_OVERLAP
 from rmisr_monai.transforms.intensity import IntensityNormalization
+from rmisr_monai.transforms.resize import regridded
 
-__all__ = ["SuperResolve", "SuperResolved", "SuperResolveD", "SuperResolveDict"]
+__all__ = ["INVERSE_MODES", "SuperResolve", "SuperResolved", "SuperResolveD", "SuperResolveDict"]
+
+# F.interpolate modes of a 3D volume that the inverse accepts ("nearest": Invertd's nearest_interp)
+INVERSE_MODES = ("area", "nearest", "nearest-exact", "trilinear")
 
 
 class SuperResolve(InvertibleTransform, Transform):
     """Super-resolve a channel-first image ``(C, I, J, K)`` slice by slice with a 2D network.
+
+    The transform owns a private copy of ``network``, made here: the caller's module is never changed (its training
+    mode, device and memory format stay as they are), while the copy is put in eval mode, moved to ``device`` and
+    made channels-last by the engine. Changes made to ``network`` after construction do not reach the transform.
 
     Args:
         network: a 2D SR network (network contract), e.g. from :func:`rmisr_monai.weights.load_model`.
@@ -47,8 +65,10 @@ class SuperResolve(InvertibleTransform, Transform):
         batch_size: slices per network call.
         amp: float16 autocast on CUDA.
         progress: tqdm progress bar.
+        inverse_mode: ``F.interpolate`` mode of :meth:`inverse`, one of :data:`INVERSE_MODES` (module docstring);
+            recorded with the operation, where ``Invertd(nearest_interp=True)`` replaces it by ``"nearest"``.
 
-    Returns ``float32`` of the input's kind (MetaTensor with updated affine, tensor or numpy).
+    Returns ``float32`` of the input's kind (MetaTensor with updated affine and pixdim, tensor or numpy).
     """
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
@@ -66,8 +86,12 @@ class SuperResolve(InvertibleTransform, Transform):
         batch_size: int = 4,
         amp: bool = True,
         progress: bool = False,
+        inverse_mode: str = "area",
     ) -> None:
-        self.network = network
+        if inverse_mode not in INVERSE_MODES:
+            raise ConfigurationError(f"inverse_mode must be one of {', '.join(INVERSE_MODES)}, got {inverse_mode!r}")
+        self.network = copy.deepcopy(network)
+        self.inverse_mode = inverse_mode
         self.scale = float(scale)
         self.axis = axis
         self.through_plane = through_plane
@@ -86,7 +110,7 @@ class SuperResolve(InvertibleTransform, Transform):
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
         """Upscale ``img`` (channel first, 3 spatial dimensions)."""
         if img.ndim != 4:
-            raise ValueError(f"SuperResolve expects a channel-first 3D image (C, I, J, K), got shape {tuple(img.shape)}")
+            raise ValueError(f"SuperResolve expects a channel-first 3D image (C, I, J, K), not shape {tuple(img.shape)}")
         from rmisr_monai.inference.engine import upscale_array
 
         in_size = [int(n) for n in img.shape[1:]]
@@ -94,33 +118,34 @@ class SuperResolve(InvertibleTransform, Transform):
         out_size = [int(n) for n in out.shape[1:]]
         if not isinstance(img, MetaTensor):
             return convert_to_dst_type(out, img, dtype=out.dtype)[0]
-        result = MetaTensor(out, meta=dict(img.meta), applied_operations=list(img.applied_operations))
-        affine = img.affine.to(torch.float64) @ torch.as_tensor(scale_affine(in_size, out_size, centered=True))
-        result.affine = affine.to(img.affine.dtype)
-        self.push_transform(
-            result,
-            orig_size=in_size,
-            extra_info={"scale": self.scale, "axis": str(self.axis), "through_plane": self.through_plane},
+        extra = {"scale": self.scale, "axis": str(self.axis), "through_plane": self.through_plane}
+        return regridded(
+            img, out, scale_affine(in_size, out_size, centered=True), self,
+            orig_size=in_size, extra_info={**extra, "mode": self.inverse_mode},
         )
-        return result
 
     def inverse(self, data: NdarrayOrTensor) -> NdarrayOrTensor:
-        """Back to the recorded original grid: area-average downsampling (``F.interpolate(mode="area")``), which
-        is the exact inverse of the grid change but not of the network; the affine is restored."""
+        """Back to the recorded original grid with the recorded mode (module docstring): the exact inverse of the
+        grid change, not of the network; affine and pixdim are restored. ``"nearest"`` modes keep the dtype (labels
+        stay labels); the others give float32 (float64 stays float64)."""
         if not isinstance(data, MetaTensor):
             raise ValueError("SuperResolve.inverse needs the MetaTensor that carries the recorded transform")
         record = self.pop_transform(data)
+        mode = record[TraceKeys.EXTRA_INFO].get("mode", "area")
+        if mode not in INVERSE_MODES:
+            raise ConfigurationError(f"recorded inverse mode {mode!r} is not one of {', '.join(INVERSE_MODES)}")
         orig = [int(n) for n in record[TraceKeys.ORIG_SIZE]]
         now = [int(n) for n in data.shape[1:]]
-        down = F.interpolate(data.as_tensor()[None].float(), size=orig, mode="area")[0]
-        result = MetaTensor(down, meta=dict(data.meta), applied_operations=list(data.applied_operations))
-        affine = data.affine.to(torch.float64) @ torch.as_tensor(scale_affine(now, orig, centered=True))
-        result.affine = affine.to(data.affine.dtype)
-        return result
+        x = data.as_tensor()
+        work = x if x.dtype in (torch.float32, torch.float64) else x.float()
+        down = F.interpolate(work[None], size=orig, mode=mode)[0]
+        if mode.startswith("nearest"):
+            down = down.to(x.dtype)
+        return regridded(data, down, scale_affine(now, orig, centered=True))
 
 
 class SuperResolved(MapTransform, InvertibleTransform):
-    """Dictionary version of :class:`SuperResolve` (same arguments after ``keys``).
+    """Dictionary version of :class:`SuperResolve` (same arguments after ``keys``; one private network copy).
 
     Args:
         keys: keys of the images to upscale.
@@ -143,11 +168,13 @@ class SuperResolved(MapTransform, InvertibleTransform):
         batch_size: int = 4,
         amp: bool = True,
         progress: bool = False,
+        inverse_mode: str = "area",
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.upscaler = SuperResolve(
-            network, scale, axis, through_plane, intensity, device, tile, tile_overlap, batch_size, amp, progress
+            network, scale, axis, through_plane, intensity, device, tile, tile_overlap, batch_size, amp, progress,
+            inverse_mode,
         )
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:

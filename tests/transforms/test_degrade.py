@@ -1,4 +1,5 @@
-"""transforms.degrade: MATLAB x2 reference, axes, sizes and crops, affine in mm, dict/random versions, Table 1."""
+"""transforms.degrade: MATLAB x2 reference, axes, sizes and crops, affine in mm, pixdim and history of LR and HR,
+dict/random versions, batches with one factor each, Table 1."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
-from monai.data import MetaTensor
+from monai.data import DataLoader, Dataset, MetaTensor
+from monai.transforms import LoadImaged, RandSpatialCropd, SpatialCropd
 
 from rmisr_monai.errors import ConfigurationError
+from rmisr_monai.ops.resize import imresize
 from rmisr_monai.transforms import BicubicDegrade, BicubicDegraded, RandBicubicDegraded
 from tests.conftest import REPO_ROOT, shared_path
 from tests.transforms.test_resize import corners_mm, numpy_down2, oblique_affine
@@ -81,6 +84,53 @@ def test_random_scale_is_reproducible_recorded_and_fits_the_network_contract():
         assert tuple(round(n * a["scale"]) for n in a["lr"].shape[1:]) == tuple(a["hr"].shape[1:])
         scales.append(a["scale"])
     assert len(set(scales)) == 5
+
+
+def test_pixdim_and_history_true_for_lr_and_hr(tmp_path):
+    """A real NIfTI through LoadImaged and a recorded crop: the LR has its own spacing and no borrowed history."""
+    import nibabel as nib
+
+    img = nib.load(shared_path("data", "medical", "demo", "ct_demo_abdomen_int16.nii.gz"))
+    path = tmp_path / "crop.nii.gz"
+    nib.save(img.slicer[100:140, 80:110, 4:8], path)
+    d = SpatialCropd("hr", roi_start=(0, 1, 0), roi_end=(39, 30, 4))(LoadImaged("hr", ensure_channel_first=True)(
+        {"hr": str(path)}))
+    hr_pixdim = d["hr"].meta["pixdim"].copy()
+    out = BicubicDegraded("hr", "lr", scale=(2.0, 3.0), axes=(0, 1), crop_to_multiple=True)(d)
+    hr, lr = out["hr"], out["lr"]
+    assert hr.shape == (1, 38, 27, 4) and lr.shape == (1, 19, 9, 4)
+    zooms = np.asarray(img.header.get_zooms())
+    np.testing.assert_allclose(lr.meta["pixdim"][1:4], zooms * [2.0, 3.0, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(lr.meta["pixdim"][1:4], lr.pixdim.numpy(), rtol=1e-6)  # as the affine says
+    np.testing.assert_array_equal(hr.meta["pixdim"], hr_pixdim)
+    assert not np.shares_memory(lr.meta["pixdim"], hr.meta["pixdim"])
+    assert [op["class"] for op in hr.applied_operations] == ["SpatialCrop"]
+    assert lr.applied_operations == []
+    # the array version updates pixdim as well
+    lr2 = BicubicDegrade(2.0)(hr)
+    assert lr2.shape == (1, 19, 14, 2)  # ceil(n / 2)
+    # the kernel is built for n_lr / n (module docstring): spacing x n / n_lr, 27 / 14 on the odd axis
+    np.testing.assert_allclose(lr2.meta["pixdim"][1:4], zooms * [38 / 19, 27 / 14, 4 / 2], rtol=1e-6)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_collate_gives_batches_of_one_factor(workers):
+    items = [{"hr": torch.rand(1, 40, 36)} for _ in range(12)]
+    data = Dataset(items, RandSpatialCropd("hr", roi_size=(33, 29), random_size=False))
+    degrade = RandBicubicDegraded("hr", "lr", scale_range=(1.1, 4.0)).set_random_state(seed=5)
+    loader = DataLoader(data, batch_size=3, num_workers=workers, collate_fn=degrade.collate)
+    factors = []
+    for batch in loader:
+        scale = batch["scale"]
+        assert scale.shape == (3,) and torch.all(scale == scale[0]) and 1.1 <= scale[0] <= 4.0
+        s = float(scale[0])
+        lr_size = tuple(int(np.floor(n / s + 1e-9)) for n in (33, 29))
+        assert batch["lr"].shape == (3, 1, *lr_size)
+        assert batch["hr"].shape == (3, 1, *(round(m * s) for m in lr_size))
+        for hr, lr in zip(batch["hr"], batch["lr"]):  # each pair: MATLAB bicubic of the cropped HR to the LR size
+            torch.testing.assert_close(lr, imresize(hr, None, output_shape=lr_size))
+        factors.append(s)
+    assert len(factors) == 4 and len(set(factors)) == 4  # workers do not repeat each other's factors
 
 
 def test_invalid_arguments():
