@@ -7,7 +7,6 @@ the Widget's own logic; the real worker runs in test_logic.py.
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 import types
@@ -177,6 +176,3 @@ def test_apply_refuses_an_impossible_choice_in_words(widget, slicer):
     assert slicer.util.errors[0].startswith(start)
     assert widget._job is None and not widget.ui.progressBar.visible
 
-
-def test_fake_worker_is_not_the_real_one():
-    assert shutil.which("PythonSlicer") is None  # the tests never run a real Slicer launcher by accident
