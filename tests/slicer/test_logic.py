@@ -33,6 +33,27 @@ def test_the_module_self_test_passes_under_the_standin(slicer):
     }
 
 
+def test_the_demo_ct_is_registered_with_sample_data(slicer, monkeypatch):
+    import hashlib
+    import sys
+    import types
+    from pathlib import Path
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    import SuperResolution
+
+    registered = []
+    logic = types.SimpleNamespace(registerCustomSampleDataSource=lambda **kwargs: registered.append(kwargs))
+    monkeypatch.setitem(sys.modules, "SampleData", types.SimpleNamespace(SampleDataLogic=logic))
+    SuperResolution.registerSampleData()
+    (source,) = registered
+    path = Path(url2pathname(urlparse(source["uris"]).path))
+    assert path.is_file() and path.name == source["fileNames"]
+    assert source["checksums"] == "SHA256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    assert Path(source["thumbnailFileName"]).is_file() and source["nodeNames"] == "RMISRDemoCT"
+
+
 def test_cancel_leaves_no_node_and_no_files(slicer):
     import SuperResolution
 
