@@ -479,6 +479,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rmisr: interrupted; nothing written", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except MemoryError:
+        about = getattr(args, "input", None) or getattr(args, "output_dir", "")
+        print(
+            f"rmisr: error: {about}: out of memory (RAM) in '{args.command}'; try a smaller --tile or --batch, or "
+            "free memory; nothing written",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
     except (RmisrError, ValueError) as e:
         print(f"rmisr: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_ERROR

@@ -14,6 +14,12 @@ ITK's fourth spacing and origin). Every reader refuses NaN/Inf voxels, 5D images
 dropped), colour/vector and zero-size images: ``InputFileError("expected a 3D scalar volume, got shape ...")``.
 A 2D image is read as a 1-slice volume.
 
+Sizes are checked before any voxel is allocated (:func:`check_claimed_size`): the voxels a header claims must fit
+in its file (raw data: the data size itself; compressed: at most :data:`DEFLATE_MAX_RATIO` times the file size,
+the most that deflate can expand) and in the memory available (``MemAvailable`` of ``/proc/meminfo`` where there is
+one), so a 400-byte file claiming 30000 x 30000 x 30000 voxels is refused in one line instead of exhausting memory.
+Detached data (``.mhd``, ``.nhdr``) and bzip2-encoded NRRD data are checked against the memory only.
+
 Modality for non-DICOM files (:func:`guess_modality`): ``"CT"`` when the 0.5th percentile is at most -500 (air or
 padding in Hounsfield units), else ``"MR"`` when no value is negative, else ``"OT"``.
 """
@@ -36,7 +42,7 @@ from rmisr_monai.io.dicom import read_dicom
 from rmisr_monai.io.geometry import Geometry, orientation_code, ras_to_lps_affine, stack_summary
 from rmisr_monai.io.volume import NIFTI_TIME_UNITS, FourthAxis, Volume, exact_dtype, file_format
 
-__all__ = ["read_volume", "describe", "input_format", "guess_modality"]
+__all__ = ["read_volume", "describe", "input_format", "guess_modality", "check_claimed_size", "available_memory"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +50,9 @@ CT_AIR_HU = -500.0  # guess_modality: voxels at or below this are air/padding in
 CT_AIR_PERCENTILE = 0.5
 DESCRIBE_PERCENTILES = (0.5, 1.0, 50.0, 99.0, 99.5)
 _GZIP_MAGIC = b"\x1f\x8b"
+# zlib's technical limit: deflate expands at most 1032:1 (zlib FAQ, "maximum compression factor")
+DEFLATE_MAX_RATIO = 1032
+_HEADER_PROBE_BYTES = 1 << 16  # NRRD / MetaImage text headers are read from this many leading bytes
 
 
 def input_format(path: str | os.PathLike) -> str:
@@ -109,6 +118,57 @@ def _gzip_damage(path: Path) -> str | None:
     return None
 
 
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (``MemAvailable``), or None where the system does not say."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _human(n: float) -> str:
+    """``1,999 bytes`` below 1 MiB, else ``1.5 GiB`` (binary units)."""
+    for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n):,} bytes"
+
+
+def check_claimed_size(
+    path: Path, shape: tuple[int, ...], itemsize: int, data_bytes: int | None, compressed: bool
+) -> None:
+    """Refuse a header whose voxels cannot be in its file or in memory (module docstring), before allocating.
+
+    Args:
+        path: the file (named in the error).
+        shape: the shape the header claims; ``itemsize``: bytes per voxel.
+        data_bytes: bytes of the file that can hold the data (None: not checkable, e.g. a detached data file).
+        compressed: whether the data are deflate-compressed (bound :data:`DEFLATE_MAX_RATIO` x ``data_bytes``).
+
+    Raises:
+        InputFileError: naming the file, the claimed shape and what it does not fit.
+    """
+    claimed = int(np.prod([int(n) for n in shape], dtype=object)) * int(itemsize)
+    dims = " x ".join(str(int(n)) for n in shape)
+    if data_bytes is not None:
+        room = data_bytes * (DEFLATE_MAX_RATIO if compressed else 1)
+        if claimed > room:
+            raise InputFileError(
+                path,
+                f"the header claims {dims} voxels ({_human(claimed)}) but the file holds only {_human(data_bytes)}"
+                f"{' of compressed data' if compressed else ''}: truncated or corrupt header",
+            )
+    free = available_memory()
+    if free is not None and claimed > free:
+        raise InputFileError(
+            path, f"the header claims {dims} voxels ({_human(claimed)}), more than the {_human(free)} of memory free"
+        )
+
+
 def _read_nifti(path: Path) -> tuple[np.ndarray, np.dtype, Geometry, FourthAxis]:
     compressed = path.name.lower().endswith(".gz")
     if compressed:
@@ -122,6 +182,9 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.dtype, Geometry, FourthAxis]
         stored = image.get_data_dtype()
         if stored.fields is not None:
             raise InputFileError(path, f"expected a 3D scalar volume, got shape {image.shape} ({stored})")
+        offset = int(image.dataobj.offset) if not compressed else 0
+        size = path.stat().st_size
+        check_claimed_size(path, image.shape, stored.itemsize, max(0, size - offset), compressed)
         array = np.asanyarray(image.dataobj)
     except (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.ImageFileError) as exc:
         reason = (_gzip_damage(path) if compressed else None) or f"cannot read NIfTI: {exc}"
@@ -129,9 +192,45 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.dtype, Geometry, FourthAxis]
     return array, stored, Geometry.from_affine(ras_to_lps_affine(image.affine)), _nifti_fourth_axis(image.header)
 
 
+def _header_fields(path: Path) -> dict[str, str]:
+    """``key -> value`` of a NRRD (``key: value``) or MetaImage (``Key = Value``) text header, keys lower case."""
+    with open(path, "rb") as handle:
+        text = handle.read(_HEADER_PROBE_BYTES).decode("latin-1")
+    fields = {}
+    for line in text.splitlines():
+        if not line.strip():
+            break  # NRRD: the blank line ends the header
+        key, sep, value = line.partition(":=" if ":=" in line else (":" if file_format(path) == "nrrd" else "="))
+        if sep:
+            fields[key.strip().lower()] = value.strip()
+        if key.strip().lower() == "elementdatafile":
+            break  # MetaImage: the data follow this line
+    return fields
+
+
+def _data_in_file(path: Path) -> tuple[int | None, bool]:
+    """``(data_bytes, compressed)`` for :func:`check_claimed_size` of a NRRD / MetaImage file."""
+    fields = _header_fields(path)
+    size = path.stat().st_size
+    if file_format(path) == "nrrd":
+        if "data file" in fields or "datafile" in fields or fields.get("encoding", "raw").lower() in ("bz2", "bzip2"):
+            return None, False
+        return size, fields.get("encoding", "raw").lower() in ("gz", "gzip")
+    if fields.get("elementdatafile", "").upper() != "LOCAL":
+        return None, False
+    return size, fields.get("compresseddata", "false").lower() == "true"
+
+
 def _read_itk(path: Path) -> tuple[np.ndarray, np.dtype, Geometry, FourthAxis]:
     try:
-        image = sitk.ReadImage(str(path))
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        components = reader.GetNumberOfComponents()
+        probe = sitk.Image([1, 1], reader.GetPixelID(), components)
+        itemsize = sitk.GetArrayViewFromImage(probe).dtype.itemsize * components
+        check_claimed_size(path, reader.GetSize(), itemsize, *_data_in_file(path))
+        image = reader.Execute()
     except RuntimeError as exc:
         raise InputFileError(path, f"cannot read image: {str(exc).strip().splitlines()[-1]}") from exc
     if image.GetNumberOfComponentsPerPixel() != 1 or image.GetDimension() not in (2, 3, 4):
@@ -165,7 +264,10 @@ def read_volume(path: str | os.PathLike, series_uid: str | None = None, stack: s
         volume = read_dicom(path, series_uid, stack)
         _check_finite(path, volume.array)
         return volume
-    array, stored, geometry, fourth_axis = _read_nifti(path) if kind == "nifti" else _read_itk(path)
+    try:
+        array, stored, geometry, fourth_axis = _read_nifti(path) if kind == "nifti" else _read_itk(path)
+    except ValueError as exc:  # e.g. Geometry: "spacing must be finite and positive"
+        raise InputFileError(path, " ".join(str(exc).split())) from exc
     array = _as_3d(path, array)
     _check_finite(path, array)
     source_dtype = exact_dtype(array, stored)
