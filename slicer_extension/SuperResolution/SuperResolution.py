@@ -267,13 +267,13 @@ class SuperResolutionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 p.model,
                 p.scale,
                 mode=p.mode,
-                thickAxis=p.thickAxis,
+                thick_axis_plane=p.thickAxis,
                 roi=p.roi,
                 device=p.device,
                 reference=p.referenceVolume if p.computeQuality else None,
                 checkpoint=p.checkpointPath,
-                outputVolume=p.outputVolume,
-                qualityTable=p.qualityTable,
+                output_node=p.outputVolume,
+                table_node=p.qualityTable,
                 quality=p.computeQuality,
             )
             self.ui.progressBar.value = 0
@@ -365,42 +365,14 @@ class SuperResolutionLogic(ScriptedLoadableModuleLogic):
             return model_choices([])
         return model_choices(read_registry())
 
-    def start(
-        self,
-        inputVolume,
-        model: str,
-        scale: float,
-        mode: str = "axial",
-        thickAxis: str = "auto",
-        roi=None,
-        device: str = "auto",
-        reference=None,
-        checkpoint: str = "",
-        outputVolume=None,
-        qualityTable=None,
-        quality: bool = True,
-        log=None,
-    ):
-        """Start a run (arguments as in ``SuperResolutionLib.job.start_job``; ``model`` is a menu key)."""
+    def start(self, inputVolume, model: str, scale: float, **options):
+        """Start a run; ``model`` is a menu key (:meth:`modelChoices`), ``options`` are those of
+        ``SuperResolutionLib.job.start_job`` (mode, thick_axis_plane, roi, device, reference, checkpoint, output_node,
+        table_node, quality, log). Returns the job (``SuperResolutionLib.job.UpscaleJob``)."""
         choices = {c.key: c for c in self.modelChoices()}
         if model not in choices:
             raise ValueError(f"unknown model {model!r}; available: {', '.join(choices)}")
-        return start_job(
-            inputVolume,
-            choices[model],
-            scale,
-            python=self.pythonExecutable,
-            mode=mode,
-            thick_axis_plane=thickAxis,
-            roi=roi,
-            device=device,
-            reference=reference,
-            checkpoint=checkpoint,
-            output_node=outputVolume,
-            table_node=qualityTable,
-            quality=quality,
-            log=log,
-        )
+        return start_job(inputVolume, choices[model], scale, python=self.pythonExecutable, **options)
 
     def process(self, inputVolume, model: str, scale: float, progress=None, showResult: bool = True, **options):
         """Run to the end (blocking); returns ``(outputVolume, qualityTable)``. ``progress(fraction, text)`` is called
@@ -523,7 +495,7 @@ class SuperResolutionTest(ScriptedLoadableModuleTest):
         reference = slicer.util.addVolumeFromArray(np.repeat(array[3:6, 5:8, 4:7], 2, axis=0), expected, name="Ref")
         existing = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Result")
         output, table = SuperResolutionLogic().process(
-            node, BICUBIC, 2.0, mode="through-plane", roi=roi, device="cpu", reference=reference, outputVolume=existing
+            node, BICUBIC, 2.0, mode="through-plane", roi=roi, device="cpu", reference=reference, output_node=existing
         )
         self.assertIs(output, existing)
         self.assertEqual(slicer.util.arrayFromVolume(output).shape, (6, 3, 3))

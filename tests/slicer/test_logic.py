@@ -103,4 +103,4 @@ def test_impossible_choices_fail_before_anything_starts(slicer, options, message
         SuperResolution.SuperResolutionLogic().start(node, options.pop("model"), options.pop("scale"), **options)
     assert slicer.mrmlScene.nodes == [node]
     with pytest.raises(ValueError, match="must differ from the input"):
-        SuperResolution.SuperResolutionLogic().start(node, "bicubic", 2.0, outputVolume=node)
+        SuperResolution.SuperResolutionLogic().start(node, "bicubic", 2.0, output_node=node)
