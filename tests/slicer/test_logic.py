@@ -4,6 +4,7 @@ was."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from tests.slicer.conftest import bright_volume, oblique_ijk_to_ras
@@ -104,3 +105,17 @@ def test_impossible_choices_fail_before_anything_starts(slicer, options, message
     assert slicer.mrmlScene.nodes == [node]
     with pytest.raises(ValueError, match="must differ from the input"):
         SuperResolution.SuperResolutionLogic().start(node, "bicubic", 2.0, output_node=node)
+
+
+def test_engine_axis_from_the_mode(slicer):
+    from SuperResolutionLib.job import engine_axis
+
+    sagittal_scan = np.eye(4)  # i: A->P, j: S->I, k: R->L (a sagittal acquisition, thick slices along k)
+    sagittal_scan[:3, :3] = np.array([[0, 0, -1.0], [-1.0, 0, 0], [0, -1.0, 0]]) * [0.5, 0.5, 4.0]
+    spacing = (0.5, 0.5, 4.0)
+    assert engine_axis(sagittal_scan, spacing, "axial") == (1, False)
+    assert engine_axis(sagittal_scan, spacing, "sagittal") == (2, False)
+    assert engine_axis(sagittal_scan, spacing, "through-plane") == (2, True)  # largest spacing
+    assert engine_axis(sagittal_scan, spacing, "through-plane", "coronal") == (0, True)
+    with pytest.raises(ValueError, match="thick axis must be one of"):
+        engine_axis(sagittal_scan, spacing, "through-plane", "k")
