@@ -26,7 +26,7 @@ def init_distributed() -> torch.device:
         dist.init_process_group(backend="nccl" if cuda else "gloo")
     if not cuda:
         return torch.device("cpu")
-    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
     torch.cuda.set_device(device)
     return device
 

@@ -85,7 +85,8 @@ def test_weights_are_the_package_file_or_declared_untrained(name):
 @pytest.mark.parametrize("name", BUNDLE_NAMES)
 def test_verify_net_in_out_and_ckpt_export(name, tmp_path):
     root = BUNDLES / name
-    configs = dict(meta_file=str(root / "configs" / "metadata.json"), config_file=str(root / "configs" / "inference.json"))
+    configs = {"meta_file": str(root / "configs" / "metadata.json"),
+               "config_file": str(root / "configs" / "inference.json")}
     verify_net_in_out(net_id="network_def", device="cpu", n=4, any=16, bundle_root=str(root), **configs)
     exported = tmp_path / "model.ts"
     ckpt_export(
