@@ -53,16 +53,18 @@ class SuperResolution(ScriptedLoadableModule):
             "Upscale a CT or MRI volume slice by slice with a super-resolution network (or bicubic interpolation), "
             "in-plane on the axial, coronal or sagittal slices, or through-plane for thick slices. The result keeps "
             "the input's physical extent, orientation and display settings; a quality table reports its "
-            "back-projection consistency and, given a reference, PSNR and SSIM. See the extension's README.md."
+            "back-projection consistency and, given a reference, PSNR and SSIM. See the extension's README.md.\n"
+            "Papers: S. Ren, K. Guo, J. Ma, F. Zhu, B. Hu, H. Zhou, 'Realistic medical image super-resolution with "
+            "pyramidal feature multi-distillation networks for intelligent healthcare systems', Neural Computing and "
+            "Applications, 2021, doi:10.1007/s00521-021-06287-x (RMISR); Y. Wang, Q. Zhao, P. Qin, Y. Hu, C. Zong, "
+            "'Super-resolution reconstruction algorithm of medical image based on lightweight dense neural network', "
+            "Journal of Computer Applications 42(8), 2022, doi:10.11772/j.issn.1001-9081.2021061093 (dense network)."
         )
         self.parent.acknowledgementText = _(
-            "Networks: S. Ren, K. Guo, J. Ma, F. Zhu, B. Hu, H. Zhou, 'Realistic medical image super-resolution with "
-            "pyramidal feature multi-distillation networks for intelligent healthcare systems', Neural Computing and "
-            "Applications, 2021, doi:10.1007/s00521-021-06287-x; Y. Wang, Q. Zhao, P. Qin, Y. Hu, C. Zong, "
-            "'Super-resolution reconstruction algorithm of medical image based on lightweight dense neural network', "
-            "Journal of Computer Applications 42(8), 2022, doi:10.11772/j.issn.1001-9081.2021061093. Built on MONAI "
-            "and PyTorch; the structure follows Slicer's module template and the MONAIAuto3DSeg and TotalSegmentator "
-            "extensions. Demo CT: TotalSegmentator test data (Wasserthal et al., Apache-2.0)."
+            "Thanks to the authors of the RMISR and lightweight dense network papers above. Built on MONAI and "
+            "PyTorch (through the PyTorch extension); the structure follows Slicer's scripted-module template and the "
+            "MONAIAuto3DSeg and TotalSegmentator extensions. Demo CT: TotalSegmentator test data (Wasserthal et al., "
+            "Apache-2.0)."
         )
         slicer.app.connect("startupCompleted()", registerSampleData)
 
