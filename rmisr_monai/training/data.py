@@ -27,6 +27,7 @@ __all__ = [
     "FOREGROUND_HU",
     "MIN_FOREGROUND_FRACTION",
     "PrepareScaledBatch",
+    "normalised_slices",
     "random_scale_loader",
     "slice_patch_loader",
 ]
@@ -60,7 +61,7 @@ def slice_patch_loader(
         noise: maximum LR noise standard deviation (HU for CT, normalised units for MR).
         seed: random state of the sampler and of the augmentation.
     """
-    items, normalization, noise = _normalised_slices(paths, modality, axes, patch * scale, noise)
+    items, normalization, noise = normalised_slices(paths, modality, axes, patch * scale, noise)
     dataset = PairedPatchDataset(items, scale, patch, normalization=None, noise_sigma=noise, seed=seed)
     generator = torch.Generator().manual_seed(seed)
     sampler = RandomSampler(dataset, replacement=True, num_samples=samples, generator=generator)
@@ -88,16 +89,17 @@ def random_scale_loader(
         batches: number of batches (iterations).
         scale_range: ``(low, high)`` of the scales drawn (Meta-SR: 1.1 to 4.0).
     """
-    items, normalization, noise = _normalised_slices(paths, modality, axes, round(patch * max(scale_range)), noise)
+    items, normalization, noise = normalised_slices(paths, modality, axes, round(patch * max(scale_range)), noise)
     dataset = RandomScalePatchDataset(items, patch, noise_sigma=noise, seed=seed)
     sampler = ScaleBatchSampler(len(dataset), batch, batches, scale_range, seed=seed)
     return DataLoader(dataset, batch_sampler=sampler, num_workers=0), normalization.recipe()
 
 
-def _normalised_slices(
+def normalised_slices(
     paths: Sequence[str | Path], modality: str, axes: Sequence[int], min_size: int, noise: float
 ) -> tuple[list[dict], IntensityNormalization, float]:
-    """Foreground slices at least ``min_size`` wide, normalised per volume, and the noise in normalised units."""
+    """Foreground slices at least ``min_size`` wide, normalised per volume, and the noise in normalised units
+    (also the bundles' training data, :mod:`rmisr_monai.training.datasets`)."""
     normalization = IntensityNormalization.for_modality(modality)
     threshold = FOREGROUND_HU if modality == "CT" else None
     items = [

@@ -33,7 +33,7 @@ from rmisr_monai.data import PairedPatchDataset, bicubic_degradation, image_item
 from rmisr_monai.data.random_scale import RandomScalePatchDataset
 from rmisr_monai.errors import ConfigurationError
 from rmisr_monai.io.volume import file_format
-from rmisr_monai.training.data import _normalised_slices
+from rmisr_monai.training.data import normalised_slices
 from rmisr_monai.transforms.intensity import IntensityNormalization
 
 __all__ = ["IMAGE_SUFFIXES", "SliceDatasets", "split_files", "training_files"]
@@ -93,7 +93,7 @@ def _slices(files: Sequence[str], modality: str, axes: Sequence[int], min_size: 
     items: list[dict] = []
     normalization = IntensityNormalization.for_modality(modality)
     if volumes:
-        items, normalization, _ = _normalised_slices(volumes, modality, axes, min_size, 0.0)
+        items, normalization, _ = normalised_slices(volumes, modality, axes, min_size, 0.0)
     for item in image_items([f for f in files if _is_image(f)]):
         if min(item["label"].shape[1:]) >= min_size:
             image = torch.as_tensor(item["label"])
