@@ -289,8 +289,9 @@ def _split_fourth_axis(path: Path, frames: list[_Frame]) -> tuple[list[list[_Fra
                 axis = FourthAxis(kind=kind, step=step, unit=unit, values=tuple(values[0]))
                 return volumes, axis
     shared = next(group for group in at.values() if len(group) > 1)
+    where = [round(v, 4) for v in shared[0].position]
     raise InputFileError(
-        path, f"{len(frames) - len(at)} duplicate slice position(s), e.g. {[round(v, 4) for v in shared[0].position]} in "
+        path, f"{len(frames) - len(at)} duplicate slice position(s), e.g. {where} in "
         f"{', '.join(f.name for f in shared[:3])}, and no temporal position, echo or b-value tells them apart"
     )  # fmt: skip
 
@@ -377,7 +378,8 @@ def read_dicom(path: str | os.PathLike, series_uid: str | None = None, stack: st
     rows, columns = int(files[0][1].Rows), int(files[0][1].Columns)
     for file, header in files:
         if (int(header.Rows), int(header.Columns)) != (rows, columns):
-            raise InputFileError(file, f"Rows x Columns {header.Rows} x {header.Columns} differ from {rows} x {columns}")
+            size = f"{header.Rows} x {header.Columns}"
+            raise InputFileError(file, f"Rows x Columns {size} differ from {rows} x {columns}")
     all_frames = [f for file, header in files for f in _frames_of(file, header)]
     frames = _select_stack(path, all_frames, stack)
     volumes, fourth_axis = _split_fourth_axis(path, frames)
@@ -503,9 +505,9 @@ def write_dicom_series(volume: Volume, folder: Path) -> None:
     One file per slice (``IM00001.dcm`` ...), single-frame even when the source was an enhanced multi-frame image,
     each slice in its own plane (tilted and unevenly spaced stacks keep every slice's position: in-plane SR moves
     the first pixel centre by the half-pixel rule only), Explicit VR Little Endian, uncompressed; new
-    SeriesInstanceUID and SOPInstanceUIDs; StudyInstanceUID and FrameOfReferenceUID (and the patient/study modules) kept from the source
-    DICOM, else generated/empty; ImageType DERIVED\\SECONDARY; plane tags from the geometry; Rescale Slope/Intercept
-    from :func:`_stored_pixels`; SeriesDescription suffixed `` SR x<factor>``.
+    SeriesInstanceUID and SOPInstanceUIDs; StudyInstanceUID and FrameOfReferenceUID (and the patient/study modules)
+    kept from the source DICOM, else generated/empty; ImageType DERIVED\\SECONDARY; plane tags from the geometry;
+    Rescale Slope/Intercept from :func:`_stored_pixels`; SeriesDescription suffixed `` SR x<factor>``.
     """
     template = volume.dicom_template if isinstance(volume.dicom_template, DicomTemplate) else None
     stored, slope, intercept = _stored_pixels(volume.array)

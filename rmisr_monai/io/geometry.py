@@ -324,7 +324,7 @@ def orthogonal_resampling(geometry: Geometry, shape: Sequence[int]) -> tuple[Geo
         index of its plane and ``offsets[k] = (di, dj)`` the input in-plane index of its voxel ``(0, 0)``: target
         voxel ``(i, j, k)`` is input voxel ``(i + di, j + dj, source_k[k])``.
     """
-    n_i, n_j, n_k = _shape3(shape)
+    n_k = _shape3(shape)[2]
     normal = geometry.slice_normal()
     starts = geometry.index_to_world([(0.0, 0.0, float(k)) for k in range(n_k)])
     planes = starts @ normal

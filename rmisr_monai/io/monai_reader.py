@@ -51,9 +51,7 @@ class RmisrReader(ImageReader):
     def verify_suffix(self, filename: Sequence[os.PathLike | str] | os.PathLike | str) -> bool:
         """NIfTI, NRRD/NHDR, MHA/MHD files, ``.dcm`` files and folders (DICOM series)."""
         names = [filename] if isinstance(filename, (str, os.PathLike)) else list(filename)
-        return all(
-            Path(n).is_dir() or file_format(n) is not None or str(n).lower().endswith(".dcm") for n in names
-        )
+        return all(Path(n).is_dir() or file_format(n) is not None or str(n).lower().endswith(".dcm") for n in names)
 
     def read(self, data: Sequence[os.PathLike | str] | os.PathLike | str, **kwargs) -> Volume:
         """One volume (a file or a DICOM folder); MONAI's list-of-files stacking is not supported."""

@@ -80,7 +80,9 @@ def test_tilted_series_to_dicom_keeps_each_slice_plane(tmp_path, tilted):
         assert (out.Rows, out.Columns) == (2 * src.Rows, 2 * src.Columns)
         spacing = np.asarray(src.PixelSpacing, dtype=float)
         np.testing.assert_allclose(np.asarray(out.PixelSpacing, dtype=float), spacing / 2, atol=1e-6)
-        expected = np.asarray(src.ImagePositionPatient, dtype=float) - 0.25 * (spacing[1] * iop[:3] + spacing[0] * iop[3:])
+        expected = np.asarray(src.ImagePositionPatient, dtype=float) - 0.25 * (
+            spacing[1] * iop[:3] + spacing[0] * iop[3:]
+        )
         np.testing.assert_allclose(np.asarray(out.ImagePositionPatient, dtype=float), expected, atol=1e-4)
 
 
