@@ -8,7 +8,7 @@ import re
 
 import pytest
 import torch
-from monai.bundle import ckpt_export, verify_net_in_out
+from monai.bundle import ConfigParser, ckpt_export, verify_net_in_out
 
 from rmisr_monai.weights import read_registry, sha256_of
 from rmisr_monai.weights.loader import WEIGHTS_DIR, load_model
@@ -100,3 +100,25 @@ def test_verify_net_in_out_and_ckpt_export(name, tmp_path):
         expected = eager(x)
         torch.testing.assert_close(scripted(x), expected, atol=1e-5, rtol=1e-5)
     assert expected.shape[-2:] == (26, 34)  # the bundle's default scale, x2
+
+
+@pytest.mark.parametrize("name", BUNDLE_NAMES)
+def test_multi_gpu_config_merges_over_train(name):
+    """DDP network, distributed sampling, and only rank 0 writing (the handlers disabled elsewhere are the writers)."""
+    configs = BUNDLES / name / "configs"
+    parser = ConfigParser()
+    parser.read_config([str(configs / "train.json"), str(configs / "multi_gpu_train.json")])
+    assert parser["device"]["_target_"] == "rmisr_monai.training.distributed.init_distributed"
+    assert parser["network"]["_target_"] == "rmisr_monai.training.distributed.distributed_network"
+    assert "@device" in parser["initialize"] and "destroy_process_group" in parser["finalize"][0]
+    loader = parser["train"]["dataloader"]
+    if "batch_sampler" in loader:  # random scale per batch: a sampler per rank, seeded by the rank
+        assert "get_rank" in parser["train"]["batch_sampler"]["seed"]
+    else:
+        assert loader["sampler"] == "@train#sampler" and loader["shuffle"] is False
+        assert parser["train"]["sampler"]["_target_"] == "DistributedSampler"
+    writers = ("TensorBoardStatsHandler", "LogfileHandler", "rmisr_monai.training.handlers.BestModelSaver")
+    for section in ("train", "validate"):
+        for handler in parser[section]["handlers"]:
+            disabled = handler.get("_disabled_", "")
+            assert ("get_rank() > 0" in disabled) == (handler["_target_"] in writers), (section, handler["_target_"])
