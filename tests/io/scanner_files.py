@@ -4,6 +4,7 @@ spacing, enhanced multi-frame files (the shared data has no real tilted or geome
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -74,11 +75,16 @@ def _item(**values) -> DicomSequence:
 
 
 def enhanced(
-    slices: Sequence[Dataset], order: Sequence[int] | None = None, stacks: Sequence[str] = ("1",), rle: bool = True
+    slices: Sequence[Dataset],
+    order: Sequence[int] | None = None,
+    stacks: Sequence[str] = ("1",),
+    rle: bool = True,
+    times: int = 1,
 ) -> Dataset:
     """An Enhanced CT image holding ``slices`` as frames (in ``order``), geometry only in the functional groups
     (orientation and pixel measures shared, position and rescale per frame); ``stacks`` repeats the frames as
-    further StackIDs, each shifted 1000 mm so that they do not overlap; RLE Lossless compressed."""
+    further StackIDs, each shifted 1000 mm so that they do not overlap; ``times`` repeats them at the same positions
+    as temporal positions 1, 2, ... (pixels of time t: the slice's values + 100 t); RLE Lossless compressed."""
     order = list(order) if order is not None else list(range(len(slices)))
     first = slices[0]
     ds = copy.deepcopy(first)
@@ -93,18 +99,17 @@ def enhanced(
     shared.PlaneOrientationSequence = _item(ImageOrientationPatient=first.ImageOrientationPatient)
     ds.SharedFunctionalGroupsSequence = DicomSequence([shared])
     frames, pixels = [], []
-    for s, stack in enumerate(stacks):
-        for index in order:
-            src = slices[index]
-            group = Dataset()
-            x, y, z = (float(v) for v in src.ImagePositionPatient)
-            group.PlanePositionSequence = _item(ImagePositionPatient=[x, y, z + 1000.0 * s])
-            group.PixelValueTransformationSequence = _item(
-                RescaleSlope=src.RescaleSlope, RescaleIntercept=src.RescaleIntercept, RescaleType="HU"
-            )
-            group.FrameContentSequence = _item(StackID=stack, InStackPositionNumber=index + 1)
-            frames.append(group)
-            pixels.append(src.pixel_array)
+    for (s, stack), t, index in itertools.product(enumerate(stacks), range(times), order):
+        src = slices[index]
+        group = Dataset()
+        x, y, z = (float(v) for v in src.ImagePositionPatient)
+        group.PlanePositionSequence = _item(ImagePositionPatient=[x, y, z + 1000.0 * s])
+        group.PixelValueTransformationSequence = _item(
+            RescaleSlope=src.RescaleSlope, RescaleIntercept=src.RescaleIntercept, RescaleType="HU"
+        )
+        group.FrameContentSequence = _item(StackID=stack, InStackPositionNumber=index + 1, TemporalPositionIndex=t + 1)
+        frames.append(group)
+        pixels.append(src.pixel_array + 100 * t)
     ds.PerFrameFunctionalGroupsSequence = DicomSequence(frames)
     ds.NumberOfFrames = len(frames)
     ds.PixelData = np.stack(pixels).tobytes()

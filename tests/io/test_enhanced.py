@@ -70,3 +70,18 @@ def test_several_stacks_listed_and_picked(tmp_path, capsys):
     )
     assert main(["upscale", str(path), str(tmp_path / "x.nii.gz"), "--scale", "2", "--model", "bicubic"]) == 2
     assert "--stack" in capsys.readouterr().err and not (tmp_path / "x.nii.gz").exists()
+
+
+def test_temporal_positions_make_a_4d_volume(tmp_path):
+    slices = real_slices(3)
+    path = tmp_path / "dynamic.dcm"
+    enhanced(slices, order=[2, 0, 1], times=2).save_as(path, enforce_file_format=True)
+    volume = read_volume(path)
+    series = read_volume(save_series(slices, tmp_path / "series"))
+    assert volume.array.shape == (64, 48, 3, 2) and volume.fourth_axis.kind == "time"
+    np.testing.assert_array_equal(volume.array[..., 0], series.array)
+    np.testing.assert_array_equal(volume.array[..., 1], series.array + 100)
+    assert (
+        main(["upscale", str(path), str(tmp_path / "x.nii.gz"), "--scale", "2", "--model", "bicubic", "--quiet"]) == 0
+    )
+    assert nib.load(tmp_path / "x.nii.gz").shape == (128, 96, 3, 2)
