@@ -21,15 +21,24 @@ from monai.engines.utils import default_prepare_batch
 
 from rmisr_monai.networks import get_network
 from rmisr_monai.training.data import PrepareScaledBatch, random_scale_loader, slice_patch_loader
-from rmisr_monai.training.trainer import ITERATIONS_PER_EPOCH, build_trainer, sr_loss
+from rmisr_monai.training.trainer import INITIAL_LR, ITERATIONS_PER_EPOCH, build_trainer, sr_loss
 from rmisr_monai.weights.loader import load_model, save_checkpoint
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """``--help`` shows the default of every option that has one and keeps the example's line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.required or action.default is None:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m rmisr_monai.training",
         description="Train an SR network on random paired patches of volume slices (LR = MATLAB bicubic of HR).",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
         epilog=__doc__,
     )
     parser.add_argument("--network", default="rmisr_bl", help="a name of rmisr_monai.networks.get_network")
@@ -43,16 +52,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--modality", choices=["CT", "MR"], required=True, help="picks the intensity normalisation")
     parser.add_argument("--volumes", nargs="+", required=True, help="NIfTI/NRRD/MHA files or DICOM series folders")
     parser.add_argument("--axes", type=int, nargs="+", default=[2], help="slice axes of the volumes (2 = axial)")
-    parser.add_argument("--iterations", type=int, default=2000)
+    parser.add_argument(
+        "--iterations", type=int, default=2000,
+        help="optimiser steps, run exactly (in all when resuming); the learning rate halves every quarter of them",
+    )
     parser.add_argument(
         "--epoch-length", type=int, default=ITERATIONS_PER_EPOCH, help="iterations per epoch (keep it when resuming)"
     )
     parser.add_argument("--patch", type=int, default=32, help="LR patch size (HR = patch x scale)")
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=2e-4)
-    parser.add_argument("--noise", type=float, default=0.0, help="max std of Gaussian noise added to LR, in [0,1] units")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch", type=int, default=16, help="patches per optimiser step")
+    parser.add_argument("--lr", type=float, default=INITIAL_LR, help="initial Adam learning rate (RMISR §5.1)")
+    parser.add_argument("--noise", type=float, default=0.0, help="max std of Gaussian noise added to LR ([0,1] units)")
+    parser.add_argument("--seed", type=int, default=0, help="random state of the weights, sampler and augmentation")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="training device")
+    parser.add_argument("--log-every", type=int, default=50, help="iterations between loss log lines")
     parser.add_argument("--checkpoint-dir", type=Path, required=True, help="resumable trainer checkpoints go here")
     parser.add_argument(
         "--checkpoint-every", type=int, default=500, help="iterations between resumable checkpoints (and at the end)"
@@ -60,7 +73,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--resume", type=Path, default=None, help="a trainer checkpoint to continue from")
     parser.add_argument(
         "--init", default=None, metavar="MODEL",
-        help="start from these weights (a model checkpoint or a shipped model name) with a fresh optimiser: fine-tuning",
+        help="start from these weights (a model checkpoint or a shipped model name), fresh optimiser: fine-tuning",
     )
     parser.add_argument(
         "--transfer", default=None, metavar="MODEL",
@@ -117,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     trainer = build_trainer(
         network, loader, sr_loss(args.network), iterations=args.iterations, checkpoint_dir=args.checkpoint_dir,
         device=args.device, learning_rate=args.lr, resume_from=args.resume, epoch_length=args.epoch_length,
-        prepare_batch=prepare_batch, checkpoint_every=args.checkpoint_every,
+        prepare_batch=prepare_batch, checkpoint_every=args.checkpoint_every, log_every=args.log_every,
     )
     start = time.time()
     trainer.run()
@@ -125,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     info = {
         "command": "python -m rmisr_monai.training " + " ".join(argv if argv is not None else sys.argv[1:]),
         "volumes": [Path(v).name for v in args.volumes],
-        "iterations": args.iterations,
+        "iterations": trainer.state.iteration,  # what ran (in all, when resumed)
+        "final_lr": trainer.optimizer.param_groups[0]["lr"],
         "minutes": round(minutes, 1),
         "device": str(args.device),
         "init": None if args.init is None else Path(args.init).name,

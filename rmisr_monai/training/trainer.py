@@ -14,12 +14,15 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import torch
+from ignite.engine import Engine, Events
 from monai.engines import SupervisedTrainer
 from monai.engines.utils import default_prepare_batch
 from monai.handlers import CheckpointLoader, CheckpointSaver, LrScheduleHandler, StatsHandler, from_engine
 from torch import nn
 
-__all__ = ["ADAM_BETAS", "INITIAL_LR", "ITERATIONS_PER_EPOCH", "build_trainer", "sr_loss"]
+from rmisr_monai.errors import ConfigurationError
+
+__all__ = ["ADAM_BETAS", "INITIAL_LR", "ITERATIONS_PER_EPOCH", "build_trainer", "every_iterations", "sr_loss"]
 
 ADAM_BETAS = (0.9, 0.999)  # RMISR §5.1
 INITIAL_LR = 2e-4  # RMISR §5.1
@@ -62,40 +65,49 @@ def build_trainer(
     epoch_length: int = ITERATIONS_PER_EPOCH,
     prepare_batch: Callable = default_prepare_batch,
     train_handlers: Sequence = (),
+    log_every: int = 50,
 ) -> SupervisedTrainer:
-    """A SupervisedTrainer that runs ``iterations`` steps, saving resumable checkpoints.
+    """A SupervisedTrainer that runs exactly ``iterations`` steps, saving resumable checkpoints.
 
-    A run resumed from a checkpoint with a larger ``iterations`` continues where the checkpoint stopped.
+    A run resumed from a checkpoint with a larger ``iterations`` continues where the checkpoint stopped and ends at
+    ``iterations`` in all (``trainer.state.iteration``).
 
     Args:
         network: the SR network (already on ``device``; its 4D weights are made channels-last); the batches are
             dicts with ``image`` (LR) and ``label`` (HR).
         train_loader: an iterable of batches, long enough for ``iterations`` steps (an infinite sampler is fine).
         loss_function: ``loss(pred, hr)``; ``pred`` is whatever the network returns in training mode.
-        iterations: number of optimiser steps.
+        iterations: number of optimiser steps (in all, when resuming); the run stops after exactly this many.
         checkpoint_dir: where ``checkpoint_*.pt`` files (network, optimiser, scheduler and trainer state) go.
         device: training device.
         learning_rate: initial Adam learning rate.
-        halve_every: halve the learning rate every this many iterations (``None``: ``iterations // 4``).
+        halve_every: halve the learning rate every this many iterations (``None``: ``ceil(iterations / 4)``, so
+            that it is halved three times during the run, and a fourth time as it ends).
         checkpoint_every: save a resumable checkpoint every this many iterations (and at the end).
         resume_from: a checkpoint written by a previous run to continue from.
         amp: automatic mixed precision (CUDA only).
-        epoch_length: iterations per epoch; ``iterations`` is rounded up to whole epochs. Keep it the same when
-            resuming: the checkpoint counts epochs.
+        epoch_length: iterations per epoch (the last one is cut short when ``iterations`` is not a multiple).
+            Keep it the same when resuming: the checkpoint counts epochs.
         prepare_batch: MONAI ``prepare_batch``; :class:`~rmisr_monai.training.data.PrepareScaledBatch` passes each
             batch's scale to an arbitrary-scale network.
         train_handlers: more MONAI/Ignite handlers of the trainer (the bundles' validation, TensorBoard and log file).
+        log_every: log the loss every this many iterations.
     """
+    if min(iterations, log_every, checkpoint_every, epoch_length) < 1:
+        raise ConfigurationError(
+            f"iterations, log_every, checkpoint_every and epoch_length must be >= 1, got {iterations}, {log_every}, "
+            f"{checkpoint_every}, {epoch_length}"
+        )
     # NHWC weights make every convolution run channels-last: 2-3x faster training steps on CPU (benchmarks/RESULTS.md)
     network.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(network.parameters(), lr=learning_rate, betas=ADAM_BETAS)
-    step = halve_every or max(1, iterations // 4)
+    step = halve_every or math.ceil(iterations / 4)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step, gamma=0.5)
     state = {"network": network, "optimizer": optimizer, "scheduler": scheduler}
     handlers = [
         LrScheduleHandler(scheduler, print_lr=False, epoch_level=False),
         StatsHandler(
-            name="rmisr.train", tag_name="loss", iteration_log=max(1, checkpoint_every // 10),
+            name="rmisr.train", tag_name="loss", iteration_log=every_iterations(log_every),
             output_transform=from_engine(["loss"], first=True),
         ),
         *train_handlers,
@@ -112,6 +124,14 @@ def build_trainer(
         train_handlers=handlers,
         prepare_batch=prepare_batch,
     )
+    if iterations % epoch_length:
+        # the epochs cover ``iterations`` rounded up: end the last one early, at exactly ``iterations`` (it still
+        # completes, so the epoch handlers, e.g. the bundles' validation, and the final checkpoint run)
+        trainer.add_event_handler(Events.ITERATION_COMPLETED(once=iterations), Engine.terminate_epoch)
+    logger.info(
+        "training for %d iterations in all (epochs of %d, the last one cut short if needed); learning rate %g, "
+        "halved every %d iterations; loss logged every %d", iterations, epoch_length, learning_rate, step, log_every,
+    )
     state["trainer"] = trainer
     Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
     CheckpointSaver(
@@ -123,3 +143,12 @@ def build_trainer(
             trainer
         )
     return trainer
+
+
+def every_iterations(interval: int) -> Callable[[Engine, int], bool]:
+    """Ignite event filter true on every ``interval``-th iteration (MONAI ``StatsHandler(iteration_log=...)``)."""
+
+    def is_due(_engine: Engine, iteration: int) -> bool:
+        return iteration % interval == 0
+
+    return is_due

@@ -86,3 +86,18 @@ def test_invalid_arguments():
         rmisr_vp(num_blocks=6, grad_blocks=4)
     with pytest.raises(ConfigurationError, match="fixed scale"):
         rmisr_bl(**SMALL, num_blocks=1)(torch.rand(1, 1, 4, 4), 3.0)
+
+
+@pytest.mark.parametrize("build,blocks", [(rmisr_bl, (4, 0)), (rmisr_vp, (6, 3))], ids=["bl", "vp"])
+def test_preset_constructors_show_their_real_arguments(build, blocks):
+    import inspect
+    import pydoc
+
+    shown = inspect.signature(build).parameters
+    own = [name for name in inspect.signature(RMISR.__init__).parameters if name not in ("self", "preset")]
+    assert list(shown) == own and "kwargs" not in shown
+    assert (shown["num_blocks"].default, shown["grad_blocks"].default) == blocks
+    assert "features: 'int' = 64" in pydoc.render_doc(build, renderer=pydoc.plaintext)
+    # the defaults shown are the ones used: a network built from them equals the preset's
+    explicit = build(**{name: p.default for name, p in shown.items()})
+    assert count_parameters(explicit) == count_parameters(build())

@@ -1,6 +1,10 @@
-"""python -m rmisr_monai.training: a short run on a synthetic CT writes a checkpoint the engine can load, resumes."""
+"""python -m rmisr_monai.training: a short run on a synthetic CT writes a checkpoint the engine can load, resumes;
+exactly the iterations asked, with the schedule and log interval of what runs; --help shows the defaults."""
 
 from __future__ import annotations
+
+import logging
+import re
 
 import numpy as np
 import pytest
@@ -65,3 +69,44 @@ def test_init_fine_tunes_from_a_model_checkpoint(tmp_path):
     with pytest.raises(SystemExit, match="holds srcnn"):
         main(["--network", "fsrcnn", *common, "--init", str(tmp_path / "a.pt"), "--checkpoint-dir",
               str(tmp_path / "c3"), "--output", str(tmp_path / "c.pt")])
+
+
+def test_iterations_run_exactly_with_the_schedule_and_log_interval_of_what_runs(tmp_path, caplog):
+    """--iterations 6 in epochs of 100: 6 optimiser steps, 6 recorded, 3 halvings (every 2), a loss line every 2."""
+    _synthetic_ct(tmp_path / "ct.nii.gz")
+    args = [
+        "--network", "srcnn", "--network-kwargs", '{"features": [8, 4]}', "--scale", "2", "--modality", "CT",
+        "--volumes", str(tmp_path / "ct.nii.gz"), "--patch", "8", "--batch", "2", "--iterations", "6",
+        "--log-every", "2", "--checkpoint-dir", str(tmp_path / "ckpt"), "--output", str(tmp_path / "a.pt"),
+    ]
+    train_log = logging.getLogger("rmisr.train")  # MONAI's StatsHandler logger (it does not propagate)
+    train_log.addHandler(caplog.handler)
+    try:
+        assert main(args) == 0
+    finally:
+        train_log.removeHandler(caplog.handler)
+    info = torch.load(tmp_path / "a.pt", weights_only=True)["info"]
+    assert info["iterations"] == 6
+    assert info["final_lr"] == pytest.approx(2e-4 * 0.5**3)  # halved after iterations 2, 4 and 6
+    (final,) = (tmp_path / "ckpt").glob("checkpoint_final_iteration=*.pt")
+    assert final.name == "checkpoint_final_iteration=6.pt"
+    state = torch.load(final, weights_only=False)
+    assert {int(s["step"]) for s in state["optimizer"]["state"].values()} == {6}  # Adam counted 6 steps
+    logged = [int(m) for m in re.findall(r"Iter: (\d+)/", caplog.text)]
+    assert logged == [2, 4, 6]
+    # resumed to 9 in all: 3 more steps, in the same (still partial) epoch
+    resumed = [*args[:-2], "--output", str(tmp_path / "b.pt"), "--iterations", "9", "--resume", str(final)]
+    assert main(resumed) == 0
+    assert torch.load(tmp_path / "b.pt", weights_only=True)["info"]["iterations"] == 9
+    state = torch.load(tmp_path / "ckpt" / "checkpoint_final_iteration=9.pt", weights_only=False)
+    assert {int(s["step"]) for s in state["optimizer"]["state"].values()} == {9}
+
+
+def test_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for option, default in [("--iterations", 2000), ("--batch", 16), ("--lr", 0.0002), ("--log-every", 50),
+                            ("--epoch-length", 100), ("--patch", 32), ("--network", "rmisr_bl")]:
+        assert re.search(rf"{option} \S+ .*?\(default: {default}\)", text), option
+    assert "(default: None)" not in text  # required options and unset ones show no meaningless default

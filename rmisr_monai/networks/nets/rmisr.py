@@ -4,8 +4,9 @@ for intelligent healthcare systems", Neural Comput. Appl. 2021): the baseline RM
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import List, Optional, Tuple, Union
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any, List, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -168,11 +169,31 @@ class RMISR(nn.Module):
         return sr
 
 
-def rmisr_bl(**kwargs) -> RMISR:
-    """RMISR-BL (§3.2): ``RMISR(preset="bl", **kwargs)``."""
+def _with_preset_signature(preset: str) -> Callable[[Callable[..., RMISR]], Callable[..., RMISR]]:
+    """Give a preset constructor the signature of :class:`RMISR` without ``preset`` and with the preset's block counts
+    as defaults, so that ``help()`` and ``inspect.signature`` show its real arguments (one list, RMISR's)."""
+
+    def decorate(build: Callable[..., RMISR]) -> Callable[..., RMISR]:
+        num_blocks, grad_blocks = RMISR_PRESETS[preset]
+        preset_defaults = {"num_blocks": num_blocks, "grad_blocks": grad_blocks}
+        parameters = [
+            p.replace(default=preset_defaults.get(name, p.default))
+            for name, p in inspect.signature(RMISR.__init__).parameters.items()
+            if name not in ("self", "preset")
+        ]
+        build.__signature__ = inspect.Signature(parameters, return_annotation="RMISR")
+        return build
+
+    return decorate
+
+
+@_with_preset_signature("bl")
+def rmisr_bl(**kwargs: Any) -> RMISR:
+    """RMISR-BL (§3.2): ``RMISR(preset="bl", **kwargs)``; the arguments are :class:`RMISR`'s."""
     return RMISR(preset="bl", **kwargs)
 
 
-def rmisr_vp(**kwargs) -> RMISR:
-    """RMISR-VP (§4.1): ``RMISR(preset="vp", **kwargs)``."""
+@_with_preset_signature("vp")
+def rmisr_vp(**kwargs: Any) -> RMISR:
+    """RMISR-VP (§4.1): ``RMISR(preset="vp", **kwargs)``; the arguments are :class:`RMISR`'s."""
     return RMISR(preset="vp", **kwargs)
