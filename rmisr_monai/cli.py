@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +22,7 @@ SAMPLE_PATH = Path(__file__).resolve().parent / "sample" / "ct_demo_abdomen_int1
 EXIT_ERROR = 2  # bad input, option or weights (argparse uses 2 for bad usage too)
 EXIT_OS_ERROR = 1  # the system refused (permissions, disk full...)
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
+THIRD_PARTY_LOGGERS = ("pydicom", "nibabel", "nibabel.global")
 DTYPES = ("int16", "uint16", "int32", "uint32", "int8", "uint8", "float32", "float64")  # io.write.OUTPUT_DTYPES
 
 
@@ -459,6 +461,10 @@ def _configure_logging(quiet: bool) -> None:
         log = logging.getLogger(name)
         log.handlers[:] = [handler]
         log.setLevel(logging.WARNING if quiet else logging.INFO)
+    # the readers' own complaints about damaged headers quote tag values (patient data) and add lines to the one
+    # error line; what matters reaches the user as that line
+    for name in THIRD_PARTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def _one_line(error: BaseException) -> str:
@@ -475,7 +481,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(getattr(args, "quiet", False))
     commands = {"upscale": _upscale, "info": _info, "evaluate": _evaluate, "demo": _demo}
     try:
-        return commands[args.command](args)
+        with warnings.catch_warnings():  # library warnings (pydicom: invalid tag values, quoted) stay off stderr
+            warnings.simplefilter("ignore")
+            return commands[args.command](args)
     except KeyboardInterrupt:
         print("rmisr: interrupted; nothing written", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -125,7 +125,7 @@ def _read_header(file: Path, required: bool) -> Dataset | None:
         if required:
             raise InputFileError(file, f"not a DICOM file (no DICM preamble); {READABLE}") from exc
         logger.debug("ignoring non-DICOM file %s", file.name)
-    except (OSError, EOFError, ValueError, TypeError) as exc:
+    except Exception as exc:  # pydicom raises many types on damaged headers (NotImplementedError for a bad VR...)
         if required:
             raise InputFileError(file, f"cannot read the DICOM header: {type(exc).__name__}") from exc
         logger.debug("ignoring unreadable file %s", file.name)

@@ -186,8 +186,10 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.dtype, Geometry, FourthAxis]
         size = path.stat().st_size
         check_claimed_size(path, image.shape, stored.itemsize, max(0, size - offset), compressed)
         array = np.asanyarray(image.dataobj)
-    except (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.ImageFileError) as exc:
-        reason = (_gzip_damage(path) if compressed else None) or f"cannot read NIfTI: {exc}"
+    except InputFileError:
+        raise
+    except Exception as exc:  # nibabel raises many types on damaged headers (HeaderDataError, zlib.error, ...)
+        reason = (_gzip_damage(path) if compressed else None) or f"cannot read NIfTI: {' '.join(str(exc).split())}"
         raise InputFileError(path, reason) from exc
     return array, stored, Geometry.from_affine(ras_to_lps_affine(image.affine)), _nifti_fourth_axis(image.header)
 
@@ -261,7 +263,10 @@ def read_volume(path: str | os.PathLike, series_uid: str | None = None, stack: s
     _check_file(path)
     kind = input_format(path)
     if kind == "dicom":
-        volume = read_dicom(path, series_uid, stack)
+        try:
+            volume = read_dicom(path, series_uid, stack)
+        except (ValueError, TypeError, KeyError, IndexError) as exc:  # a damaged tag value (pydicom parses lazily)
+            raise InputFileError(path, f"cannot read the DICOM data: {' '.join(str(exc).split())}") from exc
         _check_finite(path, volume.array)
         return volume
     try:
