@@ -468,7 +468,8 @@ def _configure_logging(quiet: bool) -> None:
 
 
 def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
+    """The error as one line, in the CLI's words (its options) where the raiser gave them (``RmisrError.cli``)."""
+    return " ".join((getattr(error, "cli", None) or str(error)).split()) or type(error).__name__
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -94,7 +94,8 @@ def default_model(
     registry order wins.
 
     Raises:
-        WeightsError: no shipped model fits; the message names the available ones and the ``--model bicubic`` way out.
+        WeightsError: no shipped model fits; the message names the available ones and the way out (the ``"bicubic"``
+            model or a checkpoint; ``--model bicubic`` or ``--weights PATH`` in the CLI's words).
     """
     entries = read_registry(registry)
     fits = [
@@ -109,11 +110,14 @@ def default_model(
         fits.sort(key=lambda e: str(e.get("modality", "")).upper() != "CT")
     if not fits:
         have = ", ".join(f"{e.get('name')} (x{e.get('scale')} {e.get('modality')})" for e in entries) or "none"
-        raise WeightsError(
+        what = (
             f"no shipped {'arbitrary-scale ' if arbitrary_scale else ''}{network + ' ' if network else ''}"
-            f"weights for scale {scale:g}"
-            f"{'' if modality in (None, 'OT') else ' and modality ' + modality}"
-            f" (shipped: {have}); use --model bicubic (no weights needed) or --weights PATH to a checkpoint"
+            f"weights for scale {scale:g}{'' if modality in (None, 'OT') else ' and modality ' + modality}"
+            f" (shipped: {have})"
+        )
+        raise WeightsError(
+            f"{what}; use load_model('bicubic') (no weights needed) or load_model(PATH) of a checkpoint",
+            cli=f"{what}; use --model bicubic (no weights needed) or --weights PATH to a checkpoint",
         )
     return fits[0]
 
@@ -129,6 +133,12 @@ def _where_it_belongs() -> str:
     return f"shipped weights belong in {WEIGHTS_DIR} and are listed in {REGISTRY_PATH.name}"
 
 
+def _valid_names() -> str:
+    """The names :func:`load_model` takes besides a checkpoint path."""
+    shipped = ", ".join(str(e.get("name")) for e in read_registry()) or "none"
+    return f"shipped models: {shipped}; interpolators (no weights): {', '.join(INTERPOLATORS)}"
+
+
 def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """Build a network in eval mode from a checkpoint file, a registry name or an interpolator name.
 
@@ -141,7 +151,8 @@ def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cp
         ``(network, metadata)``: metadata is the checkpoint without ``state_dict`` plus ``"path"`` (or ``None``).
 
     Raises:
-        WeightsError: file missing, corrupt, of another format, checksum mismatch, or keys/shapes that do not fit.
+        WeightsError: file missing, corrupt, of another format, checksum mismatch, or keys/shapes that do not fit; a
+            name that is neither a file nor a model (the message lists the valid names).
     """
     from rmisr_monai.networks import NETWORK_NAMES, get_network
 
@@ -163,10 +174,14 @@ def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cp
         if not path.exists():
             if name in NETWORK_NAMES:
                 raise WeightsError(
-                    f"network {name!r} needs trained weights: pass a checkpoint with --weights PATH "
-                    f"(or use --model bicubic); {_where_it_belongs()}"
+                    f"network {name!r} needs trained weights: load_model(PATH) of a checkpoint, or "
+                    f"load_model('bicubic') (no weights); {_where_it_belongs()}",
+                    cli=f"network {name!r} needs trained weights: pass a checkpoint with --weights PATH "
+                    f"(or use --model bicubic); {_where_it_belongs()}",
                 )
-            raise WeightsError(f"{path}: weights file not found; {_where_it_belongs()}")
+            if path.suffix or len(path.parts) > 1:  # a file was meant
+                raise WeightsError(f"{path}: weights file not found; {_where_it_belongs()}")
+            raise WeightsError(f"{name!r}: neither a checkpoint file nor a model name; {_valid_names()}")
         if not path.is_file():
             raise WeightsError(f"{path}: not a file (expected a .pt checkpoint)")
     try:

@@ -121,7 +121,7 @@ def test_existing_output_is_refused_before_any_work(tmp_path, capsys, monkeypatc
     out.write_bytes(b"precious")
     monkeypatch.setattr(BatchUpscaler, "network", lambda *a: pytest.fail("work started before the output check"))
     assert main(["upscale", str(src), str(out), "--scale", "2", "--model", "bicubic"]) == 2
-    _one_error_line(capsys, "out.nii.gz", "exists")
+    _one_error_line(capsys, "out.nii.gz", "exists", "--overwrite replaces it")  # the CLI's words, not Python's
     assert out.read_bytes() == b"precious"
 
 

@@ -72,8 +72,10 @@ def test_missing_corrupt_and_mismatched_files_name_the_file(tmp_path):
 
 
 def test_learned_network_name_without_weights_is_refused_interpolator_is_built():
-    with pytest.raises(WeightsError, match="needs trained weights.*--weights.*bicubic"):
+    with pytest.raises(WeightsError, match=r"needs trained weights: load_model\(PATH\).*load_model\('bicubic'\)") as e:
         load_model("rmisr_bl")
+    assert "--" not in str(e.value)  # Python words for the Python API; the CLI's are kept for the CLI
+    assert "--weights PATH" in e.value.cli and "--model bicubic" in e.value.cli
     net, meta = load_model("bicubic")
     assert meta["path"] is None and meta["intensity"] is None
     assert net(torch.rand(1, 1, 4, 6), (2.0, 2.0)).shape == (1, 1, 8, 12)
@@ -103,8 +105,9 @@ def test_registry_default_model_and_sha256(registry):
     assert default_model(2, "CT")["name"] == "tiny_ct_x2"
     assert default_model(2, "MR")["name"] == "tiny_mr_x2"
     assert default_model(2, "OT")["name"] == "tiny_ct_x2"  # unknown modality prefers CT
-    with pytest.raises(WeightsError, match="no shipped weights for scale 4.*--model bicubic"):
+    with pytest.raises(WeightsError, match=r"no shipped weights for scale 4.*load_model\('bicubic'\)") as e:
         default_model(4, "CT")
+    assert "--" not in str(e.value) and "--model bicubic" in e.value.cli and "--weights PATH" in e.value.cli
     assert default_model(2, "CT", network="edsr_baseline")["name"] == "tiny_ct_x2"  # a network name -> its weights
     with pytest.raises(WeightsError, match="no shipped rmisr_bl weights for scale 2"):
         default_model(2, "CT", network="rmisr_bl")
@@ -126,3 +129,12 @@ def test_shipped_registry_entries_are_consistent():
         assert sha256_of(loader.WEIGHTS_DIR / entry["file"]) == entry["sha256"]
         net, meta = load_model(entry["name"])
         assert meta["network"] == entry["network"]
+
+
+def test_unknown_name_lists_the_valid_ones_and_a_missing_file_says_where_weights_belong(registry, tmp_path):
+    with pytest.raises(WeightsError, match="'unknown': neither a checkpoint file nor a model name") as e:
+        load_model("unknown")
+    for name in ("tiny_ct_x2", "tiny_mr_x2", "bicubic", "bilinear", "nearest"):  # the registry's names, read back
+        assert name in str(e.value)
+    with pytest.raises(WeightsError, match="missing.pt: weights file not found; shipped weights belong in"):
+        load_model(tmp_path / "missing.pt")
