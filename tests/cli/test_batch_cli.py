@@ -112,3 +112,29 @@ def test_ranks_share_the_folder(scans, tmp_path, capsys, monkeypatch):
         done.append(capsys.readouterr().out)
     assert "2 done" in done[0] and "rank 0 of 2" in done[0] and "1 done" in done[1] and "rank 1 of 2" in done[1]
     assert len([p for p in out.rglob("*") if p.is_file()]) == 3
+
+
+def test_memory_error_is_one_line_and_writes_nothing(scans, tmp_path, capsys, monkeypatch):
+    from rmisr_monai.inference.batch import BatchUpscaler
+
+    real = BatchUpscaler.upscale
+
+    def out_of_memory_on_ct(self, volume, scale=None):
+        if volume.source_path.endswith("ct.nii"):
+            raise MemoryError
+        return real(self, volume, scale)
+
+    monkeypatch.setattr(BatchUpscaler, "upscale", out_of_memory_on_ct)
+    src = scans / "p2" / "visit" / "ct.nii"
+    single = tmp_path / "single"
+    single.mkdir()
+    assert main(["upscale", str(src), str(single / "sr.nii"), "--scale", "2", "--model", "bicubic", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(src) in err and "out of memory" in err and "--tile" in err
+    assert list(single.iterdir()) == []
+    out = tmp_path / "out"
+    assert main(["upscale", str(scans), str(out), "--scale", "2", "--model", "bicubic", "--quiet"]) == 2
+    captured = capsys.readouterr()
+    assert f"rmisr: error: {src}: out of memory while upscaling; try a smaller --tile or --batch" in captured.err
+    assert "2 done, 0 skipped (output exists), 2 failed" in captured.out
+    assert not (out / "p2" / "visit").exists()
