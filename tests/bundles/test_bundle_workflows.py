@@ -24,7 +24,7 @@ from rmisr_monai.weights.loader import load_model
 from tests.bundles.conftest import BUNDLE_NAMES, BUNDLES, bundle_config, modality_of, write_crops
 from tests.conftest import REPO_ROOT
 
-TINY = {"max_epochs": 1, "val_interval": 1, "patch_size": 8, "batch_size": 2, "device": "cpu"}
+TINY = {"max_epochs": 1, "val_interval": 1, "patch_size": 8, "batch_size": 2, "device": "cpu", "data#val_slices": 2}
 SMALL_NETWORK = {"network_kwargs#num_blocks": 1}  # 1 PFMDB instead of 4: the same code, a faster tiny epoch
 SMALL_VP = {**SMALL_NETWORK, "network_kwargs#grad_blocks": 1}  # RMISR-VP: its gradient branch reads every block
 CORNERS = np.array([[-0.5, -0.5, -0.5, 1.0]]).T  # voxel-corner box: its first corner, in index space
