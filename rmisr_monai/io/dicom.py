@@ -50,6 +50,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian,
 
 from rmisr_monai.errors import InputFileError
 from rmisr_monai.io.geometry import Geometry, SliceStackError, dicom_slice_planes, dicom_stack_geometry
+from rmisr_monai.io.limits import check_claimed_size
 from rmisr_monai.io.volume import FourthAxis, Volume, exact_dtype
 
 __all__ = ["DicomTemplate", "read_dicom", "write_dicom_series", "SOP_CLASSES"]
@@ -396,6 +397,12 @@ def read_dicom(path: str | os.PathLike, series_uid: str | None = None, stack: st
     except SliceStackError as exc:
         names = ", ".join(volumes[0][i].name for i in exc.slices)
         raise InputFileError(path, f"{exc}" + (f" ({names})" if names else "")) from exc
+    n_frames = len(order) * len(volumes)
+    syntaxes = [getattr(getattr(h, "file_meta", None), "TransferSyntaxUID", None) for h in headers.values()]
+    raw = all(uid is not None and not UID(uid).is_compressed for uid in syntaxes)
+    stored_bytes = max(1, int(first.get("BitsAllocated", 16)) // 8)
+    on_disk = sum(file.stat().st_size for file in headers) if raw else None  # compressed: memory bound only
+    check_claimed_size(path, (columns, rows, n_frames), stored_bytes, on_disk, False, memory_itemsize=8)
     pixels = _PixelSource(headers)
     array = np.empty((columns, rows, len(order), len(volumes)), dtype=np.float64)
     for t, volume_frames in enumerate(volumes):

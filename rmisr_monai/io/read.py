@@ -14,11 +14,11 @@ ITK's fourth spacing and origin). Every reader refuses NaN/Inf voxels, 5D images
 dropped), colour/vector and zero-size images: ``InputFileError("expected a 3D scalar volume, got shape ...")``.
 A 2D image is read as a 1-slice volume.
 
-Sizes are checked before any voxel is allocated (:func:`check_claimed_size`): the voxels a header claims must fit
-in its file (raw data: the data size itself; compressed: at most :data:`DEFLATE_MAX_RATIO` times the file size,
-the most that deflate can expand) and in the memory available (``MemAvailable`` of ``/proc/meminfo`` where there is
-one), so a 400-byte file claiming 30000 x 30000 x 30000 voxels is refused in one line instead of exhausting memory.
-Detached data (``.mhd``, ``.nhdr``) and bzip2-encoded NRRD data are checked against the memory only.
+Sizes are checked before any voxel is allocated (:func:`rmisr_monai.io.limits.check_claimed_size`): the voxels a
+header claims must fit in its file (raw data: the data size itself; gzip: at most ``DEFLATE_MAX_RATIO`` times the
+file size) and in the memory available, so a 400-byte file claiming 30000 x 30000 x 30000 voxels is refused in one
+line instead of exhausting memory. Detached data (``.mhd``, ``.nhdr``) and bzip2-encoded NRRD data are checked
+against the memory only.
 
 Modality for non-DICOM files (:func:`guess_modality`): ``"CT"`` when the 0.5th percentile is at most -500 (air or
 padding in Hounsfield units), else ``"MR"`` when no value is negative, else ``"OT"``.
@@ -39,10 +39,11 @@ import SimpleITK as sitk
 
 from rmisr_monai.errors import InputFileError
 from rmisr_monai.io.dicom import read_dicom
+from rmisr_monai.io.limits import check_claimed_size
 from rmisr_monai.io.geometry import Geometry, orientation_code, ras_to_lps_affine, stack_summary
 from rmisr_monai.io.volume import NIFTI_TIME_UNITS, FourthAxis, Volume, exact_dtype, file_format
 
-__all__ = ["read_volume", "describe", "input_format", "guess_modality", "check_claimed_size", "available_memory"]
+__all__ = ["read_volume", "describe", "input_format", "guess_modality"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +51,6 @@ CT_AIR_HU = -500.0  # guess_modality: voxels at or below this are air/padding in
 CT_AIR_PERCENTILE = 0.5
 DESCRIBE_PERCENTILES = (0.5, 1.0, 50.0, 99.0, 99.5)
 _GZIP_MAGIC = b"\x1f\x8b"
-# zlib's technical limit: deflate expands at most 1032:1 (zlib FAQ, "maximum compression factor")
-DEFLATE_MAX_RATIO = 1032
 _HEADER_PROBE_BYTES = 1 << 16  # NRRD / MetaImage text headers are read from this many leading bytes
 
 
@@ -116,57 +115,6 @@ def _gzip_damage(path: Path) -> str | None:
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         return f"truncated or corrupt gzip data: {exc}"
     return None
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available to a new allocation (``MemAvailable``), or None where the system does not say."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def _human(n: float) -> str:
-    """``1,999 bytes`` below 1 MiB, else ``1.5 GiB`` (binary units)."""
-    for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{int(n):,} bytes"
-
-
-def check_claimed_size(
-    path: Path, shape: tuple[int, ...], itemsize: int, data_bytes: int | None, compressed: bool
-) -> None:
-    """Refuse a header whose voxels cannot be in its file or in memory (module docstring), before allocating.
-
-    Args:
-        path: the file (named in the error).
-        shape: the shape the header claims; ``itemsize``: bytes per voxel.
-        data_bytes: bytes of the file that can hold the data (None: not checkable, e.g. a detached data file).
-        compressed: whether the data are deflate-compressed (bound :data:`DEFLATE_MAX_RATIO` x ``data_bytes``).
-
-    Raises:
-        InputFileError: naming the file, the claimed shape and what it does not fit.
-    """
-    claimed = int(np.prod([int(n) for n in shape], dtype=object)) * int(itemsize)
-    dims = " x ".join(str(int(n)) for n in shape)
-    if data_bytes is not None:
-        room = data_bytes * (DEFLATE_MAX_RATIO if compressed else 1)
-        if claimed > room:
-            raise InputFileError(
-                path,
-                f"the header claims {dims} voxels ({_human(claimed)}) but the file holds only {_human(data_bytes)}"
-                f"{' of compressed data' if compressed else ''}: truncated or corrupt header",
-            )
-    free = available_memory()
-    if free is not None and claimed > free:
-        raise InputFileError(
-            path, f"the header claims {dims} voxels ({_human(claimed)}), more than the {_human(free)} of memory free"
-        )
 
 
 def _read_nifti(path: Path) -> tuple[np.ndarray, np.dtype, Geometry, FourthAxis]:

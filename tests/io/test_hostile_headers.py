@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -12,8 +13,9 @@ import pytest
 
 from rmisr_monai.cli import main
 from rmisr_monai.errors import InputFileError
-from rmisr_monai.io import read as read_module
-from rmisr_monai.io.read import DEFLATE_MAX_RATIO, check_claimed_size, read_volume
+from rmisr_monai.io import limits
+from rmisr_monai.io.limits import DEFLATE_MAX_RATIO, check_claimed_size
+from rmisr_monai.io.read import read_volume
 
 HUGE = (30000, 30000, 30000)
 
@@ -59,7 +61,7 @@ def test_a_400_byte_file_claiming_30000_cubed_is_refused_in_one_line(tmp_path, c
 
 
 def test_claimed_size_bounds():
-    path = read_module.Path("x.nii")
+    path = Path("x.nii")
     check_claimed_size(path, (10, 10, 10), 2, 2000, compressed=False)  # exactly fits
     with pytest.raises(InputFileError, match="holds only 1,999 bytes"):
         check_claimed_size(path, (10, 10, 10), 2, 1999, compressed=False)
@@ -71,10 +73,10 @@ def test_claimed_size_bounds():
 def test_more_than_the_free_memory_is_refused(tmp_path, monkeypatch):
     path = tmp_path / "ok.nii"
     nib.save(nib.Nifti1Image(np.zeros((8, 8, 8), np.int16), np.eye(4)), path)
-    monkeypatch.setattr(read_module, "available_memory", lambda: 512)  # 8^3 int16 = 1024 bytes
-    with pytest.raises(InputFileError, match=r"ok.nii: the header claims 8 x 8 x 8 voxels .* memory free"):
+    monkeypatch.setattr(limits, "available_memory", lambda: 512)  # 8^3 int16 = 1024 bytes
+    with pytest.raises(InputFileError, match=r"ok.nii: the header claims 8 x 8 x 8 voxels, 1,024 bytes in memory, more than the 512 bytes free"):
         read_volume(path)
-    monkeypatch.setattr(read_module, "available_memory", lambda: 4096)
+    monkeypatch.setattr(limits, "available_memory", lambda: 4096)
     assert read_volume(path).array.shape == (8, 8, 8)
 
 
@@ -93,3 +95,19 @@ def test_geometry_errors_name_the_file(tmp_path, capsys, value, reason):
     assert main(["info", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"rmisr: error: {path}: ") and err.count("\n") == 1
+
+
+def test_dicom_series_claiming_huge_slices_is_refused(tmp_path, capsys):
+    import pydicom
+
+    from tests.cli.synthetic import write_ct_series
+
+    series = write_ct_series(tmp_path / "series")
+    for file in series.iterdir():
+        ds = pydicom.dcmread(file)
+        ds.Rows = ds.Columns = 65535
+        ds.save_as(file)
+    with pytest.raises(InputFileError, match=r"series: the header claims 65535 x 65535 x 4 voxels .* holds only"):
+        read_volume(series)
+    assert main(["info", str(series)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
