@@ -9,6 +9,7 @@ from rmisr_monai.evaluation.quality import (
     degrade_volume,
     evaluate,
     evaluate_volume,
+    score_slices,
 )
 from rmisr_monai.evaluation.report import format_table, report_paths, write_report
 
@@ -23,5 +24,6 @@ __all__ = [
     "format_table",
     "quality_figure",
     "report_paths",
+    "score_slices",
     "write_report",
 ]

@@ -46,7 +46,16 @@ from rmisr_monai.metrics.sr_metrics import SSIM_WINDOW_SIZE
 from rmisr_monai.transforms.degrade import BicubicDegrade
 from rmisr_monai.transforms.intensity import IntensityNormalization
 
-__all__ = ["BASELINE", "METRICS", "MethodScores", "QualityReport", "degrade_volume", "evaluate_volume", "evaluate"]
+__all__ = [
+    "BASELINE",
+    "METRICS",
+    "MethodScores",
+    "QualityReport",
+    "degrade_volume",
+    "evaluate",
+    "evaluate_volume",
+    "score_slices",
+]
 
 BASELINE = "bicubic"
 # column name -> what it is (the table, CSV and JSON use these names)
@@ -153,15 +162,31 @@ def _stack(array: np.ndarray, axis: int) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(np.transpose(array, (axis, row, col)), dtype=np.float64))[:, None]
 
 
-def _scores(method: str, sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, scale: float, seconds: float):
-    """:class:`MethodScores` of normalised ``(N, 1, H, W)`` slices (module docstring)."""
-    shave = int(np.ceil(scale))
+def score_slices(
+    method: str,
+    sr: torch.Tensor,
+    hr: torch.Tensor,
+    lr: torch.Tensor,
+    scale: float | tuple[float, float],
+    seconds: float = 0.0,
+    shave: int | None = None,
+) -> MethodScores:
+    """:class:`MethodScores` of normalised ``(N, 1, H, W)`` slices (protocol in the module docstring).
+
+    Args:
+        method: the method's name; ``sr``, ``hr``: its output and the reference; ``lr``: the input it was given.
+        scale: the SR factor, or ``(rows, columns)`` factors (``(s, 1.0)`` through-plane).
+        seconds: the method's upscaling time, reported as is.
+        shave: border pixels left out (default: ``ceil`` of the largest factor).
+    """
+    factors = (scale, scale) if isinstance(scale, (int, float)) else tuple(scale)
+    shave = int(np.ceil(max(factors))) if shave is None else int(shave)
     return MethodScores(
         method=method,
         psnr=float(psnr(sr, hr, data_range=1.0, shave=shave).mean()),
         ssim=float(ssim(sr, hr, data_range=1.0, shave=shave).mean()),
         edge_psnr=float(edge_psnr(sr, hr, data_range=1.0, shave=shave).mean()),
-        backprojection_psnr=float(back_projection_error(sr, lr, data_range=1.0, scale=scale).psnr.mean()),
+        backprojection_psnr=float(back_projection_error(sr, lr, data_range=1.0, scale=factors).psnr.mean()),
         seconds=seconds,
     )
 
@@ -247,7 +272,7 @@ def evaluate_volume(
         sr = upscaler.upscale(lr).array
         seconds = time.perf_counter() - started
         scored = _stack(np.clip(norm.forward(sr.astype(np.float64)), 0.0, 1.0), ax)
-        report.scores.append(_scores(name, scored[keep], hr_stack[keep], lr_all[keep], scale, seconds))
+        report.scores.append(score_slices(name, scored[keep], hr_stack[keep], lr_all[keep], scale, seconds))
         report.images[name] = scored[figure_pos, 0].numpy()
     report.images["HR"] = hr_stack[figure_pos, 0].numpy()
     return report
