@@ -78,7 +78,8 @@ def select_network(
 
     net, meta = load_model(model_source(model, weights, scale, modality, through_plane), device=device)
     if weights is not None and model is not None and model != meta["network"]:
-        raise ConfigurationError(f"--model {model} does not match the network {meta['network']!r} of {weights}")
+        mismatch = f"does not match the network {meta['network']!r} of {weights}"
+        raise ConfigurationError(f"model={model!r} {mismatch}", cli=f"--model {model} {mismatch}")
     return net, meta
 
 

@@ -138,3 +138,13 @@ def test_unknown_name_lists_the_valid_ones_and_a_missing_file_says_where_weights
         assert name in str(e.value)
     with pytest.raises(WeightsError, match="missing.pt: weights file not found; shipped weights belong in"):
         load_model(tmp_path / "missing.pt")
+
+
+def test_model_that_does_not_match_the_weights_is_named_in_each_interfaces_words(tmp_path):
+    from rmisr_monai.errors import ConfigurationError
+    from rmisr_monai.inference.selection import select_network
+
+    path = save_checkpoint(tmp_path / "m.pt", _tiny(), "edsr_baseline", KWARGS)
+    with pytest.raises(ConfigurationError, match="model='srcnn' does not match the network 'edsr_baseline'") as e:
+        select_network("srcnn", str(path), 2, "CT")
+    assert e.value.cli.startswith("--model srcnn does not match")
