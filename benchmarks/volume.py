@@ -4,22 +4,24 @@ Measures read -> engine -> atomic write of ``/work/shared/data/medical/dicom_ser
 (or ``--input``) and prints a table:
 
 * wall time of each stage and slices per second of the engine;
-* network multiply-adds per second (MACs of one slice counted with ``torch.utils.flop_counter.FlopCounterMode``,
-  MACs = FLOPs / 2, times the slices, over the engine time) against an fp32 peak estimate
-  ``peak = logical CPUs x GHz x FLOPs/cycle / 2`` (MAC/s). FLOPs/cycle from ``/proc/cpuinfo`` flags, assuming two FMA
-  units per core (server Xeon/EPYC): AVX-512F 2 x 16 lanes x 2 = 64, AVX2+FMA 2 x 8 x 2 = 32, else SSE 8. GHz is the
-  ``cpu MHz`` of ``/proc/cpuinfo`` (current clock; turbo or throttling make it approximate). Logical CPUs overcount
-  cores with hyper-threading (two threads share the FMA units), so the estimate is an upper bound;
+* useful network multiply-adds per second (MACs of one slice of the reference network, counted with
+  ``torch.utils.flop_counter.FlopCounterMode`` by :func:`speed.reference_macs`, times the slices, over the engine
+  time) against the fp32 SGEMM rate measured in the same run (:func:`speed.sgemm_macs_per_s`), and against the
+  theoretical fp32 peak ``logical CPUs x GHz x FLOPs/cycle / 2`` (FLOPs/cycle from the ``/proc/cpuinfo`` flags,
+  two FMA units assumed: AVX-512F 64, AVX2+FMA 32, else 8; an upper bound);
 * peak resident memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``, the process including Python, torch and
   MONAI) against the target ``1.5 x (input + output stored size) + 1 GiB``, stored size = voxels x bytes of the
   stored dtype (int16 here).
 
 The network is ``rmisr_bl`` (RMISR-BL, x2 sub-pixel, paper sizes) with random weights unless ``--weights`` or
-``--model`` is given: speed does not depend on the weight values.
+``--model`` is given: speed does not depend on the weight values. Tile and batch default to the engine's choice from
+its memory budget. ``--synthetic I J K`` replaces the input by a smooth random int16 CT-like volume of that shape
+(e.g. ``512 512 600`` for the memory bound), written to a temporary ``.nii.gz`` first so that reading is measured.
+A background training job (``/tmp/team/train.pid``) is paused while the benchmark runs and always resumed.
 
-    python benchmarks/volume.py                              # all slices, RMISR-BL, whole slices, batch 4
-    python benchmarks/volume.py --slices 4 --tile 256        # quick, on a shared machine
-    python benchmarks/volume.py --model bicubic
+    python benchmarks/volume.py --model rmisr_bl_ct_x2                     # the shipped default on the real CT
+    python benchmarks/volume.py --model rmisr_bl_ct_x2 --synthetic 512 512 300
+    python benchmarks/volume.py --slices 4 --tile 256 --batch 1            # explicit tile and batch
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from rmisr_monai.io.write import write_volume
 from rmisr_monai.networks import get_network
 from rmisr_monai.transforms.intensity import IntensityNormalization
 from rmisr_monai.weights import load_model
+from speed import paused_training, reference_macs, sgemm_macs_per_s
 
 DEFAULT_INPUT = Path(__file__).resolve().parents[2] / "shared/data/medical/dicom_series/ct_siemens_biograph_abdomen_j2k"
 GIB = 2**30
@@ -69,28 +72,47 @@ def cpu_peak_macs() -> tuple[float, str]:
     return flops / 2, f"{cpus} CPUs x {ghz:.2f} GHz x {per_cycle} FLOP/cycle ({isa}, 2 FMA units assumed)"
 
 
-def slice_macs(net: torch.nn.Module, shape: tuple[int, int], scale: float, probe: int = 64) -> float:
-    """Multiply-adds of one forward pass on one ``1 x 1 x H x W`` slice: counted on a ``probe x probe`` slice and
-    scaled by the pixel count (exact for convolutional networks; keeps the count out of the peak memory)."""
-    counter = FlopCounterMode(display=False)
-    x = torch.rand(1, 1, probe, probe)
-    with torch.no_grad(), counter:
-        net(x, (scale, scale)) if getattr(net, "arbitrary_scale", False) else net(x)
-    return counter.get_total_flops() / 2 * (shape[0] * shape[1]) / probe**2
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input", default=str(DEFAULT_INPUT), help="a volume file or DICOM folder")
     parser.add_argument("--model", default=None, help="network name (random weights) or shipped model name")
     parser.add_argument("--weights", default=None, help="a checkpoint to benchmark")
     parser.add_argument("--slices", type=int, default=None, help="use only the first N slices (quick runs)")
-    parser.add_argument("--tile", type=int, default=None, help="tile size (default: whole slices)")
-    parser.add_argument("--batch", type=int, default=4, help="slices per network call")
+    parser.add_argument("--tile", type=int, default=None, help="tile size (default: the engine's, from its budget)")
+    parser.add_argument("--batch", type=int, default=None, help="slices per call (default: the engine's)")
+    parser.add_argument("--precision", default="auto", help="engine precision: auto or fp32")
+    parser.add_argument("--synthetic", type=int, nargs=3, default=None, metavar=("I", "J", "K"),
+                        help="a synthetic int16 CT of this shape instead of --input")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="rmisr-bench-") as tmp, paused_training():
+        if args.synthetic:
+            args.input = str(Path(tmp) / "synthetic_ct.nii.gz")
+            write_synthetic_ct(args.synthetic, args.input)
+        run(args, Path(tmp))
 
+
+def write_synthetic_ct(shape: tuple[int, int, int], path: str) -> None:
+    """An int16 volume of ``shape`` with CT-like values (air, soft tissue, bone) and smooth structure, 0.8 mm."""
+    from rmisr_monai.io.geometry import Geometry
+    from rmisr_monai.io.volume import Volume
+
+    i, j, k = shape
+    rng = np.random.default_rng(0)
+    x, y = np.meshgrid(np.linspace(-1, 1, i), np.linspace(-1, 1, j), indexing="ij")
+    body = (x**2 + y**2 < 0.8).astype(np.float32)
+    array = np.empty(shape, dtype=np.int16)
+    for z in range(k):
+        texture = rng.normal(0, 30, (i, j)).astype(np.float32)
+        bone = 1000 * ((x - 0.3 * np.sin(z / 40)) ** 2 + y**2 < 0.02)
+        array[:, :, z] = np.clip(-1000 + body * (1040 + texture) + bone, -1024, 3071).astype(np.int16)
+    geometry = Geometry((0.8, 0.8, 2.0), (0.0, 0.0, 0.0), tuple(map(tuple, np.eye(3))))
+    write_volume(Volume(array, geometry, "CT", np.dtype(np.int16), path, "nifti"), path)
+
+
+def run(args: argparse.Namespace, tmp: Path) -> None:
+    """Read, upscale and write once; print the table."""
     t0 = time.perf_counter()
     volume = read_volume(args.input)
     if args.slices:
@@ -110,18 +132,19 @@ def main() -> None:
             net = get_network(name, in_channels=1, scale=2).eval()
             intensity = IntensityNormalization.ct().to_dict()
     i, j, k = volume.array.shape
-    macs = slice_macs(net, (i, j), 2.0)
+    scale = float(getattr(net, "scale", (2.0, 2.0))[0]) if not getattr(net, "arbitrary_scale", False) else 2.0
+    macs = reference_macs(net, i) * j / i
+    gemm = sgemm_macs_per_s()
 
-    with tempfile.TemporaryDirectory(prefix="rmisr-bench-") as tmp:
-        t0 = time.perf_counter()
-        result = upscale_volume(
-            volume, net, 2.0, axis="z", intensity=intensity, device="cpu", tile=args.tile, batch_size=args.batch,
-            progress=False, out_dtype=volume.source_dtype,
-        )
-        t_engine = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        write_volume(result, Path(tmp) / "sr.nii.gz")
-        t_write = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    result = upscale_volume(
+        volume, net, scale, axis="z", intensity=intensity, device="cpu", tile=args.tile, batch_size=args.batch,
+        progress=False, out_dtype=volume.source_dtype, precision=args.precision,
+    )
+    t_engine = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    write_volume(result, tmp / "sr.nii.gz")
+    t_write = time.perf_counter() - t0
 
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
     stored_in = volume.array.size * volume.source_dtype.itemsize
@@ -132,14 +155,16 @@ def main() -> None:
 
     rows = [
         ("input", f"{args.input} ({i}x{j}x{k}, {volume.source_dtype})"),
-        ("network", f"{name}, {macs / 1e9:.2f} GMAC per slice, tile {args.tile}, batch {args.batch}"),
+        ("network", f"{name} x{scale:g}, {macs / 1e9:.2f} useful GMAC per slice, tile {args.tile}, batch {args.batch}"),
         ("torch threads", str(torch.get_num_threads())),
         ("read s", f"{t_read:.2f}"),
         ("engine s", f"{t_engine:.2f}"),
         ("write s (nii.gz)", f"{t_write:.2f}"),
         ("end-to-end s", f"{t_read + t_engine + t_write:.2f}"),
         ("slices / s", f"{k / t_engine:.3f}"),
-        ("network GMAC/s", f"{rate / 1e9:.1f}"),
+        ("network useful GMAC/s", f"{rate / 1e9:.1f}"),
+        ("fp32 SGEMM GMAC/s (same run)", f"{gemm / 1e9:.1f}"),
+        ("useful rate / SGEMM", f"{rate / gemm:.2f}"),
         ("CPU fp32 peak GMAC/s", f"{peak / 1e9:.0f}  [{how}]"),
         ("fraction of peak", f"{rate / peak:.1%}"),
         ("peak RSS MiB", f"{peak_rss / 2**20:.0f}"),

@@ -146,7 +146,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         type=_positive_int,
         default=None,
         metavar="N",
-        help="process large slices in N x N input-pixel windows (bounds GPU memory; default: whole slices). "
+        help="process large slices in N x N input-pixel windows (default: whole slices when they fit the memory "
+        "budget, else the largest tile that does). "
         "On CUDA out-of-memory the tile is halved automatically, then the CPU is used",
     )
     p.add_argument(
@@ -158,7 +159,18 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "untiled result when N covers the network's receptive radius",
     )
     p.add_argument(
-        "--batch", type=_positive_int, default=4, metavar="N", help="slices per network call (default: 4)"
+        "--batch",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="slices per network call (default: with the tile, from the memory budget 1.5 x (input + output) + 1 GiB)",
+    )
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32"),
+        help="network arithmetic: fp32 = the reference; auto = float16 on CUDA, bfloat16 on CPUs with native bf16 "
+        "(AMX / AVX512-BF16) except for CT, else fp32 (default: auto)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists (default: refuse)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no messages, only errors")
@@ -319,6 +331,7 @@ def _upscaler(args: argparse.Namespace, **overrides):
         tile=args.tile,
         tile_overlap=args.tile_overlap,
         batch_size=args.batch,
+        precision=args.precision,
         dtype=getattr(args, "dtype", None),
         output_ext=getattr(args, "output_ext", None),
         overwrite=args.overwrite,

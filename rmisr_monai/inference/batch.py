@@ -343,7 +343,8 @@ class BatchUpscaler:
             see :mod:`rmisr_monai.inference.selection`.
         weights: a checkpoint file to use instead of the shipped models.
         scale: the factor (a CSV row may give its own).
-        axis, through_plane, tile, tile_overlap, batch_size, amp: as :func:`rmisr_monai.inference.upscale_array`.
+        axis, through_plane, tile, tile_overlap, batch_size, amp, precision: as
+            :func:`rmisr_monai.inference.upscale_array`.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` (under ``torchrun``, ``auto``/``cuda`` is the rank's GPU).
         dtype: stored type of the outputs (default: each input's type).
         output_ext: suffix of the outputs in folder / CSV mode (e.g. ``".nii.gz"``); ``None`` keeps the input's.
@@ -364,8 +365,9 @@ class BatchUpscaler:
         device: str = "auto",
         tile: int | None = None,
         tile_overlap: int = DEFAULT_TILE_OVERLAP,
-        batch_size: int = 4,
+        batch_size: int | None = None,
         amp: bool = True,
+        precision: str = "auto",
         dtype: str | None = None,
         output_ext: str | None = None,
         overwrite: bool = False,
@@ -378,7 +380,13 @@ class BatchUpscaler:
         self.axis = axis
         self.through_plane = bool(through_plane)
         self.device = _rank_device(device)
-        self.options = dict(tile=tile, tile_overlap=int(tile_overlap), batch_size=int(batch_size), amp=amp)
+        self.options = dict(
+            tile=tile,
+            tile_overlap=int(tile_overlap),
+            batch_size=None if batch_size is None else int(batch_size),
+            amp=amp,
+            precision=precision,
+        )
         self.dtype = dtype
         self.output_ext = output_ext
         self.overwrite = bool(overwrite)

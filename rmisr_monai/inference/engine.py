@@ -4,9 +4,17 @@ One implementation serves the CLI, the :class:`~rmisr_monai.transforms.super_res
 bundles and Slicer:
 
 * :func:`upscale_array` works on a channel-first array ``(C, I, J, K)``: it cuts the volume into 2D slices, batches
-  them, tiles large slices (:mod:`rmisr_monai.inference.tiling`), runs the network (CPU or CUDA, autocast on CUDA,
-  out-of-memory fallback), and streams the stitched slices into a preallocated output (``np.empty``, or an unlinked
-  ``np.memmap`` for large outputs); intensities are normalised before and restored after the network.
+  them, tiles large slices (:mod:`rmisr_monai.inference.tiling`), runs the network (CPU or CUDA, channels-last,
+  reduced precision where it is measured to be safe and fast, out-of-memory fallback), and streams the stitched
+  slices into a preallocated output (``np.empty``, or an unlinked ``np.memmap`` for large outputs) from a writer
+  thread while the next batch runs; intensities are normalised before and restored after the network.
+* Memory: unless given, the batch and the tile come from a budget, the peak-RSS bound
+  ``1.5 x (input + output in their stored dtypes) + 1 GiB`` (:func:`default_memory_limit`) minus the process's base
+  size, the input and the output; the network's bytes per pixel are measured on a small probe
+  (:func:`~rmisr_monai.inference.tiling.forward_peak_bytes`).
+* Precision (:func:`resolve_precision`): ``"fp32"`` is the reference; ``"auto"`` uses float16 autocast on CUDA and
+  bfloat16 autocast on CPUs with native bf16 (AMX or AVX512-BF16, read from ``/proc/cpuinfo``) except for CT
+  intensities, and fp32 elsewhere (benchmarks/RESULTS.md §7 gives the measured errors).
 * :func:`upscale_volume` wraps it for a :class:`~rmisr_monai.io.volume.Volume`; the new geometry comes from
   :func:`rmisr_monai.io.geometry.rescaled_geometry` (the only place with spacing/origin arithmetic).
 
@@ -27,10 +35,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import tempfile
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -39,7 +49,14 @@ from torch import nn
 from tqdm import tqdm
 
 from rmisr_monai.errors import ConfigurationError, RmisrError
-from rmisr_monai.inference.tiling import DEFAULT_TILE_OVERLAP, halved_tile, run_tiled, scaled_length
+from rmisr_monai.inference.tiling import (
+    DEFAULT_TILE_OVERLAP,
+    forward_peak_bytes,
+    halved_tile,
+    plan_tiles,
+    run_tiled,
+    scaled_length,
+)
 from rmisr_monai.io.write import cast_to_dtype
 from rmisr_monai.transforms.intensity import IntensityNormalization
 
@@ -50,13 +67,31 @@ __all__ = [
     "resolve_axis",
     "resolve_device",
     "slice_layout",
+    "resolve_precision",
+    "cpu_has_fast_bf16",
+    "default_memory_limit",
     "DEFAULT_TILE_OVERLAP",
     "MEMMAP_THRESHOLD_BYTES",
+    "PRECISIONS",
 ]
 
 # outputs larger than this go to an unlinked temporary memmap instead of RAM
 MEMMAP_THRESHOLD_BYTES = 2 << 30
 AXIS_NAMES = {"x": 0, "y": 1, "z": 2, "i": 0, "j": 1, "k": 2}
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+GIB = 1 << 30
+# kept free of the budget for what the probe does not see (oneDNN scratch, Python objects, the progress bar)
+MEMORY_MARGIN_BYTES = 96 << 20
+# resident size of the process before any data: Python, torch, MONAI and this package with the CLI's imports and a
+# shipped model loaded (515 MiB measured on the project CPU). A fixed figure, not the current RSS, so that a host
+# application's own memory (Slicer, a notebook) does not shrink the tiles to nothing.
+PROCESS_BASE_BYTES = 512 << 20
+# most slices per network call when the budget allows more (the former fixed default on the CPU: batches amortise
+# the per-call overhead on small slices and tiles); on CUDA larger batches keep the GPU busy
+MAX_AUTO_BATCH = {"cpu": 4, "cuda": 16}
+# side of the probe slice the network's bytes per pixel are measured on
+PROBE_SIDE = 64
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +162,47 @@ def _network_in_channels(net: nn.Module) -> int | None:
     return None
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_has_fast_bf16() -> bool:
+    """Whether the CPU computes bfloat16 natively (AMX-BF16 or AVX512-BF16 in ``/proc/cpuinfo``; ``False`` where it
+    cannot be read). Elsewhere oneDNN emulates bf16 convolutions, far slower than fp32."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.partition(":")[2].split())
+                    return bool(flags & {"amx_bf16", "avx512_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def resolve_precision(
+    precision: str, device: torch.device, intensity: IntensityNormalization | None = None, amp: bool = True
+) -> torch.dtype | None:
+    """The autocast dtype of the network call, or ``None`` for fp32.
+
+    ``"fp32"``: ``None``. ``"bf16"`` / ``"fp16"``: that dtype on any device. ``"auto"``: float16 on CUDA (unless
+    ``amp=False``); bfloat16 on a CPU with native bf16 (:func:`cpu_has_fast_bf16`) unless ``intensity`` is a CT
+    window (bf16's 8-bit mantissa gave a 22 HU maximum error on a CT slice at x2, benchmarks/RESULTS.md §7; float16
+    2.9 HU); fp32 elsewhere.
+    """
+    if precision not in PRECISIONS:
+        raise ConfigurationError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "auto":
+        return _AUTOCAST_DTYPES.get(precision)
+    if device.type == "cuda":
+        return torch.float16 if amp else None
+    if device.type == "cpu" and cpu_has_fast_bf16() and not (intensity is not None and intensity.kind == "ct"):
+        return torch.bfloat16
+    return None
+
+
+def default_memory_limit(input_bytes: int, output_bytes: int) -> int:
+    """Peak resident memory allowed by default: ``1.5 x (input + output in their stored dtypes) + 1 GiB``."""
+    return int(1.5 * (input_bytes + output_bytes)) + GIB
+
+
 def _check_network(net: nn.Module, scale: float, through_plane: bool) -> bool:
     """Validate ``scale`` against the network; returns whether ``forward`` takes a scale."""
     arbitrary = bool(getattr(net, "arbitrary_scale", False))
@@ -179,7 +255,7 @@ class _Runner:
     """Calls the network on one batch of slices, tiled, on the current device; owns the out-of-memory policy:
     halve the tile and retry; when the tile cannot shrink further, move to the CPU (logged once) and retry."""
 
-    def __init__(self, net, scale_arg, arbitrary, device, tile, overlap, amp):
+    def __init__(self, net, scale_arg, arbitrary, device, tile, overlap, autocast_dtype):
         self.net = net
         self.scale_arg = scale_arg
         self.arbitrary = arbitrary
@@ -187,14 +263,14 @@ class _Runner:
         self.tile = tile
         self.initial_tile = tile
         self.overlap = overlap
-        self.amp = amp
+        self.autocast_dtype = autocast_dtype
         self.fell_back = False
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, memory_format=torch.channels_last, non_blocking=True)
         autocast = (
-            torch.autocast(device_type="cuda", dtype=torch.float16)
-            if self.amp and self.device.type == "cuda"
+            torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+            if self.autocast_dtype is not None
             else contextlib.nullcontext()
         )
         with torch.inference_mode(), autocast:
@@ -243,11 +319,13 @@ def upscale_array(
     device: str | torch.device = "auto",
     tile: int | None = None,
     tile_overlap: int = DEFAULT_TILE_OVERLAP,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     amp: bool = True,
     progress: bool = True,
     memmap_threshold: int = MEMMAP_THRESHOLD_BYTES,
     out_dtype: np.dtype | str | None = None,
+    precision: str = "auto",
+    memory_limit: int | None = None,
 ) -> np.ndarray:
     """Upscale a channel-first volume ``(C, I, J, K)`` (or ``(I, J, K)``) slice by slice; float32 result.
 
@@ -261,16 +339,21 @@ def upscale_array(
             ``"intensity"``); fitted on the whole volume (MR percentiles), applied before the network and undone
             after. ``None``: intensities go to the network as they are (right for the non-learned interpolators).
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``.
-        tile: window side in input pixels for large slices (``None``: whole slices).
+        tile: window side in input pixels for large slices (``None``: whole slices when ``batch_size`` is given, else
+            chosen with the batch from the memory budget: whole slices when one fits).
         tile_overlap: context pixels kept around each window's core; tiled equals untiled when it covers the
             network's receptive radius (see :mod:`~rmisr_monai.inference.tiling` for networks with global pooling).
-        batch_size: slices per network call.
-        amp: float16 autocast on CUDA (ignored on the CPU).
+        batch_size: slices per network call (``None``: from the memory budget, at most ``MAX_AUTO_BATCH``).
+        amp: ``False`` turns off the float16 autocast that ``precision="auto"`` uses on CUDA.
         progress: show a tqdm progress bar over slices.
         memmap_threshold: outputs above this many bytes are held in an unlinked temporary memory map.
         out_dtype: dtype of the result (default ``float32``); each batch of slices is cast on the way in by
             :func:`rmisr_monai.io.write.cast_to_dtype` (integers: clipped, rounded half to even), so a volume
             written as int16 never exists in float32 as a whole.
+        precision: ``"auto"`` (default, :func:`resolve_precision`), ``"fp32"`` (the reference path), ``"bf16"`` or
+            ``"fp16"`` (autocast to that dtype on any device).
+        memory_limit: peak resident bytes the automatic batch and tile aim at (default
+            :func:`default_memory_limit` of this input and output).
 
     Returns:
         Array ``(C', I', J', K')`` (``(I', J', K')`` for a 3D input), ``C'`` the network's output channels.
@@ -281,7 +364,7 @@ def upscale_array(
     scale = float(scale)
     ax = resolve_axis(axis)
     dtype = np.dtype(np.float32 if out_dtype is None else out_dtype)
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ConfigurationError(f"batch_size must be >= 1, got {batch_size}")
     if tile is not None and tile < 1:
         raise ConfigurationError(f"tile must be >= 1, got {tile}")
@@ -321,12 +404,39 @@ def upscale_array(
     src = np.transpose(vol, order)
     # NHWC: oneDNN (CPU) and cuDNN (CUDA, AMP) convolutions run 2-3x faster than with NCHW (benchmarks/RESULTS.md)
     network.to(dev, memory_format=torch.channels_last)
-    runner = _Runner(network, scale_arg, arbitrary, dev, tile, int(tile_overlap), amp)
-
-    out = None
-    dst = None
+    autocast_dtype = resolve_precision(precision, dev, norm, amp)
+    runner = _Runner(network, scale_arg, arbitrary, dev, tile, int(tile_overlap), autocast_dtype)
     n_slices = src.shape[0]
-    with tqdm(total=n_slices, desc="super-resolution", unit="slice", disable=not progress, leave=False) as bar:
+    if n_slices == 0:  # an empty axis: nothing to run, the shape is still defined
+        out = np.empty((channels, *out_spatial), dtype=dtype)
+        return out[0] if squeeze and channels == 1 else out
+
+    if batch_size is None:
+        # the network's bytes per pixel and output channels, from one call on a small probe
+        h, w = src.shape[2], src.shape[3]
+        probe = torch.zeros(1, 1 if per_channel else channels, min(h, PROBE_SIDE), min(w, PROBE_SIDE))
+        peak, y_probe = forward_peak_bytes(runner._forward, probe)
+        calls = channels if per_channel else 1  # network calls per slice
+        out_bytes = int(np.prod(out_spatial)) * y_probe.shape[1] * calls * dtype.itemsize
+        tile, batch_size = _plan(
+            runner, calls * peak / probe[0, 0].numel(), (h, w), channels, y_probe.shape[1] * calls, pair, dtype,
+            n_slices, vol.nbytes, out_bytes, memory_limit, int(tile_overlap), tile,
+        )
+        runner.tile = runner.initial_tile = tile
+    logger.debug("batches of %d slice(s), tile %s, autocast %s", batch_size, runner.tile, autocast_dtype)
+    out: np.ndarray | None = None
+    dst: np.ndarray | None = None
+
+    def store(s0: int, y: torch.Tensor) -> None:
+        if norm is not None:
+            y = norm.inverse(y)
+        dst[s0 : s0 + y.shape[0]] = cast_to_dtype(y.numpy(), dtype)
+
+    # one writer thread: the inverse normalisation, the cast and the store of a batch overlap the next network call
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rmisr-store") as writer, tqdm(
+        total=n_slices, desc="super-resolution", unit="slice", disable=not progress, leave=False
+    ) as bar:
+        pending: Future | None = None
         for s0 in range(0, n_slices, batch_size):
             chunk = np.ascontiguousarray(src[s0 : s0 + batch_size], dtype=np.float32)
             x = torch.from_numpy(chunk)
@@ -338,17 +448,61 @@ def upscale_array(
             y = runner(x, pair)
             if per_channel:
                 y = y.reshape(n, channels * y.shape[1], *y.shape[2:])
-            if norm is not None:
-                y = norm.inverse(y)
             if out is None:
-                out_channels = y.shape[1]
-                out = _allocate((out_channels, *out_spatial), dtype, memmap_threshold)
+                out = _allocate((y.shape[1], *out_spatial), dtype, memmap_threshold)
                 dst = np.transpose(out, order)
-            dst[s0 : s0 + n] = cast_to_dtype(y.numpy(), dtype)
-            bar.update(n)
-    if out is None:  # an empty axis: nothing to run, the shape is still defined
-        out = np.empty((channels, *out_spatial), dtype=dtype)
+            if pending is not None:
+                pending.result()
+                bar.update(batch_size)
+            pending = writer.submit(store, s0, y)
+        pending.result()
+        bar.update(n)
+    assert out is not None
     return out[0] if squeeze and out.shape[0] == 1 else out
+
+
+def _plan(
+    runner: _Runner,
+    network: float,
+    hw: tuple[int, int],
+    channels: int,
+    out_channels: int,
+    pair: tuple[float, float],
+    dtype: np.dtype,
+    n_slices: int,
+    input_bytes: int,
+    output_bytes: int,
+    memory_limit: int | None,
+    overlap: int,
+    tile: int | None,
+) -> tuple[int | None, int]:
+    """``(tile, batch)`` from the memory budget: the limit, less the process base (:data:`PROCESS_BASE_BYTES`), the
+    input, the output and a margin. A slice costs ``network`` bytes per input pixel plus the engine's
+    buffers (the float32 input and its normalised copy, the stitched float32 output, its restored copy and the
+    cast; two batches of output are alive while the writer thread stores one). A given ``tile`` is kept and only
+    the batch is chosen (windows of a batch run together)."""
+    limit = default_memory_limit(input_bytes, output_bytes) if memory_limit is None else int(memory_limit)
+    budget = limit - PROCESS_BASE_BYTES - input_bytes - output_bytes - MEMORY_MARGIN_BYTES
+    area = pair[0] * pair[1]
+    engine = channels * 4 * 2 + 2 * out_channels * area * (4 * 2 + dtype.itemsize)
+    h, w = hw
+    max_batch = MAX_AUTO_BATCH.get(runner.device.type, 1)
+    window = min(tile, h) * min(tile, w) if tile is not None else h * w
+    if runner.device.type == "cuda":  # activations live on the GPU; the host holds the engine's buffers
+        free = 0.8 * torch.cuda.mem_get_info(runner.device)[0]
+        if tile is None:
+            tile, batch = plan_tiles(h, w, n_slices, network, free, max_batch, overlap)
+        else:
+            batch = int(max(1, min(max_batch, n_slices, free // (network * window))))
+        host_batch = max(1, int(budget // max(1.0, engine * h * w)))
+        return tile, max(1, min(batch, host_batch))
+    if tile is not None:
+        per_window = network * window + engine * h * w
+        return tile, int(max(1, min(max_batch, n_slices, budget // per_window)))
+    tile, batch = plan_tiles(h, w, n_slices, network + engine, budget, max_batch, overlap)
+    if tile is not None:
+        logger.info("slices of %dx%d processed in %d-pixel tiles to stay within %.1f GiB", h, w, tile, limit / GIB)
+    return tile, batch
 
 
 def _replace_volume(volume, **changes):

@@ -16,21 +16,30 @@ that its output starts at the integer ``start * s`` and samples the same positio
 
 Networks with *global* operators (IMDN's CCA and RMISR's ICCA pool mean/std/entropy over the whole slice) see a
 different pool per tile, so their tiled result differs slightly from the untiled one whatever the overlap.
+
+Memory: :func:`forward_peak_bytes` measures what one network call holds at its peak (every tensor it creates, tracked
+through ``TorchDispatchMode``, on a small probe; convolutional networks scale with the pixels), and :func:`plan_tiles`
+picks the largest batch of whole slices, else the largest tile, whose estimate fits a byte budget.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from rmisr_monai.errors import ConfigurationError
 
 __all__ = [
     "DEFAULT_TILE_OVERLAP",
-    "Window", "axis_windows", "scale_alignment", "scaled_length", "run_tiled", "halved_tile", "MAX_ALIGNMENT"]
+    "Window", "axis_windows", "scale_alignment", "scaled_length", "run_tiled", "halved_tile", "MAX_ALIGNMENT",
+    "forward_peak_bytes", "plan_tiles", "MIN_CORE", "MIN_PLANNED_CORE"]
 
 # largest denominator q of a fractional scale p/q for which windows are aligned (1.5 -> 2, 1.25 -> 4, 2.4 -> 5)
 MAX_ALIGNMENT = 64
@@ -40,6 +49,8 @@ _ALIGN_TOL = 1e-6
 DEFAULT_TILE_OVERLAP = 32
 # smallest window core an out-of-memory retry halves the tile down to
 MIN_CORE = 8
+# smallest window core a memory plan chooses: smaller cores spend most of the time on the overlap
+MIN_PLANNED_CORE = 128
 
 logger = logging.getLogger(__name__)
 
@@ -162,3 +173,66 @@ def halved_tile(tile: int | None, h: int, w: int, overlap: int) -> int | None:
     current = max(h, w) if tile is None else min(tile, max(h, w))
     new = _ceil_div(current, 2)
     return new if new - 2 * overlap >= MIN_CORE else None
+
+
+class _LiveBytes(TorchDispatchMode):
+    """Bytes of the storages created by the operators run under it that are still referenced, and their maximum."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: dict[int, int] = {}
+        self.live = 0
+        self.peak = 0
+
+    def _release(self, key: int, nbytes: int) -> None:
+        count = self.refs[key] - 1
+        if count:
+            self.refs[key] = count
+        else:
+            del self.refs[key]
+            self.live -= nbytes
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        tensors = [a for a in tree_flatten((args, kwargs))[0] if isinstance(a, torch.Tensor)]
+        inputs = {a.untyped_storage().data_ptr() for a in tensors}
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor) and t.device.type != "meta":
+                storage = t.untyped_storage()
+                key, nbytes = storage.data_ptr(), storage.nbytes()
+                if key not in self.refs:
+                    if key in inputs:  # a view of, or in place on, a tensor made outside (input, weights)
+                        continue
+                    self.refs[key] = 0
+                    self.live += nbytes
+                    self.peak = max(self.peak, self.live)
+                self.refs[key] += 1
+                weakref.finalize(t, self._release, key, nbytes)  # views share the storage: counted per tensor
+        return out
+
+
+def forward_peak_bytes(
+    forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
+) -> tuple[int, torch.Tensor]:
+    """``(peak, forward(x))``: the peak bytes of the tensors that ``forward(x)`` creates and holds at once
+    (activations and output; not ``x`` or the weights)."""
+    with _LiveBytes() as tracker:
+        y = forward(x)
+    return tracker.peak, y
+
+
+def plan_tiles(
+    h: int, w: int, slices: int, bytes_per_pixel: float, budget: float, max_batch: int, overlap: int
+) -> tuple[int | None, int]:
+    """``(tile, batch)`` for ``slices`` slices of ``h x w`` input pixels within ``budget`` bytes, a batch costing
+    ``bytes_per_pixel`` per input pixel of every window in it.
+
+    Whole slices (``tile=None``) in batches of up to ``max_batch`` when one fits, else one slice at a time in the
+    largest square window that fits, at least ``2 * overlap + MIN_PLANNED_CORE`` (a budget too small for that is
+    exceeded by that window rather than run at a fraction of the speed).
+    """
+    per_slice = bytes_per_pixel * h * w
+    if per_slice <= budget:
+        return None, int(max(1, min(max_batch, slices, budget // per_slice)))
+    side = int(math.sqrt(max(budget, 0.0) / bytes_per_pixel))
+    return max(side, 2 * overlap + MIN_PLANNED_CORE), 1

@@ -179,7 +179,7 @@ def test_simulated_cuda_oom_halves_the_tile_and_gives_the_same_result(caplog):
     oom = torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
     failing = _FailingNet(net, oom, fail_on={1, 2})
     with caplog.at_level(logging.INFO, logger="rmisr_monai"):
-        out = upscale_array(volume, failing, 2, axis=2, tile_overlap=6, **RUN)
+        out = upscale_array(volume, failing, 2, axis=2, tile_overlap=6, batch_size=4, **RUN)
     np.testing.assert_allclose(out, full, atol=1e-4, rtol=0)
     assert max(max(s) for s in failing.shapes) <= 24 + 2 * 6  # two halvings: 96 -> 48 -> 24 (+ overlap)
     assert "out of memory" in caplog.text
@@ -188,7 +188,7 @@ def test_simulated_cuda_oom_halves_the_tile_and_gives_the_same_result(caplog):
 def test_oom_that_never_ends_on_cpu_is_a_clear_error(volume):
     failing = _FailingNet(_local_net(), torch.cuda.OutOfMemoryError("simulated"), fail_on=range(1, 1000))
     with pytest.raises(RmisrError, match="out of memory even with tile"):
-        upscale_array(volume, failing, 2, axis=2, tile_overlap=6, **RUN)
+        upscale_array(volume, failing, 2, axis=2, tile_overlap=6, batch_size=4, **RUN)
 
 
 def test_keyboard_interrupt_propagates_mid_volume(volume):

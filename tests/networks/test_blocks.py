@@ -177,3 +177,38 @@ def test_as_scale_pair_and_factory_validate():
         make_upsampler("deconv", 8, 1, 2)
     with pytest.raises(ConfigurationError):
         make_upsampler("subpixel", 8, 1, 2.5)
+
+
+@pytest.mark.parametrize("channels, bias", [(64, False), (32, False), (32, True)])
+def test_pyb_as_one_convolution_equals_the_levels_in_values_and_gradients(channels, bias):
+    # PYB's fast form (one K x K convolution of composed weights) against its level-by-level reference
+    from rmisr_monai.networks.blocks import PyramidalBlock
+
+    torch.manual_seed(0)
+    block = PyramidalBlock(channels, 16, pyconv_bias=bias)
+    x = torch.randn(2, channels, 13, 10, requires_grad=True)
+    grads = []
+    outs = []
+    for fused in (False, True):
+        block.fuse_levels = fused
+        block.zero_grad()
+        x.grad = None
+        y = block(x)
+        (y * torch.linspace(-1, 1, y.numel()).reshape(y.shape)).sum().backward()
+        outs.append(y.detach())
+        grads.append([x.grad.clone()] + [p.grad.clone() for p in block.parameters()])
+    torch.testing.assert_close(outs[1], outs[0], atol=1e-5, rtol=1e-5)
+    for g_fused, g_ref in zip(grads[1], grads[0]):
+        torch.testing.assert_close(g_fused, g_ref, atol=1e-4, rtol=1e-4)
+    weight, _ = block.fused_weight()
+    assert weight.shape == (16, channels, 7, 7)
+
+
+def test_icca_entropy_term_is_stable_for_large_offsets():
+    # the logsumexp form stays equal to the float64 softmax reference for maps far from zero (shift by the max)
+    x = torch.randn(2, 3, 17, 19) * 20 + 500
+    expected = _icca_statistic_numpy(x.numpy()) - x.numpy().reshape(2, 3, -1).astype(np.float64).std(axis=2)
+    expected -= x.numpy().reshape(2, 3, -1).astype(np.float64).mean(axis=2)
+    from rmisr_monai.networks.blocks.attention import spatial_entropy_term
+
+    np.testing.assert_allclose(spatial_entropy_term(x)[..., 0, 0].numpy(), expected, atol=1e-5, rtol=0)

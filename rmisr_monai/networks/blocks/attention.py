@@ -10,6 +10,8 @@ Both then apply ``1x1 conv (C -> C/r) -> ReLU -> 1x1 conv (C/r -> C) -> sigmoid`
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -51,10 +53,17 @@ def spatial_entropy_term(x: torch.Tensor, norm: float = ICCA_ENTROPY_NORM) -> to
     ``p = softmax`` of the channel over its ``H*W`` positions (positive, sums to 1, defined for any real input and
     differentiable everywhere, so ``0 log 0`` never occurs). The sign is kept as printed, so the term equals
     ``-H(p) / N`` with ``H`` the Shannon entropy in bits; ``N = 256`` as in the paper.
+
+    Computed as ``sum p log p = E_p[x] - logsumexp(x)`` (``log p = x - logsumexp(x)``) from ``e = exp(x - max)``:
+    ``E_p[x] = sum(e * x) / sum(e)``, ``logsumexp = max + log sum(e)``; reductions over ``(H, W)`` keep a
+    channels-last tensor in place (no flatten copy) and only ``e`` is written, against three maps for
+    ``log_softmax`` then ``exp`` then the product. Equal to the softmax form within fp32 rounding.
     """
-    logp = torch.log_softmax(x.flatten(2), dim=2)
-    plogp = (logp.exp() * logp).sum(dim=2) / torch.log(torch.tensor(2.0, dtype=x.dtype, device=x.device))
-    return (plogp / norm)[..., None, None]
+    shift = x.amax(dim=(2, 3), keepdim=True).detach()  # any shift gives the same value; the max avoids overflow
+    e = (x - shift).exp_()
+    total = e.sum(dim=(2, 3), keepdim=True)
+    plogp = (e * x).sum(dim=(2, 3), keepdim=True) / total - (shift + total.log())
+    return plogp / (math.log(2.0) * norm)
 
 
 class ContrastChannelAttention(nn.Module):

@@ -1,0 +1,119 @@
+"""The engine's fast paths equal the fp32 reference (issue 16): precision policy, reduced precision on real CT and MR
+slices, the PyConv single-convolution form with the shipped weights, and tile/batch from the memory budget."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from rmisr_monai.inference import engine, upscale_array, upscale_volume
+from rmisr_monai.inference.tiling import MIN_PLANNED_CORE, forward_peak_bytes, plan_tiles
+from rmisr_monai.metrics import psnr
+from rmisr_monai.networks import get_network
+from rmisr_monai.transforms.intensity import IntensityNormalization
+from rmisr_monai.weights import load_model
+from tests.inference.test_shipped_models import _crop_pair
+
+RUN = dict(device="cpu", progress=False)
+CT, MR = IntensityNormalization.ct(), IntensityNormalization.mr()
+# measured on these crops (benchmarks/RESULTS.md §7): bf16 0.0053 (CT) / 0.0086 (MR), fp16 0.0007 / 0.0009 of [0, 1]
+MAX_ABS_01 = {"bf16": 0.02, "fp16": 0.003}
+
+
+@pytest.mark.parametrize(
+    "precision, device, intensity, fast_bf16, expected",
+    [
+        ("fp32", "cpu", None, True, None),
+        ("fp32", "cuda", None, True, None),
+        ("auto", "cpu", MR, False, None),  # e.g. this project's AVX2 EPYC: bf16 is emulated, slower than fp32
+        ("auto", "cpu", MR, True, torch.bfloat16),
+        ("auto", "cpu", None, True, torch.bfloat16),
+        ("auto", "cpu", CT, True, None),  # bf16 errors of ~20 HU on CT: fp32 kept
+        ("auto", "cuda", CT, False, torch.float16),
+        ("bf16", "cpu", CT, False, torch.bfloat16),
+        ("fp16", "cpu", None, False, torch.float16),
+    ],
+)
+def test_precision_policy(monkeypatch, precision, device, intensity, fast_bf16, expected):
+    monkeypatch.setattr(engine, "cpu_has_fast_bf16", lambda: fast_bf16)
+    assert engine.resolve_precision(precision, torch.device(device), intensity) is expected
+
+
+def test_precision_auto_without_amp_is_fp32_on_cuda_and_bad_names_fail():
+    assert engine.resolve_precision("auto", torch.device("cuda"), None, amp=False) is None
+    with pytest.raises(ValueError, match="precision"):
+        engine.resolve_precision("int8", torch.device("cpu"))
+
+
+def _set_fused(net: torch.nn.Module, fused: bool) -> None:
+    for m in net.modules():
+        if hasattr(m, "fuse_levels"):
+            m.fuse_levels = fused
+
+
+def _slices(a: np.ndarray) -> np.ndarray:
+    return np.moveaxis(a, 2, 0)[:, None]  # (slice, 1, x, y)
+
+
+@pytest.mark.parametrize("modality", ["CT", "MR"])
+def test_fast_paths_equal_the_fp32_reference_on_real_slices(modality):
+    """Default engine path, and bf16 / fp16 autocast, against the level-by-level fp32 network, on held-out crops:
+    PSNR against the HR crop within 0.05 dB, max abs difference within the stated bound."""
+    lr, hr = _crop_pair(modality, 2)
+    model, meta = load_model(f"rmisr_bl_{modality.lower()}_x2")
+    data_range = float(hr.max() - hr.min())
+    window = IntensityNormalization.from_dict(meta["intensity"]).fit(lr.array)
+    span = float(window.a_max - window.a_min)
+    _set_fused(model, False)
+    reference = upscale_volume(lr, model, 2, intensity=meta["intensity"], precision="fp32", batch_size=2, **RUN)
+    _set_fused(model, True)
+    ref_psnr = float(psnr(_slices(reference.array), _slices(hr), data_range=data_range, shave=2).mean())
+    for precision, bound in (("auto", 1e-4), ("bf16", MAX_ABS_01["bf16"]), ("fp16", MAX_ABS_01["fp16"])):
+        out = upscale_volume(lr, model, 2, intensity=meta["intensity"], precision=precision, **RUN).array
+        score = float(psnr(_slices(out), _slices(hr), data_range=data_range, shave=2).mean())
+        assert abs(score - ref_psnr) < 0.05, (precision, score, ref_psnr)
+        assert np.abs(out - reference.array).max() <= bound * span, precision
+
+
+def test_forward_peak_bytes_counts_what_is_alive_at_once():
+    x = torch.zeros(1000)
+    peak, y = forward_peak_bytes(lambda t: t * 2 + 1, x)  # t * 2 is alive while + 1 writes the result
+    assert peak == 2 * x.nbytes
+    torch.testing.assert_close(y, torch.ones(1000))
+    peak, _ = forward_peak_bytes(lambda t: (t * 2).sum(), x)
+    assert peak == x.nbytes + 4
+    peak, _ = forward_peak_bytes(lambda t: t.view(10, 100)[1:] * 3, x)  # a view allocates nothing
+    assert peak == 900 * 4
+
+
+def test_plan_tiles_whole_slices_when_they_fit_else_the_largest_tile():
+    assert plan_tiles(100, 100, 7, 10.0, 100 * 100 * 10 * 3.5, 8, 8) == (None, 3)
+    assert plan_tiles(100, 100, 2, 10.0, 100 * 100 * 10 * 3.5, 8, 8) == (None, 2)
+    assert plan_tiles(100, 100, 7, 10.0, 100 * 100 * 10 * 3.5, 1, 8) == (None, 1)
+    assert plan_tiles(1000, 900, 7, 10.0, 500 * 500 * 10, 8, 8) == (500, 1)
+    assert plan_tiles(1000, 900, 7, 10.0, 0, 8, 8) == (2 * 8 + MIN_PLANNED_CORE, 1)  # no tiny, slow tiles
+
+
+def test_default_memory_limit_is_the_issue_bound():
+    assert engine.default_memory_limit(100 << 20, 300 << 20) == int(1.5 * (400 << 20)) + (1 << 30)
+
+
+def test_small_memory_limit_tiles_and_keeps_the_result(caplog):
+    # a purely local network: tiles with an overlap over its receptive radius equal whole slices
+    torch.manual_seed(0)
+    net = get_network("edsr_baseline", features=4, num_blocks=1, scale=2).eval()
+    volume = np.random.default_rng(1).random((300, 170, 2), dtype=np.float32)
+    whole = upscale_array(volume, net, 2, tile=None, batch_size=2, **RUN)
+    data = volume.nbytes * 5  # input + float32 output at x2
+    limit = engine.PROCESS_BASE_BYTES + engine.MEMORY_MARGIN_BYTES + data + 100_000  # ~0.1 MB for the network
+    with caplog.at_level(logging.DEBUG, logger="rmisr_monai"):
+        tiled = upscale_array(volume, net, 2, tile_overlap=8, memory_limit=limit, **RUN)
+    assert f"tile {2 * 8 + MIN_PLANNED_CORE}" in caplog.text
+    np.testing.assert_allclose(tiled, whole, atol=1e-5, rtol=0)
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="rmisr_monai"):
+        upscale_array(volume, net, 2, **RUN)  # default budget: 1 GiB + 1.5 x data, whole slices fit
+    assert "batches of 2 slice(s), tile None" in caplog.text
