@@ -36,6 +36,7 @@ shipped default depends on each input's modality and scale, so models are loaded
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import math
@@ -444,6 +445,8 @@ class BatchUpscaler:
     def write(self, result: Volume, output: str | os.PathLike) -> None:
         """Write a result atomically (its parent folders created; removed again if the write fails)."""
         output = Path(output)
+        if self.resample and output_format(output) != "dicom":
+            result = resample_orthogonal(result)
         created = []
         parent = output.absolute().parent
         while not parent.exists():
@@ -451,13 +454,11 @@ class BatchUpscaler:
             parent = parent.parent
         for folder in reversed(created):
             folder.mkdir(exist_ok=True)
-        if self.resample and output_format(output) != "dicom":
-            result = resample_orthogonal(result)
         try:
             write_volume(result, output, overwrite=self.overwrite, dtype=self.dtype)
         except BaseException:
-            for folder in created:
-                if folder.is_dir() and not any(folder.iterdir()):
+            for folder in created:  # another rank may be writing into it: then it stays
+                with contextlib.suppress(OSError):
                     folder.rmdir()
             raise
 
