@@ -117,3 +117,16 @@ def test_small_memory_limit_tiles_and_keeps_the_result(caplog):
     with caplog.at_level(logging.DEBUG, logger="rmisr_monai"):
         upscale_array(volume, net, 2, **RUN)  # default budget: 1 GiB + 1.5 x data, whole slices fit
     assert "batches of 2 slice(s), tile None" in caplog.text
+
+
+def test_cli_precision_reaches_the_engine_options_and_batch_defaults_to_the_budget():
+    from rmisr_monai.cli import _upscaler, build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["upscale", "in.nii.gz", "out.nii.gz", "--scale", "2", "--precision", "fp32"])
+    options = _upscaler(args).options
+    assert options["precision"] == "fp32" and options["batch_size"] is None and options["tile"] is None
+    default = parser.parse_args(["upscale", "in.nii.gz", "out.nii.gz", "--scale", "2"])
+    assert _upscaler(default).options["precision"] == "auto"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["upscale", "in.nii.gz", "out.nii.gz", "--scale", "2", "--precision", "int8"])
