@@ -28,6 +28,9 @@ TIME_SIZE = 512  # LR side of the timed slice
 def macs(name: str, size: int = MAC_SIZE) -> float:
     """Multiply-adds of one forward pass on a ``1 x 1 x size x size`` LR image at x2."""
     net = get_network(name, in_channels=1, scale=2).eval()
+    for m in net.modules():  # the paper's multiply-adds: PyConv levels one by one, not the composed fast form
+        if hasattr(m, "fuse_levels"):
+            m.fuse_levels = False
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         net(torch.rand(1, 1, size, size))
