@@ -9,7 +9,8 @@ convolution of the largest kernel, ``in -> out``, whose weights are composed fro
 (:meth:`PyramidalBlock.fused_weight`, differentiable, so training computes the same function and gradients). It does
 more multiply-adds than the grouped levels, but oneDNN runs grouped 7x7/5x5 convolutions with 1-4 maps per group so
 slowly on CPUs that the one dense convolution is about 3x faster; outputs equal the level-by-level form within fp32
-rounding. ``fuse_levels = False`` runs the reference form (used to count the paper's multiply-adds).
+rounding. ``fuse_levels = False`` runs the reference form (used to count the paper's multiply-adds); tracing
+(``torch.jit.trace``, ONNX export) always records the reference form, whose kernels have static shapes.
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ class PyramidalBlock(nn.Sequential):
         return weight, bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.fuse_levels:
+        if not self.fuse_levels or torch.jit.is_tracing():  # tracing (ONNX export) needs static kernel shapes
             return self[1](self[0](x))
         weight, bias = self.fused_weight()
         return F.conv2d(x, weight, bias, padding=weight.shape[-1] // 2)
