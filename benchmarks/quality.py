@@ -36,13 +36,12 @@ import numpy as np
 import torch
 
 from rmisr_monai.evaluation.figure import quality_figure
-from rmisr_monai.evaluation.quality import MethodScores, QualityReport
+from rmisr_monai.evaluation.quality import MethodScores, QualityReport, score_slices
 from rmisr_monai.inference import upscale_volume
 from rmisr_monai.inference.selection import intensity_for
 from rmisr_monai.io.geometry import rescaled_geometry
 from rmisr_monai.io.read import read_volume
 from rmisr_monai.io.volume import Volume
-from rmisr_monai.metrics import back_projection_error, edge_psnr, psnr, ssim
 from rmisr_monai.networks import get_network
 from rmisr_monai.networks.nets.imdn import IMDN
 from rmisr_monai.transforms.degrade import BicubicDegrade
@@ -101,8 +100,11 @@ def axial_stack(array: np.ndarray, norm: IntensityNormalization) -> torch.Tensor
     return torch.from_numpy(np.ascontiguousarray(np.moveaxis(data, 2, 0)))[:, None]
 
 
-def methods_for(modality: str, scale: float, through_plane: bool, imdn_dir: Path | None) -> dict:
-    """``{name: (network, intensity recipe or None)}``: bicubic, the default, other shipped models, IMDN."""
+def methods_for(
+    modality: str, scale: float, through_plane: bool, imdn_dir: Path | None, weights: dict[str, Path] | None = None
+) -> dict:
+    """``{name: (network, intensity recipe or None)}``: bicubic, the default, other shipped models, IMDN, and the
+    checkpoints in ``weights`` (``{name: path}``, e.g. a model in training) that serve the case."""
     methods = {"bicubic": (get_network("bicubic", scale=scale if scale.is_integer() else 2).eval(), None)}
     fits = []
     try:
@@ -118,6 +120,11 @@ def methods_for(modality: str, scale: float, through_plane: bool, imdn_dir: Path
     for label, name in fits:
         net, meta = load_model(name)
         methods[label] = (net, intensity_for(meta, modality))
+    for label, path in (weights or {}).items():
+        net, meta = load_model(path)
+        trained_scale = float(meta["network_kwargs"].get("scale", 0))
+        if getattr(net, "arbitrary_scale", False) or not through_plane and trained_scale == scale:
+            methods[label] = (net, intensity_for(meta, modality))
     if imdn_dir is not None and scale.is_integer() and not through_plane:
         path = imdn_dir / f"IMDN_x{int(scale)}.pth"
         if path.exists():
@@ -125,10 +132,11 @@ def methods_for(modality: str, scale: float, through_plane: bool, imdn_dir: Path
     return methods
 
 
-def run_case(volumes: list[Volume], modality: str, scale: float, through_plane: bool, imdn_dir: Path | None):
+def run_case(volumes: list[Volume], modality: str, scale: float, through_plane: bool, imdn_dir: Path | None,
+             weights: dict[str, Path] | None = None):
     """Mean scores per method over the slices of all scans, and the first scan's figure report."""
     axes = (0,) if through_plane else (0, 1)
-    methods = methods_for(modality, scale, through_plane, imdn_dir)
+    methods = methods_for(modality, scale, through_plane, imdn_dir, weights)
     sums: dict[str, list[MethodScores]] = {name: [] for name in methods}
     report = None
     for volume in volumes:
@@ -151,15 +159,8 @@ def run_case(volumes: list[Volume], modality: str, scale: float, through_plane: 
                                 intensity=intensity, device="cpu", progress=False)
             seconds = time.perf_counter() - start
             sr_s = axial_stack(sr.array, norm)
-            factor = (scale, 1.0) if through_plane else scale
-            sums[name].append(MethodScores(
-                method=name,
-                psnr=float(psnr(sr_s, hr_s, data_range=1.0, shave=shave).mean()),
-                ssim=float(ssim(sr_s, hr_s, data_range=1.0, shave=shave).mean()),
-                edge_psnr=float(edge_psnr(sr_s, hr_s, data_range=1.0, shave=shave).mean()),
-                backprojection_psnr=float(back_projection_error(sr_s, lr_s, data_range=1.0, scale=factor).psnr.mean()),
-                seconds=seconds,
-            ))
+            factors = (scale, 1.0) if through_plane else (scale, scale)
+            sums[name].append(score_slices(name, sr_s, hr_s, lr_s, factors, seconds, shave=shave))
             if report.input == str(volume.source_path):
                 report.images[name] = sr_s[figure_k, 0].numpy()
     means = []
@@ -181,6 +182,10 @@ def main() -> None:
     parser.add_argument("--max-slices", type=int, default=3, help="axial slices per held-out scan")
     parser.add_argument("--figures", type=Path, default=None, help="write a PNG per modality and mode here")
     parser.add_argument("--json", type=Path, default=None, help="write every score here")
+    parser.add_argument(
+        "--weights", nargs="*", default=[], metavar="MOD:NAME=PATH",
+        help="more checkpoints to score, e.g. CT:meta_100=runs/ct100.pt (only for that modality)",
+    )
     args = parser.parse_args()
     rows = []
     print(f"{'modality':8} {'case':16} {'method':34} {'PSNR':>7} {'gain':>6} {'SSIM':>7} {'edge':>7} {'backproj':>8}")
@@ -189,7 +194,13 @@ def main() -> None:
         cases = [(s, False) for s in args.scales] + [(s, True) for s in args.through_plane_scales]
         for scale, through in cases:
             case = f"x{scale:g}{' through-plane' if through else ''}"
-            means, report = run_case(volumes, modality, float(scale), through, args.imdn_dir)
+            extra = {}
+            for spec in args.weights:
+                mod, _, rest = spec.partition(":")
+                name, _, path = rest.partition("=")
+                if mod.upper() == modality:
+                    extra[name] = Path(path)
+            means, report = run_case(volumes, modality, float(scale), through, args.imdn_dir, extra)
             base = means[0].psnr
             for m in means:
                 print(f"{modality:8} {case:16} {m.method:34} {m.psnr:7.2f} {m.psnr - base:+6.2f} {m.ssim:7.4f} "

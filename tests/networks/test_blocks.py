@@ -143,10 +143,12 @@ def _meta_reference(up: MetaUpsampler, x: torch.Tensor, sy: float, sx: float) ->
     return out
 
 
+@pytest.mark.parametrize("max_conv_classes", [0, 10**6])  # every scale per row class / as one convolution
 @pytest.mark.parametrize("scale", [1.5, 2.5, 3.7, (2.0, 1.0), (1.3, 2.0)])
-def test_meta_upsampler_sizes_and_algorithm1(scale):
+def test_meta_upsampler_sizes_and_algorithm1(scale, max_conv_classes):
     torch.manual_seed(0)
     up = MetaUpsampler(3, 2, hidden_features=8).double()
+    up.max_conv_classes = max_conv_classes
     x = torch.rand(1, 3, 7, 5, dtype=torch.float64)
     sy, sx = as_scale_pair(scale)
     y = up(x, scale)

@@ -27,12 +27,16 @@ __all__ = [
     "make_upsampler",
     "UPSAMPLER_KINDS",
     "META_HIDDEN_FEATURES",
+    "META_MAX_CONV_CLASSES",
 ]
 
 UPSAMPLER_KINDS = ("subpixel", "meta")
 
 # Meta-SR (Hu et al. CVPR 2019) official code, model/metardn.py ``Pos2Weight``: Linear(3, 256) -> ReLU -> Linear.
 META_HIDDEN_FEATURES = 256
+# at most this many (row offset x column offset) classes are computed as one convolution (MetaUpsampler._forward_conv):
+# 4 at x2, 9 at x3, 25 at x2.5, 49 at x3.5; scales with more distinct offsets gather per row class instead
+META_MAX_CONV_CLASSES = 64
 
 
 def as_scale_pair(scale: float | Sequence[float]) -> tuple[float, float]:
@@ -155,7 +159,9 @@ class MetaUpsampler(nn.Module):
     distinct column offset (e.g. 2 x 2 for scale 2, 5 x 5 for 2.5) instead of once per output pixel. The product is
     computed one row-offset class at a time with ``einsum``, so besides the unfolded LR map (``N * in*k*k * H * W``)
     at most ``N * in*k*k * rows_of_class * W_out`` values are gathered at once, never the full
-    ``N * in*k*k * H_out * W_out`` of Meta-SR's ``repeat_x``. Scriptable with ``torch.jit.script``; in eager mode
+    ``N * in*k*k * H_out * W_out`` of Meta-SR's ``repeat_x``. With at most :data:`META_MAX_CONV_CLASSES` classes
+    (integer and short-period fractional scales, the inference case) the product is instead one convolution with a
+    filter per class followed by a gather (:meth:`_forward_conv`): the same result, several times faster on CPU. Scriptable with ``torch.jit.script``; in eager mode
     ``scale`` may also be an int or any pair accepted by :func:`as_scale_pair`.
 
     Args:
@@ -181,6 +187,7 @@ class MetaUpsampler(nn.Module):
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = kernel_size
+        self.max_conv_classes = META_MAX_CONV_CLASSES
         self.weight_predictor = nn.Sequential(
             nn.Linear(4, hidden_features),
             nn.ReLU(),
@@ -215,6 +222,8 @@ class MetaUpsampler(nn.Module):
             dim=2,
         )
         weights = self.weight_predictor(grid).view(ny, nx, k2c, self.out_channels)
+        if ny * nx <= self.max_conv_classes:
+            return self._forward_conv(x, weights, src_y, cls_y, src_x, cls_x)
         cols = F.unfold(x, self.kernel_size, padding=self.kernel_size // 2).view(n, k2c, h, w)
         pieces = []
         rows_in_order = []
@@ -226,6 +235,33 @@ class MetaUpsampler(nn.Module):
             rows_in_order.append(rows)
         out = torch.cat(pieces, dim=2)
         return out.index_select(2, torch.argsort(torch.cat(rows_in_order)))
+
+    def _forward_conv(
+        self,
+        x: torch.Tensor,
+        weights: torch.Tensor,
+        src_y: torch.Tensor,
+        cls_y: torch.Tensor,
+        src_x: torch.Tensor,
+        cls_x: torch.Tensor,
+    ) -> torch.Tensor:
+        """Eq. 17 for few offset classes: one ``k x k`` convolution with a filter per class, then a gather.
+
+        The unfold-and-multiply of eq. 17 with the weights of class ``(cy, cx)`` is a convolution of ``x`` with those
+        weights at every LR pixel; all classes at once are one convolution with ``ny * nx * out`` output maps
+        (same multiply-adds as the per-row product when each class's rows cover the LR grid, as at integer and
+        periodic fractional scales, in one oneDNN call instead of gathering an ``in*k*k``-deep copy of the
+        output grid). Each output pixel then picks its class's map at its source LR pixel.
+        """
+        n, h, w = x.shape[0], x.shape[2], x.shape[3]
+        ny, nx, o = weights.shape[0], weights.shape[1], self.out_channels
+        # the unfold order is (in, ky, kx), so (ny, nx, in*k*k, o) -> (ny*nx*o, in, k, k) conv filters
+        filters = weights.permute(0, 1, 3, 2).reshape(ny * nx * o, self.in_channels, self.kernel_size, self.kernel_size)
+        maps = F.conv2d(x, filters, padding=self.kernel_size // 2)  # (n, ny*nx*o, h, w)
+        table = maps.view(n, ny, nx, o, h, w).permute(0, 4, 5, 1, 2, 3).reshape(n, h * w * ny * nx, o)
+        index = ((src_y[:, None] * w + src_x[None, :]) * ny + cls_y[:, None]) * nx + cls_x[None, :]
+        out = table.index_select(1, index.reshape(-1)).view(n, src_y.numel(), src_x.numel(), o)
+        return out.permute(0, 3, 1, 2)
 
 
 def make_upsampler(kind: str, in_channels: int, out_channels: int, scale: float) -> nn.Module:
