@@ -36,15 +36,13 @@ import numpy as np
 import torch
 
 from rmisr_monai.evaluation.figure import quality_figure
-from rmisr_monai.evaluation.quality import MethodScores, QualityReport, score_slices
+from rmisr_monai.evaluation.quality import MethodScores, QualityReport, degrade_volume, score_slices
 from rmisr_monai.inference import upscale_volume
 from rmisr_monai.inference.selection import intensity_for
-from rmisr_monai.io.geometry import rescaled_geometry
 from rmisr_monai.io.read import read_volume
 from rmisr_monai.io.volume import Volume
 from rmisr_monai.networks import get_network
 from rmisr_monai.networks.nets.imdn import IMDN
-from rmisr_monai.transforms.degrade import BicubicDegrade
 from rmisr_monai.transforms.intensity import IntensityNormalization
 from rmisr_monai.weights.loader import default_model, load_model, read_registry
 
@@ -82,16 +80,13 @@ def held_out(shared: Path, modality: str, max_slices: int) -> list[Volume]:
     return volumes
 
 
-def degrade(volume: Volume, scale: float, axes: tuple[int, ...]) -> tuple[Volume, Volume]:
-    """``(hr, lr)``: HR cropped to what ``scale`` reaches on ``axes``, LR its bicubic shrink stored as int16."""
-    degrader = BicubicDegrade(scale, axes=axes, crop_to_multiple=True)
-    image = torch.from_numpy(volume.array.astype(np.float32))[None]
-    hr = degrader.crop(image)[0].numpy()
-    lr = np.round(degrader(image)[0].numpy()).astype(np.int16)
-    hr_v = Volume(hr, volume.geometry, volume.modality, np.float32, volume.source_path, volume.source_format)
-    lr_v = Volume(lr, rescaled_geometry(volume.geometry, hr.shape, lr.shape), volume.modality, np.int16,
-                  volume.source_path, volume.source_format)
-    return hr_v, lr_v
+def degrade(volume: Volume, scale: float, through_plane: bool) -> tuple[Volume, Volume]:
+    """``(hr, lr)`` of :func:`rmisr_monai.evaluation.degrade_volume` (in-plane on axial slices, or along ``i``
+    alone), the LR rounded and stored as int16 as a low-resolution file would be."""
+    hr, lr = degrade_volume(volume, scale, axis=0 if through_plane else 2, through_plane=through_plane)
+    lr_int = Volume(np.round(lr.array).astype(np.int16), lr.geometry, lr.modality, np.int16, lr.source_path,
+                    lr.source_format)
+    return hr, lr_int
 
 
 def axial_stack(array: np.ndarray, norm: IntensityNormalization) -> torch.Tensor:
@@ -135,12 +130,11 @@ def methods_for(
 def run_case(volumes: list[Volume], modality: str, scale: float, through_plane: bool, imdn_dir: Path | None,
              weights: dict[str, Path] | None = None):
     """Mean scores per method over the slices of all scans, and the first scan's figure report."""
-    axes = (0,) if through_plane else (0, 1)
     methods = methods_for(modality, scale, through_plane, imdn_dir, weights)
     sums: dict[str, list[MethodScores]] = {name: [] for name in methods}
     report = None
     for volume in volumes:
-        hr, lr = degrade(volume, scale, axes)
+        hr, lr = degrade(volume, scale, through_plane)
         norm = IntensityNormalization.for_modality("mr", hr.array)
         hr_s, lr_s = axial_stack(hr.array, norm), axial_stack(lr.array, norm)
         shave = math.ceil(scale)

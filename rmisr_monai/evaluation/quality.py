@@ -128,15 +128,19 @@ def _in_plane_axes(axis: int) -> tuple[int, int]:
     return row, col
 
 
-def degrade_volume(volume: Volume, scale: float, axis: str | int = "z") -> tuple[Volume, Volume]:
+def degrade_volume(
+    volume: Volume, scale: float, axis: str | int = "z", through_plane: bool = False
+) -> tuple[Volume, Volume]:
     """``(hr, lr)``: ``volume`` cropped to what the scale reaches exactly, and its bicubic degradation on the two
-    in-plane axes (float32, original units, geometry of the same field of view).
+    in-plane axes of slices along ``axis`` (float32, original units, geometry of the same field of view); with
+    ``through_plane``, on ``axis`` alone (a thick-slice scan, what ``--through-plane --axis`` upscales).
 
     Raises:
         ConfigurationError: ``scale < 1`` or a volume too small for it.
     """
     ax = resolve_axis(axis)
-    degrader = BicubicDegrade(float(scale), axes=_in_plane_axes(ax), crop_to_multiple=True)
+    axes = (ax,) if through_plane else _in_plane_axes(ax)
+    degrader = BicubicDegrade(float(scale), axes=axes, crop_to_multiple=True)
     image = torch.from_numpy(np.asarray(volume.array, dtype=np.float32))[None]
     hr = degrader.crop(image)[0].numpy()
     lr = degrader(image)[0].numpy()

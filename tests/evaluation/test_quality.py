@@ -46,6 +46,16 @@ def test_degradation_is_per_slice_bicubic_on_the_cropped_grid():
     np.testing.assert_allclose(lr.geometry.spacing, (1.4, 1.6, 3.0))
 
 
+def test_through_plane_degradation_shrinks_the_one_axis():
+    volume = _phantom()
+    hr, lr = degrade_volume(volume, 2.5, axis="x", through_plane=True)
+    assert hr.array.shape == (50, 41, 4) and lr.array.shape == (20, 41, 4)
+    reference = bicubic_resize(np.moveaxis(hr.array, 0, -1), None, output_shape=(4, 20))  # (41, 4, 50) -> (41, 4, 20)
+    np.testing.assert_allclose(lr.array, np.moveaxis(reference, -1, 0), atol=1e-4)
+    np.testing.assert_allclose(lr.geometry.corners_box(lr.array.shape), hr.geometry.corners_box(hr.array.shape))
+    np.testing.assert_allclose(lr.geometry.spacing, (1.75, 0.8, 3.0))
+
+
 def test_scores_of_a_known_error_match_closed_forms(monkeypatch):
     volume = _phantom()
     hr, _ = degrade_volume(volume, 2.0)
