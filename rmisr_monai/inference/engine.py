@@ -7,7 +7,8 @@ bundles and Slicer:
   them, tiles large slices (:mod:`rmisr_monai.inference.tiling`), runs the network (CPU or CUDA, channels-last,
   reduced precision where it is measured to be safe and fast, out-of-memory fallback), and streams the stitched
   slices into a preallocated output (``np.empty``, or an unlinked ``np.memmap`` for large outputs) from a writer
-  thread while the next batch runs; intensities are normalised before and restored after the network.
+  thread while the next batch runs; intensities are normalised before and restored after the network, and what a
+  clipping window removed (CT padding at -2048 HU, metal) comes back through bicubic.
 * Memory: unless given, the batch and the tile come from a budget, the peak-RSS bound
   ``1.5 x (input + output in their stored dtypes) + 1 GiB`` (:func:`default_memory_limit`) minus the process's base
   size, the input and the output; the network's bytes per pixel are measured on a small probe
@@ -58,6 +59,7 @@ from rmisr_monai.inference.tiling import (
     scaled_length,
 )
 from rmisr_monai.io.write import cast_to_dtype
+from rmisr_monai.ops.resize import imresize
 from rmisr_monai.transforms.intensity import IntensityNormalization
 
 __all__ = [
@@ -122,12 +124,18 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
-def slice_layout(axis: int, through_plane: bool) -> tuple[int, int, int]:
+def slice_layout(
+    axis: int, through_plane: bool, shape: tuple[int, ...] | None = None
+) -> tuple[int, int, int]:
     """``(slice_axis, row_axis, col_axis)`` of the 2D slices: slices are taken along ``slice_axis``; the network
     sees ``row_axis`` as H and ``col_axis`` as W. Through-plane: ``axis`` is the row axis and the slices are
-    taken along the lowest other axis."""
+    taken along the shorter other axis of ``shape`` (the lower one on a tie or without ``shape``), so that the
+    network sees the largest planes: a few thin slabs of a scan give full-size planes, not strips as narrow as the
+    slab, whose borders and global statistics would dominate."""
     others = [a for a in range(3) if a != axis]
     if through_plane:
+        if shape is not None and shape[others[1]] < shape[others[0]]:
+            others.reverse()
         return others[0], axis, others[1]
     return axis, others[0], others[1]
 
@@ -382,7 +390,7 @@ def upscale_array(
     if norm is not None:
         norm = norm.fit(vol)
 
-    slice_ax, row_ax, col_ax = slice_layout(ax, through_plane)
+    slice_ax, row_ax, col_ax = slice_layout(ax, through_plane, vol.shape[1:])
     out_spatial = output_spatial_shape(vol.shape[1:], scale, ax, through_plane)
     if arbitrary:
         # the effective scale round(n*s)/n of each axis: the samples then lie where the geometry says (voxel-corner
@@ -427,9 +435,13 @@ def upscale_array(
     out: np.ndarray | None = None
     dst: np.ndarray | None = None
 
-    def store(s0: int, y: torch.Tensor) -> None:
+    def store(s0: int, y: torch.Tensor, excess: torch.Tensor | None) -> None:
         if norm is not None:
             y = norm.inverse(y)
+        if excess is not None:
+            # intensities the window clipped come back through bicubic (IntensityNormalization.excess); bicubic is
+            # linear, so this equals bicubic(x) - bicubic(clip(x)) and is zero wherever the input is in the window
+            y = y + imresize(excess, None, output_shape=y.shape[-2:])
         dst[s0 : s0 + y.shape[0]] = cast_to_dtype(y.numpy(), dtype)
 
     # one writer thread: the inverse normalisation, the cast and the store of a batch overlap the next network call
@@ -440,7 +452,9 @@ def upscale_array(
         for s0 in range(0, n_slices, batch_size):
             chunk = np.ascontiguousarray(src[s0 : s0 + batch_size], dtype=np.float32)
             x = torch.from_numpy(chunk)
+            excess = None
             if norm is not None:
+                excess = norm.excess(x)
                 x = norm.forward(x)
             n = x.shape[0]
             if per_channel:
@@ -448,13 +462,15 @@ def upscale_array(
             y = runner(x, pair)
             if per_channel:
                 y = y.reshape(n, channels * y.shape[1], *y.shape[2:])
+            if excess is not None and excess.shape[1] != y.shape[1]:
+                excess = None  # e.g. RGB in, grey out: no voxel-wise correspondence of channels
             if out is None:
                 out = _allocate((y.shape[1], *out_spatial), dtype, memmap_threshold)
                 dst = np.transpose(out, order)
             if pending is not None:
                 pending.result()
                 bar.update(batch_size)
-            pending = writer.submit(store, s0, y)
+            pending = writer.submit(store, s0, y, excess)
         pending.result()
         bar.update(n)
     assert out is not None

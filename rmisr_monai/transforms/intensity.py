@@ -173,6 +173,21 @@ class IntensityNormalization:
         low, span = self._span()
         return _as_float(array) * span + low
 
+    def excess(self, array: torch.Tensor) -> torch.Tensor | None:
+        """What clipping removes from ``array`` (original units): ``x - clip(x, a_min, a_max)``, nonzero only outside
+        the window; ``None`` when nothing is clipped (``clip`` off, or every value inside the window).
+
+        The volume engine upscales it with bicubic and adds it to the network's restored output, so that voxels
+        outside the window (CT padding at -2048 or -3024 HU, metal above 3071 HU) keep the bicubic result instead
+        of coming back as the window's limits, while inside the window the output is the network's alone.
+        """
+        if not self.clip:
+            return None
+        low, high = float(self.a_min), float(self.a_max)
+        if bool(((array < low) | (array > high)).any()):
+            return array - array.clamp(low, high)
+        return None
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (the ``"intensity"`` entry of a checkpoint)."""
         return dataclasses.asdict(self)

@@ -112,13 +112,30 @@ def test_windows_cover_the_axis_exactly():
 
 
 def test_intensity_is_normalised_and_restored():
-    """CT window normalisation around a nearest-neighbour network: HU inside the window come back exactly,
-    values outside come back clipped to the window (what the network saw)."""
-    hu = np.array([-2000.0, -1024.0, -500.0, 0.0, 40.0, 1500.0, 3071.0, 5000.0], dtype=np.float32).reshape(2, 2, 2)
+    """CT window normalisation around a nearest-neighbour network: HU inside the window come back exactly."""
+    hu = np.array([-1024.0, -1000.0, -500.0, 0.0, 40.0, 1500.0, 2000.0, 3071.0], dtype=np.float32).reshape(2, 2, 2)
     norm = IntensityNormalization.ct()
     out = upscale_array(hu, get_network("nearest"), 2, axis=2, intensity=norm.to_dict(), **RUN)
-    expected = np.repeat(np.repeat(np.clip(hu, -1024, 3071), 2, 0), 2, 1)
-    np.testing.assert_allclose(out, expected, atol=1e-3)
+    np.testing.assert_allclose(out, np.repeat(np.repeat(hu, 2, 0), 2, 1), atol=1e-3)
+
+
+def test_values_outside_the_ct_window_come_back_through_bicubic():
+    """What the window clips (padding at -2048 HU, metal at 5000 HU) is restored by bicubic: with bicubic as the
+    network, the windowed run equals plain bicubic on the raw HU (linearity), and a nearest network keeps the padding
+    value in a flat padding region instead of the window's -1024."""
+    rng = np.random.default_rng(4)
+    hu = rng.uniform(-1000, 1500, size=(16, 14, 3)).astype(np.float32)
+    hu[:4] = -2048.0  # scanner padding outside the field of view
+    hu[10, 7, :] = 5000.0  # metal
+    norm = IntensityNormalization.ct().to_dict()
+    windowed = upscale_array(hu, get_network("bicubic"), 2, axis=2, intensity=norm, **RUN)
+    plain = upscale_array(hu, get_network("bicubic"), 2, axis=2, **RUN)
+    np.testing.assert_allclose(windowed, plain, atol=2e-3)
+    assert windowed.min() < -2000 and windowed.max() > 4000
+    nearest = upscale_array(hu, get_network("nearest"), 2, axis=2, intensity=norm, **RUN)
+    np.testing.assert_allclose(nearest[:4], -2048.0, atol=1e-3)  # rows 0..3 of the output: 2 LR rows from the edge
+    inside = nearest[12:18, 0:10]  # beyond the bicubic taps of the padding and the metal: the network's own output
+    np.testing.assert_allclose(inside, np.repeat(np.repeat(hu[6:9, 0:5], 2, 0), 2, 1), atol=1e-3)
 
 
 class _Seen(nn.Module):
@@ -227,3 +244,28 @@ def test_out_dtype_casts_each_batch_like_the_writer():
     as_int = upscale_array(vol, net, 2, batch_size=2, out_dtype=np.int16, **RUN)
     assert as_int.dtype == np.int16
     np.testing.assert_array_equal(as_int, np.rint(np.clip(full.astype(np.float64), -32768, 32767)).astype(np.int16))
+
+
+class _Shapes(nn.Module):
+    """Records the (H, W) of every input the wrapped arbitrary-scale network receives."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.arbitrary_scale, self.seen = net, True, set()
+
+    def forward(self, x, *args):
+        self.seen.add(tuple(x.shape[-2:]))
+        return self.net(x, *args)
+
+
+@pytest.mark.parametrize("shape, planes", [((30, 4, 20), (30, 20)), ((30, 20, 4), (30, 20)), ((30, 5, 5), (30, 5))])
+def test_through_plane_slices_along_the_shorter_other_axis(shape, planes):
+    """A thin slab of a scan is cut into full-size planes (thick axis x the longer other axis), and the result is the
+    same as bicubic along the thick axis alone, whichever way it was sliced."""
+    vol = np.random.default_rng(5).random(shape, dtype=np.float32)
+    recorder = _Shapes(get_network("bicubic"))
+    out = upscale_array(vol, recorder, 2.5, axis=0, through_plane=True, tile=None, batch_size=1, **RUN)
+    assert recorder.seen == {planes}
+    from rmisr_monai.ops.resize import imresize
+
+    np.testing.assert_allclose(out, imresize(torch.from_numpy(vol), 2.5, dims=(0,)).numpy(), atol=1e-5)

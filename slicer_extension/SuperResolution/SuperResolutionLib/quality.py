@@ -31,7 +31,7 @@ def _slices(array: np.ndarray, axis: int, through_plane: bool, lines: bool = Fal
     import torch
     from rmisr_monai.inference.engine import slice_layout
 
-    slice_axis, row_axis, col_axis = slice_layout(axis, through_plane)
+    slice_axis, row_axis, col_axis = slice_layout(axis, through_plane, np.shape(array))
     if through_plane and lines:
         moved = np.moveaxis(np.asarray(array, dtype=np.float64), axis, -1)
         return torch.from_numpy(np.ascontiguousarray(moved.reshape(-1, 1, moved.shape[-1])))

@@ -104,8 +104,8 @@ def upscale_with_progress(
     ``options`` go to :func:`~rmisr_monai.inference.upscale_array` (device, tile, batch_size, out_dtype, ...).
     """
     ax = resolve_axis(axis)
-    slice_axis = slice_layout(ax, through_plane)[0]
     shape = tuple(volume.array.shape)
+    slice_axis = slice_layout(ax, through_plane, shape)[0]
     out_shape = output_spatial_shape(shape, scale, ax, through_plane)
     norm = _fixed(intensity, volume.array)
     out_dtype = np.dtype(options.pop("out_dtype", None) or np.float32)
