@@ -9,8 +9,10 @@ all patches of a batch share the HR size and can be stacked. RMISR §4.3 uses th
   lists of ``(item index, sy, sx)``.
 * :class:`RandomScalePatchDataset` answers such a key with an HR patch of ``(round(p * sy), round(p * sx))``
   pixels and its LR of ``p x p`` pixels: MATLAB-compatible bicubic ``imresize(hr, 1 / s)`` per axis with the
-  output size fixed to ``p`` (the same degradation as :mod:`rmisr_monai.data.pairs`), so the network output
-  ``round(p * s)`` (:func:`~rmisr_monai.networks.blocks.upsample.scaled_size`) is exactly the HR size. The crop,
+  output size fixed to ``p`` (the same degradation as :mod:`rmisr_monai.data.pairs`), where ``s`` is the patch's
+  effective scale ``round(p * s) / p`` (the one the volume engine runs a network at), which is also the
+  ``"scale"`` returned; the network output ``round(p * s)``
+  (:func:`~rmisr_monai.networks.blocks.upsample.scaled_size`) is exactly the HR size. The crop,
   the 8 dihedral symmetries and the optional LR noise are those of :mod:`rmisr_monai.data.pairs`, done here with
   one random generator per dataset because the crop size changes per batch.
 
@@ -152,6 +154,9 @@ class RandomScalePatchDataset(Dataset):
                 square = square.flip(-2)
             square = torch.rot90(square, int(self.rng.integers(0, 4)), dims=(-2, -1))
         hr = self._crop(square, out_h, out_w).contiguous()
+        # the pair the patch really has: round(p * s) / p, as the engine runs a network on a slice (its effective
+        # scale); the degradation and the network's position projection then agree on where each pixel lies
+        sy, sx = out_h / p, out_w / p
         lr = imresize(hr, (1.0 / sy, 1.0 / sx), output_shape=(p, p))
         if self.noise_sigma > 0:
             sigma = float(self.rng.uniform(0.0, self.noise_sigma))

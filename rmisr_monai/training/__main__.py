@@ -62,6 +62,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--patch", type=int, default=32, help="LR patch size (HR = patch x scale)")
     parser.add_argument("--batch", type=int, default=16, help="patches per optimiser step")
     parser.add_argument("--lr", type=float, default=INITIAL_LR, help="initial Adam learning rate (RMISR §5.1)")
+    parser.add_argument(
+        "--ct-window", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+        help="CT only: the HU window mapped to [0, 1], recorded in the checkpoint (default -1024 3071; "
+        "-3072 3071 also spans the padding values scanners write outside the field of view, -2048 / -3024)",
+    )
     parser.add_argument("--noise", type=float, default=0.0, help="max std of Gaussian noise added to LR ([0,1] units)")
     parser.add_argument("--seed", type=int, default=0, help="random state of the weights, sampler and augmentation")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="training device")
@@ -118,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         loader, intensity = slice_patch_loader(
             args.volumes, args.modality, scale=args.scale, patch=args.patch, batch=args.batch,
             samples=args.iterations * args.batch, axes=args.axes, noise=args.noise, seed=args.seed,
+            ct_window=args.ct_window,
         )
     else:
         if not getattr(network, "arbitrary_scale", False):
@@ -125,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         loader, intensity = random_scale_loader(
             args.volumes, args.modality, patch=args.patch, batch=args.batch, batches=args.iterations,
             scale_range=args.scale_range, axes=args.axes, noise=args.noise, seed=args.seed,
+            ct_window=args.ct_window,
         )
         prepare_batch = PrepareScaledBatch()
     trainer = build_trainer(

@@ -47,6 +47,7 @@ def slice_patch_loader(
     axes: Sequence[int] = (2,),
     noise: float = 0.0,
     seed: int = 0,
+    ct_window: Sequence[float] | None = None,
 ) -> tuple[DataLoader, dict]:
     """A DataLoader of ``samples`` random ``{"image": LR, "label": HR}`` patches, and the intensity recipe.
 
@@ -60,8 +61,9 @@ def slice_patch_loader(
         axes: slice axes of the ``(i, j, k)`` volumes.
         noise: maximum LR noise standard deviation (HU for CT, normalised units for MR).
         seed: random state of the sampler and of the augmentation.
+        ct_window: CT only: the HU window mapped to ``[0, 1]`` (:func:`normalised_slices`).
     """
-    items, normalization, noise = normalised_slices(paths, modality, axes, patch * scale, noise)
+    items, normalization, noise = normalised_slices(paths, modality, axes, patch * scale, noise, ct_window)
     dataset = PairedPatchDataset(items, scale, patch, normalization=None, noise_sigma=noise, seed=seed)
     generator = torch.Generator().manual_seed(seed)
     sampler = RandomSampler(dataset, replacement=True, num_samples=samples, generator=generator)
@@ -79,28 +81,40 @@ def random_scale_loader(
     axes: Sequence[int] = (2,),
     noise: float = 0.0,
     seed: int = 0,
+    ct_window: Sequence[float] | None = None,
 ) -> tuple[DataLoader, dict]:
     """A DataLoader of ``batches`` batches at a random scale pair each (:mod:`rmisr_monai.data.random_scale`).
 
     Args:
-        paths, modality, axes, noise, seed: as :func:`slice_patch_loader`.
+        paths, modality, axes, noise, seed, ct_window: as :func:`slice_patch_loader`.
         patch: LR patch size (HR patches are ``round(patch * s)`` per axis).
         batch: batch size.
         batches: number of batches (iterations).
         scale_range: ``(low, high)`` of the scales drawn (Meta-SR: 1.1 to 4.0).
     """
-    items, normalization, noise = normalised_slices(paths, modality, axes, round(patch * max(scale_range)), noise)
+    items, normalization, noise = normalised_slices(
+        paths, modality, axes, round(patch * max(scale_range)), noise, ct_window
+    )
     dataset = RandomScalePatchDataset(items, patch, noise_sigma=noise, seed=seed)
     sampler = ScaleBatchSampler(len(dataset), batch, batches, scale_range, seed=seed)
     return DataLoader(dataset, batch_sampler=sampler, num_workers=0), normalization.recipe()
 
 
 def normalised_slices(
-    paths: Sequence[str | Path], modality: str, axes: Sequence[int], min_size: int, noise: float
+    paths: Sequence[str | Path],
+    modality: str,
+    axes: Sequence[int],
+    min_size: int,
+    noise: float,
+    ct_window: Sequence[float] | None = None,
 ) -> tuple[list[dict], IntensityNormalization, float]:
     """Foreground slices at least ``min_size`` wide, normalised per volume, and the noise in normalised units
-    (also the bundles' training data, :mod:`rmisr_monai.training.datasets`)."""
-    normalization = IntensityNormalization.for_modality(modality)
+    (also the bundles' training data, :mod:`rmisr_monai.training.datasets`). ``ct_window``: the CT HU window
+    (default ``CT_WINDOW_HU``; ``CT_PADDED_WINDOW_HU`` also spans the scanners' padding values)."""
+    if modality == "CT" and ct_window is not None:
+        normalization = IntensityNormalization.ct(tuple(ct_window))
+    else:
+        normalization = IntensityNormalization.for_modality(modality)
     threshold = FOREGROUND_HU if modality == "CT" else None
     items = [
         item

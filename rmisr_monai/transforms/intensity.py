@@ -35,6 +35,7 @@ from rmisr_monai.errors import ConfigurationError
 
 __all__ = [
     "CT_WINDOW_HU",
+    "CT_PADDED_WINDOW_HU",
     "MR_PERCENTILES",
     "NORMALIZATION_KINDS",
     "IntensityNormalization",
@@ -54,6 +55,9 @@ __all__ = [
 
 # the full range of 12-bit CT: air is -1024 HU and 4096 stored levels reach 3071 HU (DICOM CT rescale convention)
 CT_WINDOW_HU = (-1024.0, 3071.0)
+# the same upper end, and a lower end below the padding values scanners store outside the circular field of view
+# (-2048 HU GE, -3024 HU GE/CQ500, -2000 HU): a model trained on it sees and sharpens the field-of-view edge
+CT_PADDED_WINDOW_HU = (-3072.0, 3071.0)
 # robust MR range: 0.5th and 99.5th intensity percentiles, insensitive to a few bright outliers (flow, fat)
 MR_PERCENTILES = (0.5, 99.5)
 NORMALIZATION_KINDS = ("ct", "mr", "range")

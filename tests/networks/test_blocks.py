@@ -148,7 +148,7 @@ def _meta_reference(up: MetaUpsampler, x: torch.Tensor, sy: float, sx: float) ->
 def test_meta_upsampler_sizes_and_algorithm1(scale, max_conv_classes):
     torch.manual_seed(0)
     up = MetaUpsampler(3, 2, hidden_features=8).double()
-    up.max_conv_classes = max_conv_classes
+    up.max_conv_classes = up.max_conv_values = max_conv_classes
     x = torch.rand(1, 3, 7, 5, dtype=torch.float64)
     sy, sx = as_scale_pair(scale)
     y = up(x, scale)

@@ -48,6 +48,8 @@ def test_pairs_are_aligned_by_the_matlab_coordinate_rule(sy, sx):
     item = dataset[(0, sy, sx)]
     hr, lr = item["label"].double(), item["image"].double()
     assert hr.shape == (1, round(p * sy), round(p * sx)) and lr.shape == (1, p, p)
+    # the patch's effective scale round(p * s) / p (3.7 -> 44 / 12), the one the engine runs a network at
+    sy, sx = round(p * sy) / p, round(p * sx) / p
     assert item["scale"].tolist() == [sy, sx]
     j = np.arange(p)
     expect = (float(hr[0, 0, 0]) + 0.002 * ((j[:, None] + 0.5) * sy - 0.5) + 0.003 * ((j[None, :] + 0.5) * sx - 0.5))
