@@ -95,7 +95,7 @@ def transfer_weights(network: torch.nn.Module, model: str) -> None:
     own = network.state_dict()
     fitting = {k: v for k, v in source.state_dict().items() if k in own and own[k].shape == v.shape}
     network.load_state_dict(fitting, strict=False)
-    logging.getLogger("rmisr.train").info(
+    logging.getLogger(__name__).info(
         "--transfer %s: %d of %d tensors copied, %d start fresh", model, len(fitting), len(own), len(own) - len(fitting)
     )
 

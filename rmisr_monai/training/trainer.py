@@ -106,8 +106,10 @@ def build_trainer(
     state = {"network": network, "optimizer": optimizer, "scheduler": scheduler}
     handlers = [
         LrScheduleHandler(scheduler, print_lr=False, epoch_level=False),
+        # name=None: the trainer's own logger, which propagates like MONAI's "Epoch[n] Complete" lines; a named
+        # logger gets MONAI's stdout handler only if nothing created that name before (a --transfer log line did)
         StatsHandler(
-            name="rmisr.train", tag_name="loss", iteration_log=every_iterations(log_every),
+            name=None, tag_name="loss", iteration_log=every_iterations(log_every),
             output_transform=from_engine(["loss"], first=True),
         ),
         *train_handlers,
