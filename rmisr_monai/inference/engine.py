@@ -50,6 +50,7 @@ from torch import nn
 from tqdm import tqdm
 
 from rmisr_monai.errors import ConfigurationError, RmisrError
+from rmisr_monai.inference.allocator import keep_freed_memory
 from rmisr_monai.inference.tiling import (
     DEFAULT_TILE_OVERLAP,
     forward_peak_bytes,
@@ -379,6 +380,8 @@ def upscale_array(
     network.eval()
     arbitrary = _check_network(network, scale, through_plane)
     dev = resolve_device(device)
+    if dev.type == "cpu":
+        keep_freed_memory()
     squeeze = array.ndim == 3
     vol = array[None] if squeeze else array
     if vol.ndim != 4:

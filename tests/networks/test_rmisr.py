@@ -101,3 +101,27 @@ def test_preset_constructors_show_their_real_arguments(build, blocks):
     # the defaults shown are the ones used: a network built from them equals the preset's
     explicit = build(**{name: p.default for name, p in shown.items()})
     assert count_parameters(explicit) == count_parameters(build())
+
+
+def _concatenated_tail_forward(net: RMISR, x: torch.Tensor) -> torch.Tensor:
+    """RMISR-BL as §3.2 draws it: every PFMDB output kept, concatenated, then the tail's 1x1."""
+    head = net.head(x)
+    outs, feat = [], head
+    for blk in net.blocks:
+        feat = blk(feat)
+        outs.append(feat)
+    return net.upsampler(net.tail(outs, head))
+
+
+def test_bl_tail_accumulated_block_by_block_equals_the_concatenation_and_holds_less():
+    from rmisr_monai.inference.tiling import forward_peak_bytes
+
+    torch.manual_seed(0)
+    net = rmisr_bl(in_channels=1, scale=2, features=32).eval()
+    x = torch.rand(1, 1, 40, 40)
+    with torch.no_grad():
+        streamed_peak, streamed = forward_peak_bytes(net, x)
+        concatenated_peak, concatenated = forward_peak_bytes(lambda t: _concatenated_tail_forward(net, t), x)
+    torch.testing.assert_close(streamed, concatenated, rtol=1e-5, atol=1e-6)
+    # the four 32-map block outputs are no longer alive together: about two maps' worth less at the peak
+    assert streamed_peak <= concatenated_peak - 1.5 * 32 * 40 * 40 * 4
