@@ -58,6 +58,7 @@ from rmisr_monai.inference.tiling import (
     plan_tiles,
     run_tiled,
     scaled_length,
+    tile_sides,
 )
 from rmisr_monai.io.write import cast_to_dtype
 from rmisr_monai.ops.resize import imresize
@@ -520,7 +521,11 @@ def _plan(
         return tile, int(max(1, min(max_batch, n_slices, budget // per_window)))
     tile, batch = plan_tiles(h, w, n_slices, network + engine, budget, max_batch, overlap)
     if tile is not None:
-        logger.info("slices of %dx%d processed in %d-pixel tiles to stay within %.1f GiB", h, w, tile, limit / GIB)
+        rows, cols = tile_sides(tile)
+        logger.info(
+            "slices of %dx%d processed in windows of %s x %s pixels to stay within %.1f GiB",
+            h, w, rows, cols or w, limit / GIB,
+        )
     return tile, batch
 
 

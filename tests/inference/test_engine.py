@@ -13,7 +13,7 @@ from torch import nn
 
 from rmisr_monai.errors import ConfigurationError, RmisrError
 from rmisr_monai.inference.engine import output_spatial_shape, upscale_array, upscale_volume
-from rmisr_monai.inference.tiling import axis_windows
+from rmisr_monai.inference.tiling import axis_windows, run_tiled
 from rmisr_monai.io.geometry import Geometry
 from rmisr_monai.io.volume import Volume
 from rmisr_monai.networks import get_network
@@ -73,6 +73,19 @@ def test_tiled_equals_untiled_subpixel(volume, tile, overlap):
     full = upscale_array(volume, net, 2, axis=2, **RUN)
     tiled = upscale_array(volume, net, 2, axis=2, tile=tile, tile_overlap=overlap, **RUN)
     np.testing.assert_allclose(tiled, full, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("tile", [(16, None), (None, 15), (20, 14)])
+def test_bands_and_rectangular_windows_equal_the_whole_slice(tile):
+    """The planner's full-width bands ``(rows, None)`` (and any ``(rows, columns)`` window) stitch to the untiled
+    result, at an integer and a fractional scale."""
+    x = torch.from_numpy(np.random.default_rng(6).random((2, 1, 37, 29), dtype=np.float32))
+    for net, pair in ((_local_net(), (2.0, 2.0)), (_local_net("meta"), (2.5, 2.5))):
+        call = (lambda t: net(t)) if pair == (2.0, 2.0) else (lambda t: net(t, pair))
+        with torch.no_grad():
+            whole = call(x)
+            tiled = run_tiled(call, x, pair, tile, 6)
+        torch.testing.assert_close(tiled, whole, atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize("scale", [1.5, 2.5, 1.3])

@@ -93,7 +93,8 @@ def test_plan_tiles_whole_slices_when_they_fit_else_the_largest_tile():
     assert plan_tiles(100, 100, 7, 10.0, 100 * 100 * 10 * 3.5, 8, 8) == (None, 3)
     assert plan_tiles(100, 100, 2, 10.0, 100 * 100 * 10 * 3.5, 8, 8) == (None, 2)
     assert plan_tiles(100, 100, 7, 10.0, 100 * 100 * 10 * 3.5, 1, 8) == (None, 1)
-    assert plan_tiles(1000, 900, 7, 10.0, 500 * 500 * 10, 8, 8) == (500, 1)
+    assert plan_tiles(1000, 900, 7, 10.0, 500 * 500 * 10, 8, 8) == ((277, None), 1)  # full-width bands of 277 rows
+    assert plan_tiles(1000, 900, 7, 10.0, 300 * 300 * 10, 8, 8) == (300, 1)  # bands of 100 rows: too thin
     assert plan_tiles(1000, 900, 7, 10.0, 0, 8, 8) == (2 * 8 + MIN_PLANNED_CORE, 1)  # no tiny, slow tiles
 
 
