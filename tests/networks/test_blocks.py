@@ -214,3 +214,19 @@ def test_icca_entropy_term_is_stable_for_large_offsets():
     from rmisr_monai.networks.blocks.attention import spatial_entropy_term
 
     np.testing.assert_allclose(spatial_entropy_term(x)[..., 0, 0].numpy(), expected, atol=1e-5, rtol=0)
+
+
+def test_pfmdb_and_srb_without_autograd_equal_the_autograd_path_and_leave_their_input():
+    """Without autograd the blocks overwrite their own temporaries (memory, benchmarks/RESULTS.md §9); the values
+    are those of the autograd path, which trains, and the caller's tensor is never written."""
+    torch.manual_seed(0)
+    for block in (PFMDB(32), ShallowResidualBlock(32), ICCA(32)):
+        x = torch.randn(2, 32, 11, 13, requires_grad=True)
+        kept = x.detach().clone()
+        with_grad = block(x)
+        with_grad.square().mean().backward()
+        assert x.grad is not None and torch.isfinite(x.grad).all()
+        with torch.inference_mode():
+            without = block(x.detach())
+        torch.testing.assert_close(without, with_grad.detach(), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(x.detach(), kept, rtol=0, atol=0)

@@ -13,14 +13,15 @@ LRELU_SLOPE = 0.05
 ACTIVATIONS = ("relu", "lrelu")
 
 
-def make_activation(name: str) -> nn.Module:
-    """``"relu"`` -> ``nn.ReLU()``; ``"lrelu"`` -> ``nn.LeakyReLU(LRELU_SLOPE)``.
+def make_activation(name: str, inplace: bool = False) -> nn.Module:
+    """``"relu"`` -> ``nn.ReLU()``; ``"lrelu"`` -> ``nn.LeakyReLU(LRELU_SLOPE)``; ``inplace`` overwrites the input
+    (safe after an operation whose backward does not read its output, such as a convolution or a sum).
 
     Raises:
         ConfigurationError: unknown name.
     """
     if name == "relu":
-        return nn.ReLU()
+        return nn.ReLU(inplace)
     if name == "lrelu":
-        return nn.LeakyReLU(LRELU_SLOPE)
+        return nn.LeakyReLU(LRELU_SLOPE, inplace)
     raise ConfigurationError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")

@@ -42,7 +42,10 @@ def channel_mean_std(x: torch.Tensor, eps: float = STD_EPS) -> tuple[torch.Tenso
     floor and gives NaN gradients on constant channels); values differ from IMDN's by at most ``sqrt(STD_EPS) = 1e-6``.
     """
     mean = x.mean(dim=(2, 3), keepdim=True)
-    var = (x - mean).pow(2).mean(dim=(2, 3), keepdim=True)
+    centred = x - mean
+    # without autograd the square overwrites the centred copy: one full-size temporary instead of two
+    squared = centred.square() if centred.requires_grad else centred.square_()
+    var = squared.mean(dim=(2, 3), keepdim=True)
     return mean, var.clamp_min(eps).sqrt()
 
 
@@ -62,7 +65,8 @@ def spatial_entropy_term(x: torch.Tensor, norm: float = ICCA_ENTROPY_NORM) -> to
     shift = x.amax(dim=(2, 3), keepdim=True).detach()  # any shift gives the same value; the max avoids overflow
     e = (x - shift).exp_()
     total = e.sum(dim=(2, 3), keepdim=True)
-    plogp = (e * x).sum(dim=(2, 3), keepdim=True) / total - (shift + total.log())
+    weighted = e * x if e.requires_grad else e.mul_(x)  # without autograd e is not needed again: no second map
+    plogp = weighted.sum(dim=(2, 3), keepdim=True) / total - (shift + total.log())
     return plogp / (math.log(2.0) * norm)
 
 
@@ -95,8 +99,13 @@ class ContrastChannelAttention(nn.Module):
         mean, std = channel_mean_std(x)
         return std + mean
 
+    def channel_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """The attention factors ``sigmoid(bottleneck(statistic(x)))``, ``(N, C, 1, 1)``; ``forward`` is ``x`` times
+        them."""
+        return self.conv_du(self.statistic(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.conv_du(self.statistic(x))
+        return x * self.channel_weights(x)
 
 
 class ICCA(ContrastChannelAttention):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import List
+
 import torch
 from torch import nn
 
@@ -72,11 +74,23 @@ class PFMDB(nn.Module):
         self.fusion = nn.Conv2d(distilled * (num_taps + 1), channels, 1)
         self.attention = ICCA(channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        distilled = []
+    def distill(self, x: torch.Tensor) -> torch.Tensor:
+        """``conv1x1(cat(PYB_1(x_0), ..., conv3x3(x_S)))`` of eq. 13, before the attention; the taps are released
+        on return."""
+        distilled: List[torch.Tensor] = []
         feat = x
         for tap, step in zip(self.taps, self.cascade):
             distilled.append(tap(feat))
             feat = step(feat)
-        distilled.append(self.conv3(feat))
-        return x + self.attention(self.fusion(torch.cat(distilled, dim=1)))
+        feat = self.conv3(feat)  # the last cascade map is released here, the taps once concatenated
+        distilled.append(feat)
+        stacked = torch.cat(distilled, dim=1)
+        distilled.clear()
+        return self.fusion(stacked)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fused = self.distill(x)
+        weights = self.attention.channel_weights(fused)
+        # without autograd the attention and the residual sum overwrite the fused map (a fresh tensor of this block)
+        out = fused * weights if fused.requires_grad else fused.mul_(weights)
+        return out.add_(x)

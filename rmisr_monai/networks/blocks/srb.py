@@ -29,7 +29,11 @@ class ShallowResidualBlock(nn.Module):
     def __init__(self, channels: int, kernel_size: int = 3, activation: str = "relu") -> None:
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2)
-        self.act = make_activation(activation)
+        self.act = make_activation(activation, inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.conv(x) + x)
+        # the sum and the activation overwrite the convolution's output (its backward reads only x and the
+        # weights): one full-size map per block instead of three
+        y = self.conv(x)
+        y += x
+        return self.act(y)

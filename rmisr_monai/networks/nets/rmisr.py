@@ -39,7 +39,7 @@ class _Tail(nn.Module):
     def __init__(self, num_blocks: int, features: int, activation: str) -> None:
         super().__init__()
         self.features = features
-        self.fuse = nn.Sequential(nn.Conv2d(num_blocks * features, features, 1), make_activation(activation))
+        self.fuse = nn.Sequential(nn.Conv2d(num_blocks * features, features, 1), make_activation(activation, True))
         self.lr_conv = nn.Conv2d(features, features, 3, padding=1)
         self.out_conv = nn.Conv2d(features, features, 3, padding=1)
 
