@@ -17,7 +17,9 @@ ITERATIONS=${ITERATIONS:-3000}
 mod=${MOD,,}
 D=${RMISR_SHARED:-../shared}/data/medical
 S=$D/dicom_series
+WINDOW=()
 if [[ $MOD == CT ]]; then
+  WINDOW=(--ct-window -3072 3071)  # spans the scanners' padding values (CT_PADDED_WINDOW_HU)
   VOLUMES=("$S/ct_siemens_biograph_abdomen_j2k" "$S/ct_philips_brilliance16p_chest_subset"
            "$S/ct_ge_lightspeed16_abdomen_subset" "$S/ct_philips_bigbore_pelvis_subset")
 else
@@ -32,4 +34,4 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 exec python -m rmisr_monai.training --network rmisr_bl --network-kwargs '{"features": 32, "upsampler": "meta"}' \
   --scale-range 1.1 4.0 --modality "$MOD" --volumes "${VOLUMES[@]}" --iterations "$ITERATIONS" --patch 32 --batch 16 \
   --lr 2e-4 --checkpoint-every 100 --transfer "rmisr_bl_${mod}_x2" --checkpoint-dir "runs/meta_$mod" \
-  --output "runs/rmisr_meta_$mod.pt" "${RESUME[@]}"
+  --output "runs/rmisr_meta_$mod.pt" "${WINDOW[@]}" "${RESUME[@]}"
