@@ -427,11 +427,11 @@ def upscale_array(
         # the network's bytes per pixel and output channels, from one call on a small probe
         h, w = src.shape[2], src.shape[3]
         probe = torch.zeros(1, 1 if per_channel else channels, min(h, PROBE_SIDE), min(w, PROBE_SIDE))
-        peak, y_probe = forward_peak_bytes(runner._forward, probe)
+        peak, net_out = _probe(runner, probe, pair)
         calls = channels if per_channel else 1  # network calls per slice
-        out_bytes = int(np.prod(out_spatial)) * y_probe.shape[1] * calls * dtype.itemsize
+        out_bytes = int(np.prod(out_spatial)) * net_out * calls * dtype.itemsize
         tile, batch_size = _plan(
-            runner, calls * peak / probe[0, 0].numel(), (h, w), channels, y_probe.shape[1] * calls, pair, dtype,
+            runner, calls * peak / probe[0, 0].numel(), (h, w), channels, net_out * calls, pair, dtype,
             n_slices, vol.nbytes, out_bytes, memory_limit, int(tile_overlap), tile,
         )
         runner.tile = runner.initial_tile = tile
@@ -479,6 +479,28 @@ def upscale_array(
         bar.update(n)
     assert out is not None
     return out[0] if squeeze and out.shape[0] == 1 else out
+
+
+# (network structure, probe shape, scale pair, device, autocast) -> (peak bytes, output channels) of the probe call
+_PROBES: dict[tuple, tuple[int, int]] = {}
+
+
+def _probe(runner: _Runner, probe: torch.Tensor, pair: tuple[float, float]) -> tuple[int, int]:
+    """``(peak bytes, output channels)`` of one network call on ``probe``
+    (:func:`~rmisr_monai.inference.tiling.forward_peak_bytes`), remembered for networks of the same structure: the
+    first call costs ~0.8 s for RMISR-BL (mostly one-off kernel set-up for the probe's shapes), so a batch of
+    volumes pays it once, not per volume."""
+    net = runner.net
+    if not any(True for _ in net.parameters()):  # interpolators: nothing to remember, nothing costly to probe
+        peak, y = forward_peak_bytes(runner._forward, probe)
+        return peak, int(y.shape[1])
+    structure = tuple((name, tuple(t.shape), t.dtype) for name, t in net.state_dict().items())
+    key = (type(net).__qualname__, repr(net), structure, tuple(probe.shape), pair, runner.device.type,
+           runner.autocast_dtype)
+    if key not in _PROBES:
+        peak, y = forward_peak_bytes(runner._forward, probe)
+        _PROBES[key] = (peak, int(y.shape[1]))
+    return _PROBES[key]
 
 
 def _plan(
