@@ -282,3 +282,14 @@ def test_through_plane_slices_along_the_shorter_other_axis(shape, planes):
     from rmisr_monai.ops.resize import imresize
 
     np.testing.assert_allclose(out, imresize(torch.from_numpy(vol), 2.5, dims=(0,)).numpy(), atol=1e-5)
+
+
+def test_memory_probe_runs_once_per_network_structure():
+    """The default plan probes the network on a 64 x 64 slice; a second volume (or a second network of the same
+    structure) reuses that measurement instead of probing again."""
+    vol = np.random.default_rng(7).random((100, 90, 2), dtype=np.float32)
+    first, second = _Shapes(_local_net("meta", seed=1)), _Shapes(_local_net("meta", seed=2))
+    upscale_array(vol, first, 1.5, **RUN)
+    assert (64, 64) in first.seen and (100, 90) in first.seen
+    upscale_array(vol, second, 1.5, **RUN)
+    assert second.seen == {(100, 90)}
