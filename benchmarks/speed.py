@@ -17,6 +17,7 @@ resumed (SIGCONT), also on errors and Ctrl-C.
 
     python benchmarks/speed.py --names rmisr_bl rmisr_bl_ct_x2 --slices 2
     python benchmarks/speed.py --baseline /tmp/before --repeats 3
+    python benchmarks/speed.py --names rmisr_bl --slices 4 --warm     # per-slice rate once the process is warm
 """
 
 from __future__ import annotations
@@ -110,8 +111,9 @@ def reference_macs(net: torch.nn.Module, side: int, probe: int = 64) -> float:
     return counter.get_total_flops() / 2 * side**2 / probe**2
 
 
-def measure(names: list[str], slices: int, side: int) -> dict:
-    """One process's figures: SGEMM rate, then seconds per engine call for each network."""
+def measure(names: list[str], slices: int, side: int, warm: bool = False) -> dict:
+    """One process's figures: SGEMM rate, then seconds per engine call for each network (``warm``: after an untimed
+    call on one slice of the same size, so that the one-off set-up of the process is not counted)."""
     from rmisr_monai.inference import upscale_array
 
     torch.set_num_threads(os.cpu_count() or 1)
@@ -120,6 +122,8 @@ def measure(names: list[str], slices: int, side: int) -> dict:
     result = {"sgemm": sgemm_macs_per_s(), "seconds": {}}
     for name in names:
         net, scale, _ = network_for(name)
+        if warm:
+            upscale_array(volume[..., :1], net, scale, device="cpu", progress=False)
         t0 = time.perf_counter()
         upscale_array(volume, net, scale, device="cpu", progress=False)  # values in [0, 1]: no normalisation
         result["seconds"][name] = time.perf_counter() - t0
@@ -133,10 +137,11 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=512, help="slice side in pixels")
     parser.add_argument("--repeats", type=int, default=1, help="alternating runs per tree (medians reported)")
     parser.add_argument("--baseline", default=None, help="a package tree to compare with (PYTHONPATH)")
+    parser.add_argument("--warm", action="store_true", help="time a second call (the process's set-up excluded)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(measure(args.names, args.slices, args.side)))
+        print(json.dumps(measure(args.names, args.slices, args.side, args.warm)))
         return
 
     macs = {name: reference_macs(network_for(name)[0], args.side) for name in args.names}
@@ -144,7 +149,8 @@ def main() -> None:
     if args.baseline:
         trees = {"baseline": str(Path(args.baseline).resolve()), **trees}
     runs: dict[str, list[dict]] = {t: [] for t in trees}
-    cmd = [sys.executable, __file__, "--worker", "--slices", str(args.slices), "--side", str(args.side), "--names"]
+    cmd = [sys.executable, __file__, "--worker", "--slices", str(args.slices), "--side", str(args.side),
+           *(["--warm"] if args.warm else []), "--names"]
     with paused_training():
         for _ in range(args.repeats):
             for tree, path in trees.items():
@@ -152,7 +158,7 @@ def main() -> None:
                 out = subprocess.run(cmd + args.names, env=env, check=True, capture_output=True, text=True).stdout
                 runs[tree].append(json.loads(out.strip().splitlines()[-1]))
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, {args.slices} slices of {args.side}^2, "
-          f"{args.repeats} alternating run(s) per tree, medians")
+          f"{args.repeats} alternating run(s) per tree, medians{', warm process' if args.warm else ''}")
     print("| network | tree | GMAC/slice (useful) | s/slice | useful GMAC/s | SGEMM GMAC/s | ratio |")
     print("|---|---|---|---|---|---|---|")
     for name in args.names:
