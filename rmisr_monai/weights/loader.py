@@ -89,7 +89,9 @@ def default_model(
     """The registry entry of the shipped default model for ``scale`` and ``modality`` (and ``network``, if given).
 
     ``modality`` ``"CT"``/``"MR"`` must match the entry; ``None`` or ``"OT"`` (unknown, e.g. NIfTI) accepts any entry
-    of that scale, preferring CT. An entry with ``"arbitrary_scale": true`` (a Meta-SR network) fits every scale;
+    of that scale, preferring MR: an MR model normalises each volume by its own percentiles and so adapts to any
+    intensity range, where a CT model's fixed HU window suits only Hounsfield units (CT files are recognised by
+    their air, :func:`rmisr_monai.io.read.guess_modality`). An entry with ``"arbitrary_scale": true`` (a Meta-SR network) fits every scale;
     ``arbitrary_scale=True`` (through-plane upscaling) accepts only such entries. The first matching entry in
     registry order wins.
 
@@ -107,7 +109,7 @@ def default_model(
     if modality in ("CT", "MR"):
         fits = [e for e in fits if str(e.get("modality", "")).upper() == modality]
     else:
-        fits.sort(key=lambda e: str(e.get("modality", "")).upper() != "CT")
+        fits.sort(key=lambda e: str(e.get("modality", "")).upper() != "MR")
     if not fits:
         have = ", ".join(f"{e.get('name')} (x{e.get('scale')} {e.get('modality')})" for e in entries) or "none"
         what = (

@@ -104,7 +104,8 @@ def registry(tmp_path, monkeypatch):
 def test_registry_default_model_and_sha256(registry):
     assert default_model(2, "CT")["name"] == "tiny_ct_x2"
     assert default_model(2, "MR")["name"] == "tiny_mr_x2"
-    assert default_model(2, "OT")["name"] == "tiny_ct_x2"  # unknown modality prefers CT
+    assert default_model(2, "OT")["name"] == "tiny_mr_x2"  # unknown modality: the percentile-normalised MR model
+    assert default_model(2, None)["name"] == "tiny_mr_x2"
     with pytest.raises(WeightsError, match=r"no shipped weights for scale 4.*load_model\('bicubic'\)") as e:
         default_model(4, "CT")
     assert "--" not in str(e.value) and "--model bicubic" in e.value.cli and "--weights PATH" in e.value.cli
