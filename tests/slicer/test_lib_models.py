@@ -32,6 +32,8 @@ def test_shipped_registry_becomes_one_item_per_network_and_modality():
     assert offered == shipped  # every shipped model is reachable, nothing else
     ct = next(c for c in choices if c.key == "rmisr_bl:CT")
     assert ct.scales == (2.0, 4.0) and ct.scale_range is None and not ct.through_plane
+    # the group's x2 is the CLI's default for CT x2 (the first registry entry of that scale)
+    assert ct.names[2.0] == next(e["name"] for e in entries if e["modality"] == "CT" and e.get("scale") == 2)
     assert worker_model_arguments(ct, 4.0) == ["--model", "rmisr_bl_ct_x4"]
     with pytest.raises(ValueError, match="cannot upscale x3"):
         worker_model_arguments(ct, 3.0)
@@ -119,3 +121,15 @@ def test_install_without_the_pytorch_extension_says_so(monkeypatch):
     monkeypatch.setitem(sys.modules, "PyTorchUtils", None)  # import fails
     with pytest.raises(RuntimeError, match="needs the PyTorch extension"):
         dependencies.install_dependencies(lambda q: True, lambda a: None, MODULE_DIR / "Resources/requirements.txt")
+
+
+def test_a_second_entry_for_a_scale_is_its_own_item_and_the_first_stays_the_default():
+    entries = [
+        {"name": "new_ct_x2", "network": "rmisr_bl", "modality": "CT", "scale": 2},
+        {"name": "old_ct_x2", "network": "rmisr_bl", "modality": "CT", "scale": 2},
+        {"name": "old_ct_x4", "network": "rmisr_bl", "modality": "CT", "scale": 4},
+    ]
+    choices = {c.key: c for c in model_choices(entries)}
+    assert choices["rmisr_bl:CT"].names == {2.0: "new_ct_x2", 4.0: "old_ct_x4"}
+    assert choices["old_ct_x2"].names == {2.0: "old_ct_x2"} and "old_ct_x2" in choices["old_ct_x2"].label
+    assert worker_model_arguments(choices["old_ct_x2"], 2.0) == ["--model", "old_ct_x2"]

@@ -75,7 +75,8 @@ def _label(entry: Mapping[str, Any]) -> str:
 
 def model_choices(entries: Iterable[Mapping[str, Any]]) -> list[ModelChoice]:
     """The menu for the registry ``entries`` (``rmisr_monai.weights.read_registry()``): shipped sub-pixel models
-    grouped by network and modality, arbitrary-scale models, then bicubic and "checkpoint file"."""
+    grouped by network and modality (the first entry of a scale, the default), the other entries of a scale and the
+    arbitrary-scale models each on their own, then bicubic and "checkpoint file"."""
     grouped: dict[tuple[str, str], dict[float, str]] = {}
     descriptions: dict[tuple[str, str], str] = {}
     choices: list[ModelChoice] = []
@@ -95,7 +96,20 @@ def model_choices(entries: Iterable[Mapping[str, Any]]) -> list[ModelChoice]:
             )
             continue
         group = (str(entry.get("network", "")), str(entry.get("modality", "")))
-        grouped.setdefault(group, {})[float(entry["scale"])] = name
+        scale = float(entry["scale"])
+        if scale in grouped.get(group, {}):
+            # a later entry for a scale the group has: the first is the default (as for `rmisr upscale`); this one
+            # stays reachable as an item of its own
+            choices.append(
+                ModelChoice(
+                    key=name,
+                    label=f"{_label(entry)} (x{scale:g}, {name})",
+                    names={scale: name},
+                    description=str(entry.get("description", "")),
+                )
+            )
+            continue
+        grouped.setdefault(group, {})[scale] = name
         descriptions.setdefault(group, str(entry.get("description", "")))
     subpixel = [
         ModelChoice(
