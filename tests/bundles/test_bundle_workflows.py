@@ -114,8 +114,9 @@ def test_scale_override_selects_the_shipped_weights():
     assert bundle_checkpoint(root, 2, "rmisr_bl", "CT") == str(root / "models" / "model.pt")
     assert bundle_checkpoint(root, 4, "rmisr_bl", "CT") == "rmisr_bl_ct_x4"
     assert bundle_checkpoint(BUNDLES / "mri_rmisr_bl_super_resolution", 4, "rmisr_bl", "MR") == "rmisr_bl_mr_x4"
-    with pytest.raises(SystemExit, match=r"^rmisr: error: .*model.pt: holds x2 weights and no shipped .* scale 3"):
-        bundle_checkpoint(root, 3, "rmisr_bl", "CT")
+    assert bundle_checkpoint(root, 3, "rmisr_bl", "CT") == "rmisr_bl_ct_x3"
+    with pytest.raises(SystemExit, match=r"^rmisr: error: .*model.pt: holds x2 weights and no shipped .* scale 5"):
+        bundle_checkpoint(root, 5, "rmisr_bl", "CT")
 
 
 def _command(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
