@@ -376,6 +376,9 @@ def read_dicom(path: str | os.PathLike, series_uid: str | None = None, stack: st
             raise InputFileError(path, "not a DICOM image file")
         files = [(path, header)]
     headers = dict(files)
+    for file, header in files:  # a damaged file may keep Rows and lose Columns (a mangled tag number)
+        if header.get("Rows") is None or header.get("Columns") is None:
+            raise InputFileError(file, "Rows or Columns missing: not a readable DICOM image")
     rows, columns = int(files[0][1].Rows), int(files[0][1].Columns)
     for file, header in files:
         if (int(header.Rows), int(header.Columns)) != (rows, columns):

@@ -186,6 +186,15 @@ def test_missing_geometry_tag_refused(ge_copy, keyword):
     assert ge_copy[3].name in message
 
 
+def test_a_slice_without_columns_is_named(ge_copy):
+    """A damaged file keeps Rows but loses Columns (found by tests/cli/test_fuzz.py): one error naming it."""
+    ds = pydicom.dcmread(ge_copy[3])
+    del ds.Columns
+    ds.save_as(ge_copy[3])
+    message = _expect(ge_copy[0].parent, "Rows or Columns missing")
+    assert ge_copy[3].name in message
+
+
 def test_non_dicom_files(ge_copy):
     folder = ge_copy[0].parent
     (folder / "README.txt").write_text("notes")

@@ -29,6 +29,7 @@ def test_shipped_registry_becomes_one_item_per_network_and_modality():
     assert keys[-2:] == [BICUBIC, CHECKPOINT]
     shipped = {e["name"] for e in entries}
     offered = {name for c in choices for name in c.names.values()}
+    offered |= {c.key for c in choices if c.scale_range is not None and c.key not in (BICUBIC, CHECKPOINT)}
     assert offered == shipped  # every shipped model is reachable, nothing else
     ct = next(c for c in choices if c.key == "rmisr_bl:CT")
     assert ct.scales == (2.0, 3.0, 4.0) and ct.scale_range is None and not ct.through_plane

@@ -90,7 +90,7 @@ def test_a_failing_worker_reports_its_sentence_and_leaves_no_node(slicer, tmp_pa
     "options, message",
     [
         ({"model": "rmisr_bl:CT", "mode": "through-plane"}, "in-plane only"),
-        ({"model": "rmisr_bl:CT", "scale": 3.0}, "cannot upscale x3"),
+        ({"model": "rmisr_bl:CT", "scale": 5.0}, "cannot upscale x5"),
         ({"model": "nope"}, "unknown model"),
         ({"mode": "oblique"}, "mode must be one of"),
     ],

@@ -114,7 +114,7 @@ def test_model_menu_and_scale_controls_follow_the_choice(widget):
     labels = widget.ui.modelComboBox.items
     keys = [c.key for c in widget._choices]
     assert labels == [c.label for c in widget._choices] and keys[-2:] == ["bicubic", "checkpoint"]
-    assert "RMISR-BL CT (x2, x4)" in labels
+    assert "RMISR-BL CT (x2, x3, x4)" in labels
     # bicubic (the default): a free scale in its range
     assert widget.ui.scaleSpinBox.visible and not widget.ui.scaleComboBox.visible
     assert (widget.ui.scaleSpinBox.minimum, widget.ui.scaleSpinBox.maximum) == (1.1, 8.0)
@@ -125,9 +125,9 @@ def test_model_menu_and_scale_controls_follow_the_choice(widget):
     p = widget._parameterNode
     assert (p.model, p.scale, p.mode) == ("rmisr_bl:CT", 2.0, "axial")
     assert widget.ui.scaleComboBox.visible and not widget.ui.scaleSpinBox.visible
-    assert widget.ui.scaleComboBox.items == ["x2", "x4"] and not widget.ui.thickAxisComboBox.enabled
-    widget.ui.scaleComboBox.currentIndex = 1
-    widget.onScaleChanged(1)
+    assert widget.ui.scaleComboBox.items == ["x2", "x3", "x4"] and not widget.ui.thickAxisComboBox.enabled
+    widget.ui.scaleComboBox.currentIndex = 2
+    widget.onScaleChanged(2)
     assert p.scale == 4.0
     # checkpoint: the file chooser appears
     widget.onModelChanged(keys.index("checkpoint"))
@@ -169,10 +169,10 @@ def test_worker_error_is_shown_in_words_and_the_panel_recovers(widget, slicer):
 
 
 def test_apply_refuses_an_impossible_choice_in_words(widget, slicer):
-    widget._parameterNode.model, widget._parameterNode.scale = "rmisr_bl:CT", 3.0
+    widget._parameterNode.model, widget._parameterNode.scale = "rmisr_bl:CT", 5.0
     with pytest.raises(ValueError):
         widget.onApplyButton()
-    start = "Super-resolution could not start.\n\nRMISR-BL CT (x2, x4) cannot upscale x3"
+    start = "Super-resolution could not start.\n\nRMISR-BL CT (x2, x3, x4) cannot upscale x5"
     assert slicer.util.errors[0].startswith(start)
     assert widget._job is None and not widget.ui.progressBar.visible
 
