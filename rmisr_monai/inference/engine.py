@@ -94,10 +94,11 @@ PROCESS_BASE_BYTES = 512 << 20
 # most slices per network call when the budget allows more (the former fixed default on the CPU: batches amortise
 # the per-call overhead on small slices and tiles); on CUDA larger batches keep the GPU busy
 MAX_AUTO_BATCH = {"cpu": 4, "cuda": 16}
-# on the CPU a call of this many LR pixels already keeps the cores busy: larger slices run one per call. Batches of
-# whole 512^2 slices gained no speed and each slice held ~150 MiB more than the probe counts (oneDNN buffers and
-# allocator slack: a 512 x 512 x 300 CT x2 peaked at 2634 MiB in batches of 3, target 2149; benchmarks/RESULTS.md §9)
-CPU_BATCH_PIXELS = 256 * 256
+# on the CPU one call takes at most this many LR pixels (and at least one slice): it already keeps the cores busy.
+# Batches of whole 512^2 slices gained no speed and each slice held ~150 MiB more than the probe counts (oneDNN
+# buffers and allocator slack: a 512 x 512 x 300 CT x2 peaked at 2634 MiB in batches of 3, target 2149;
+# benchmarks/RESULTS.md §9)
+CPU_CALL_PIXELS = 512 * 512
 # side of the probe slice the network's bytes per pixel are measured on
 PROBE_SIDE = 64
 
@@ -499,8 +500,7 @@ def _probe(runner: _Runner, probe: torch.Tensor, pair: tuple[float, float]) -> t
         peak, y = forward_peak_bytes(runner._forward, probe)
         return peak, int(y.shape[1])
     structure = tuple((name, tuple(t.shape), t.dtype) for name, t in net.state_dict().items())
-    key = (type(net).__qualname__, repr(net), structure, tuple(probe.shape), pair, runner.device.type,
-           runner.autocast_dtype)
+    key = (repr(net), structure, tuple(probe.shape), pair, runner.device.type, runner.autocast_dtype)
     if key not in _PROBES:
         peak, y = forward_peak_bytes(runner._forward, probe)
         _PROBES[key] = (peak, int(y.shape[1]))
@@ -535,7 +535,7 @@ def _plan(
     max_batch = MAX_AUTO_BATCH.get(runner.device.type, 1)
     window = min(tile, h) * min(tile, w) if tile is not None else h * w
     if runner.device.type == "cpu":
-        max_batch = int(max(1, min(max_batch, CPU_BATCH_PIXELS * max_batch // max(1, window))))
+        max_batch = max(1, min(max_batch, CPU_CALL_PIXELS // max(1, window)))
     if runner.device.type == "cuda":  # activations live on the GPU; the host holds the engine's buffers
         free = 0.8 * torch.cuda.mem_get_info(runner.device)[0]
         if tile is None:
