@@ -1,10 +1,16 @@
-"""Train an SR network on 2D slices of CT/MR volumes: ``python -m rmisr_monai.training --help``.
+"""Train an SR network on 2D slices of CT/MR volumes, or on pictures: ``python -m rmisr_monai.training --help``.
 
 Example (the command that trained the shipped ``rmisr_bl_ct_x2`` model is recorded in benchmarks/RESULTS.md)::
 
     python -m rmisr_monai.training --network rmisr_bl --scale 2 --modality CT \\
         --volumes ../shared/data/medical/ct/totalseg_chest_cta_crop_1p5mm.nii.gz ... \\
         --iterations 2000 --patch 32 --batch 16 --checkpoint-dir runs/ct_x2 --output rmisr_bl_ct_x2.pt
+
+RMISR Table 1's protocol on natural RGB pictures (T91 + BSD200; evaluate with benchmarks/natural.py)::
+
+    python -m rmisr_monai.training --network rmisr_bl --network-kwargs '{"in_channels": 3}' --scale 4 \\
+        --images ../shared/data/natural_train/T91 ../shared/data/natural_train/BSD200 \\
+        --patch 48 --checkpoint-dir runs/natural_x4 --output rmisr_bl_natural_x4.pt
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ import torch
 from monai.engines.utils import default_prepare_batch
 
 from rmisr_monai.networks import get_network
-from rmisr_monai.training.data import PrepareScaledBatch, random_scale_loader, slice_patch_loader
+from rmisr_monai.training.data import PrepareScaledBatch, image_patch_loader, random_scale_loader, slice_patch_loader
+from rmisr_monai.training.datasets import picture_files
 from rmisr_monai.training.trainer import INITIAL_LR, ITERATIONS_PER_EPOCH, build_trainer, sr_loss
 from rmisr_monai.weights.loader import load_model, save_checkpoint
 
@@ -37,7 +44,8 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m rmisr_monai.training",
-        description="Train an SR network on random paired patches of volume slices (LR = MATLAB bicubic of HR).",
+        description="Train an SR network on random paired patches of volume slices or of pictures "
+        "(LR = MATLAB bicubic of HR).",
         formatter_class=_HelpFormatter,
         epilog=__doc__,
     )
@@ -49,8 +57,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="train an arbitrary-scale network (network kwargs with \"upsampler\": \"meta\") on a random scale "
         "pair per batch in [LOW, HIGH] (Meta-SR: 1.1 4.0), one axis alone or both",
     )
-    parser.add_argument("--modality", choices=["CT", "MR"], required=True, help="picks the intensity normalisation")
-    parser.add_argument("--volumes", nargs="+", required=True, help="NIfTI/NRRD/MHA files or DICOM series folders")
+    parser.add_argument(
+        "--modality", choices=["CT", "MR"], default=None, help="picks the intensity normalisation (with --volumes)"
+    )
+    data = parser.add_mutually_exclusive_group(required=True)
+    data.add_argument("--volumes", nargs="+", help="NIfTI/NRRD/MHA files or DICOM series folders")
+    data.add_argument(
+        "--images", nargs="+",
+        help="8-bit pictures (PNG/BMP/JPEG/TIFF) or folders of them, 0-255 mapped to [0, 1]; RGB for a network "
+        'with "in_channels": 3, else gray (BT.601 luma)',
+    )
     parser.add_argument("--axes", type=int, nargs="+", default=[2], help="slice axes of the volumes (2 = axial)")
     parser.add_argument(
         "--iterations", type=int, default=2000,
@@ -86,7 +102,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "x2 model into an x3 or arbitrary-scale network; the rest starts fresh",
     )
     parser.add_argument("--output", type=Path, required=True, help="the model checkpoint to write (weights/ format)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.volumes is not None and args.modality is None:
+        parser.error("--volumes needs --modality CT or MR")
+    if args.images is not None and (args.modality, args.ct_window, args.scale_range) != (None, None, None):
+        parser.error("--images trains at one --scale on 8-bit pictures: --modality, --ct-window and --scale-range "
+                     "are for --volumes")
+    return args
 
 
 def transfer_weights(network: torch.nn.Module, model: str) -> None:
@@ -119,7 +141,13 @@ def main(argv: list[str] | None = None) -> int:
         transfer_weights(network, args.transfer)
     network = network.to(args.device)
     prepare_batch = default_prepare_batch
-    if args.scale_range is None:
+    if args.images is not None:
+        loader, intensity = image_patch_loader(
+            picture_files(args.images), color="rgb" if kwargs["in_channels"] == 3 else "gray", scale=args.scale,
+            patch=args.patch, batch=args.batch, samples=args.iterations * args.batch, noise=args.noise,
+            seed=args.seed,
+        )
+    elif args.scale_range is None:
         loader, intensity = slice_patch_loader(
             args.volumes, args.modality, scale=args.scale, patch=args.patch, batch=args.batch,
             samples=args.iterations * args.batch, axes=args.axes, noise=args.noise, seed=args.seed,
@@ -144,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     minutes = (time.time() - start) / 60
     info = {
         "command": "python -m rmisr_monai.training " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "volumes": [Path(v).name for v in args.volumes],
+        "data": [Path(v).name for v in args.volumes or args.images],
         "iterations": trainer.state.iteration,  # what ran (in all, when resumed)
         "final_lr": trainer.optimizer.param_groups[0]["lr"],
         "minutes": round(minutes, 1),

@@ -1,9 +1,10 @@
-"""The training data of ``python -m rmisr_monai.training``: random paired patches of volume slices.
+"""The training data of ``python -m rmisr_monai.training``: random paired patches of volume slices or pictures.
 
 A thin wiring of :mod:`rmisr_monai.data` (slices normalised per volume, random crops, dihedral augmentation,
 bicubic LR, optional LR noise) into a MONAI DataLoader that draws a fixed number of samples with replacement:
 at one integer scale (:func:`slice_patch_loader`), or at a random scale per batch for arbitrary-scale networks
 (:func:`random_scale_loader`, whose batches carry their scale to the network through :class:`PrepareScaledBatch`).
+:func:`image_patch_loader` does the same for 8-bit natural pictures (RMISR Table 1's protocol, the "291" images).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from monai.data import DataLoader
 from monai.engines.utils import PrepareBatch, default_prepare_batch
 from torch.utils.data import RandomSampler
 
-from rmisr_monai.data import PairedPatchDataset, volume_slice_items
+from rmisr_monai.data import PairedPatchDataset, image_items, volume_slice_items
 from rmisr_monai.data.random_scale import META_SCALE_RANGE, RandomScalePatchDataset, ScaleBatchSampler
 from rmisr_monai.errors import ConfigurationError
 from rmisr_monai.transforms.intensity import IntensityNormalization
@@ -26,7 +27,9 @@ from rmisr_monai.transforms.intensity import IntensityNormalization
 __all__ = [
     "FOREGROUND_HU",
     "MIN_FOREGROUND_FRACTION",
+    "EIGHT_BIT",
     "PrepareScaledBatch",
+    "image_patch_loader",
     "normalised_slices",
     "random_scale_loader",
     "slice_patch_loader",
@@ -34,6 +37,7 @@ __all__ = [
 
 FOREGROUND_HU = -500.0  # CT voxels above it are not air
 MIN_FOREGROUND_FRACTION = 0.1  # slices that are almost all air teach nothing
+EIGHT_BIT = IntensityNormalization(kind="range", a_min=0.0, a_max=255.0)  # 8-bit pictures onto [0, 1]
 
 
 def slice_patch_loader(
@@ -65,9 +69,41 @@ def slice_patch_loader(
     """
     items, normalization, noise = normalised_slices(paths, modality, axes, patch * scale, noise, ct_window)
     dataset = PairedPatchDataset(items, scale, patch, normalization=None, noise_sigma=noise, seed=seed)
+    return _drawn_with_replacement(dataset, batch, samples, seed), normalization.recipe()
+
+
+def image_patch_loader(
+    paths: Sequence[str | Path],
+    *,
+    color: str,
+    scale: int,
+    patch: int,
+    batch: int,
+    samples: int,
+    noise: float = 0.0,
+    seed: int = 0,
+) -> tuple[DataLoader, dict]:
+    """:func:`slice_patch_loader` for 2D pictures (PNG, BMP, JPEG...): 0-255 mapped to ``[0, 1]`` (:data:`EIGHT_BIT`,
+    recorded in the checkpoint); pictures smaller than the HR patch are left out.
+
+    Args:
+        paths: picture files.
+        color: ``"rgb"`` (3-channel networks, RMISR Table 1) or ``"gray"`` (BT.601 luma).
+        scale, patch, batch, samples, seed: as :func:`slice_patch_loader`.
+        noise: maximum LR noise standard deviation in ``[0, 1]`` units.
+    """
+    items = [item for item in image_items(paths, color) if min(item["label"].shape[1:]) >= patch * scale]
+    if not items:
+        raise ConfigurationError(f"no picture of {len(paths)} is at least {patch * scale} pixels wide")
+    span = float(EIGHT_BIT.a_max) - float(EIGHT_BIT.a_min)  # PairedPatchDataset takes the noise in stored units
+    dataset = PairedPatchDataset(items, scale, patch, normalization=EIGHT_BIT, noise_sigma=noise * span, seed=seed)
+    return _drawn_with_replacement(dataset, batch, samples, seed), EIGHT_BIT.recipe()
+
+
+def _drawn_with_replacement(dataset: PairedPatchDataset, batch: int, samples: int, seed: int) -> DataLoader:
     generator = torch.Generator().manual_seed(seed)
     sampler = RandomSampler(dataset, replacement=True, num_samples=samples, generator=generator)
-    return DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=0), normalization.recipe()
+    return DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=0)
 
 
 def random_scale_loader(

@@ -36,7 +36,7 @@ from rmisr_monai.io.volume import file_format
 from rmisr_monai.training.data import normalised_slices
 from rmisr_monai.transforms.intensity import IntensityNormalization
 
-__all__ = ["IMAGE_SUFFIXES", "SliceDatasets", "split_files", "training_files"]
+__all__ = ["IMAGE_SUFFIXES", "SliceDatasets", "picture_files", "split_files", "training_files"]
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".dcm", ".dicom")  # data.images readers
 SSIM_MIN_SIDE = 11  # metrics.sr_metrics: the SSIM window needs 11 pixels per axis after shaving
@@ -65,6 +65,21 @@ def training_files(folder: str | os.PathLike) -> list[str]:
     if not found:
         raise ConfigurationError(f"{root}: no volume, DICOM series or 2D image to train on")
     return sorted(found)
+
+
+def picture_files(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """The 2D image files among ``paths``, a folder standing for the images :func:`training_files` finds in it.
+
+    Raises:
+        ConfigurationError: a path is neither an image file nor a folder holding one.
+    """
+    found: list[str] = []
+    for path in paths:
+        images = [f for f in training_files(path) if _is_image(f)] if Path(path).is_dir() else [str(path)]
+        if not images or not all(_is_image(f) and f.lower().endswith(IMAGE_SUFFIXES) for f in images):
+            raise ConfigurationError(f"{path}: not a 2D image file or a folder of them")
+        found += images
+    return found
 
 
 def split_files(files: Sequence[str], val_fraction: float) -> tuple[list[str], list[str]]:

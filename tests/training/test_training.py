@@ -110,3 +110,49 @@ def test_help_shows_the_defaults(capsys):
                             ("--epoch-length", 100), ("--patch", 32), ("--network", "rmisr_bl")]:
         assert re.search(rf"{option} \S+ .*?\(default: {default}\)", text), option
     assert "(default: None)" not in text  # required options and unset ones show no meaningless default
+
+
+def test_images_train_on_rgb_pictures_in_eight_bit_units(tmp_path):
+    """--images: RGB pictures (a folder and a file) for a 3-channel network, 0..255 onto [0, 1] in the checkpoint;
+    pictures smaller than the HR patch are left out, and a run on pictures that are all too small stops."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "pics").mkdir()
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (24, 20, 3), dtype=np.uint8)).save(tmp_path / "pics" / f"p{i}.png")
+    Image.fromarray(rng.integers(0, 256, (10, 30), dtype=np.uint8)).save(tmp_path / "small.bmp")  # 10 < 16
+    args = [
+        "--network", "srcnn", "--network-kwargs", '{"in_channels": 3, "features": [8, 4]}', "--scale", "2",
+        "--images", str(tmp_path / "pics"), str(tmp_path / "small.bmp"), "--patch", "8", "--batch", "2",
+        "--iterations", "2", "--checkpoint-dir", str(tmp_path / "ckpt"), "--output", str(tmp_path / "a.pt"),
+    ]
+    assert main(args) == 0
+    net, meta = load_model(tmp_path / "a.pt")
+    assert (meta["intensity"]["kind"], meta["intensity"]["a_min"], meta["intensity"]["a_max"]) == ("range", 0, 255)
+    assert meta["info"]["data"] == ["pics", "small.bmp"]
+    assert net(torch.rand(1, 3, 5, 7)).shape == (1, 3, 10, 14)
+    from rmisr_monai.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="at least 16 pixels"):
+        main([*args[:6], "--images", str(tmp_path / "small.bmp"), *args[9:]])
+
+
+def test_images_and_volumes_options_are_checked(tmp_path, capsys):
+    common = ["--checkpoint-dir", str(tmp_path / "c"), "--output", str(tmp_path / "a.pt")]
+    for bad, message in [
+        (["--volumes", "v.nii.gz"], "--volumes needs --modality"),
+        (["--images", "p.png", "--modality", "MR"], "--images trains at one --scale"),
+        (["--images", "p.png", "--volumes", "v.nii.gz", "--modality", "MR"], "not allowed with argument"),
+        ([], "one of the arguments --volumes --images is required"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            main([*bad, *common])
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+    (tmp_path / "vols").mkdir()
+    _synthetic_ct(tmp_path / "vols" / "ct.nii.gz")
+    from rmisr_monai.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="vols: not a 2D image file or a folder of them"):
+        main(["--images", str(tmp_path / "vols"), *common])
