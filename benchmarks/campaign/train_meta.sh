@@ -8,26 +8,14 @@
 # drawn per batch in 1.1-4.0 (both axes, one axis alone, or each its own). If benchmarks/campaign/meta_<mod>/resume.pt
 # exists (the latest trainer checkpoint a previous session committed), the run continues from it. Before a session
 # ends: copy the newest runs/meta_<mod>/checkpoint_*.pt over benchmarks/campaign/meta_<mod>/resume.pt (one file,
-# replaced) and append the log to benchmarks/campaign/meta_<mod>/train.log. Held-out scans (never listed here) are
-# those of benchmarks/quality.py.
+# replaced) and append the log to benchmarks/campaign/meta_<mod>/train.log. The volumes: campaign/volumes.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 MOD=${1:?CT or MR}
 ITERATIONS=${ITERATIONS:-3000}
 mod=${MOD,,}
-D=${RMISR_SHARED:-../shared}/data/medical
-S=$D/dicom_series
-WINDOW=()
-if [[ $MOD == CT ]]; then
-  WINDOW=(--ct-window -3072 3071)  # spans the scanners' padding values (CT_PADDED_WINDOW_HU)
-  VOLUMES=("$S/ct_siemens_biograph_abdomen_j2k" "$S/ct_philips_brilliance16p_chest_subset"
-           "$S/ct_ge_lightspeed16_abdomen_subset" "$S/ct_philips_bigbore_pelvis_subset")
-else
-  VOLUMES=("$D/mr/brain_t1_0p88mm_uint8.nii.gz" "$D/mr/brain_t2w_int16.nii.gz" "$D/mr/brain_pd_2p4mm_uint8.nii.gz"
-           "$D/mr/totalseg_abdomen_mr_3mm.nii.gz" "$S/mr_siemens_prisma_t1_sag_brain" "$S/mr_siemens_avanto_t1_thigh_subset"
-           "$S/mr_siemens_avanto_t2fs_thigh_subset" "$S/mr_toshiba_titan_t2_abdomen_pelvis_subset"
-           "$S/mr_ge_signa_breast_dce_subset")
-fi
+source benchmarks/campaign/volumes.sh
+if [[ $MOD == CT ]]; then VOLUMES=("${CT_VOLUMES[@]}"); WINDOW=("${CT_PADDED_WINDOW[@]}"); else VOLUMES=("${MR_VOLUMES[@]}"); WINDOW=(); fi
 RESUME=()
 if [[ -f benchmarks/campaign/meta_$mod/resume.pt ]]; then RESUME=(--resume "benchmarks/campaign/meta_$mod/resume.pt"); fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}

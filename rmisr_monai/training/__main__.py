@@ -77,6 +77,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--patch", type=int, default=32, help="LR patch size (HR = patch x scale)")
     parser.add_argument("--batch", type=int, default=16, help="patches per optimiser step")
+    parser.add_argument(
+        "--loss-kwargs", default="{}",
+        help='JSON arguments of the network\'s loss (rmisr_monai.training.trainer.sr_loss), e.g. for rmisr_vp '
+        '\'{"contextual": {"max_positions": 1024}}\' (random positions of the contextual loss per map)',
+    )
     parser.add_argument("--lr", type=float, default=INITIAL_LR, help="initial Adam learning rate (RMISR §5.1)")
     parser.add_argument(
         "--ct-window", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
@@ -163,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         prepare_batch = PrepareScaledBatch()
     trainer = build_trainer(
-        network, loader, sr_loss(args.network), iterations=args.iterations, checkpoint_dir=args.checkpoint_dir,
+        network, loader, sr_loss(args.network, **json.loads(args.loss_kwargs)), iterations=args.iterations, checkpoint_dir=args.checkpoint_dir,
         device=args.device, learning_rate=args.lr, resume_from=args.resume, epoch_length=args.epoch_length,
         prepare_batch=prepare_batch, checkpoint_every=args.checkpoint_every, log_every=args.log_every,
     )

@@ -12,6 +12,7 @@ import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from ignite.engine import Engine, Events
@@ -32,20 +33,34 @@ ITERATIONS_PER_EPOCH = 100
 logger = logging.getLogger(__name__)
 
 
-def sr_loss(network_name: str) -> nn.Module:
+def sr_loss(network_name: str, **loss_kwargs: Any) -> nn.Module:
     """The training loss of a network: RMISR-VP's two-branch loss, the dense network's dual-task loss, else L1.
 
     RMISR §4.4 trains the SR branch with L1 (eq. 19); RMISR-VP adds ``alpha L1 + beta CX`` on the Laplacian branch;
     Wang et al. 2022 supervise every upsampling stage of the dense network (dual-task loss).
+
+    Args:
+        network_name: a :func:`~rmisr_monai.networks.get_network` name.
+        loss_kwargs: JSON-serialisable arguments of the loss: :class:`~rmisr_monai.losses.RMISRVPLoss`'s, with
+            ``"contextual"`` a dict of :class:`~rmisr_monai.losses.contextual.ContextualLoss` arguments (e.g.
+            ``{"contextual": {"max_positions": 1024}}``), or :class:`~rmisr_monai.losses.DualTaskLoss`'s.
+
+    Raises:
+        ConfigurationError: arguments for the plain L1 loss, which takes none.
     """
     if network_name == "rmisr_vp":
         from rmisr_monai.losses import RMISRVPLoss
+        from rmisr_monai.losses.contextual import ContextualLoss
 
-        return RMISRVPLoss()
+        kwargs = dict(loss_kwargs)
+        contextual = kwargs.pop("contextual", None)
+        return RMISRVPLoss(**kwargs, contextual=None if contextual is None else ContextualLoss(**contextual))
     if network_name == "dense_sr":
         from rmisr_monai.losses import DualTaskLoss
 
-        return DualTaskLoss()
+        return DualTaskLoss(**loss_kwargs)
+    if loss_kwargs:
+        raise ConfigurationError(f"{network_name} trains with a plain L1 loss, which takes no {sorted(loss_kwargs)}")
     return nn.L1Loss()
 
 

@@ -156,3 +156,18 @@ def test_images_and_volumes_options_are_checked(tmp_path, capsys):
 
     with pytest.raises(ConfigurationError, match="vols: not a 2D image file or a folder of them"):
         main(["--images", str(tmp_path / "vols"), *common])
+
+
+def test_sr_loss_takes_json_arguments_of_the_network_loss():
+    from rmisr_monai.errors import ConfigurationError
+    from rmisr_monai.losses import DualTaskLoss, RMISRVPLoss
+    from rmisr_monai.training.trainer import sr_loss
+
+    vp = sr_loss("rmisr_vp", alpha=3.0, contextual={"max_positions": 100, "patch_size": 1})
+    assert isinstance(vp, RMISRVPLoss) and vp.alpha == 3.0 and vp.beta == 1.0
+    assert (vp.contextual.max_positions, vp.contextual.patch_size) == (100, 1)
+    assert sr_loss("rmisr_vp").contextual.max_positions == 65 * 65  # the official default
+    assert isinstance(sr_loss("dense_sr"), DualTaskLoss)
+    assert isinstance(sr_loss("rmisr_bl"), torch.nn.L1Loss)
+    with pytest.raises(ConfigurationError, match="plain L1 loss, which takes no"):
+        sr_loss("rmisr_bl", alpha=1.0)
