@@ -33,6 +33,7 @@ __all__ = [
     "normalised_slices",
     "random_scale_loader",
     "slice_patch_loader",
+    "training_normalization",
 ]
 
 FOREGROUND_HU = -500.0  # CT voxels above it are not air
@@ -147,10 +148,7 @@ def normalised_slices(
     """Foreground slices at least ``min_size`` wide, normalised per volume, and the noise in normalised units
     (also the bundles' training data, :mod:`rmisr_monai.training.datasets`). ``ct_window``: the CT HU window
     (default ``CT_WINDOW_HU``; ``CT_PADDED_WINDOW_HU`` also spans the scanners' padding values)."""
-    if modality == "CT" and ct_window is not None:
-        normalization = IntensityNormalization.ct(tuple(ct_window))
-    else:
-        normalization = IntensityNormalization.for_modality(modality)
+    normalization = training_normalization(modality, ct_window)
     threshold = FOREGROUND_HU if modality == "CT" else None
     items = [
         item
@@ -163,6 +161,13 @@ def normalised_slices(
     if modality == "CT":  # the slices are normalised already: express the HU noise in normalised units
         noise = noise / (float(normalization.a_max) - float(normalization.a_min))
     return items, normalization, noise
+
+
+def training_normalization(modality: str, ct_window: Sequence[float] | None = None) -> IntensityNormalization:
+    """The modality's intensity map onto ``[0, 1]``; for CT the HU window ``ct_window`` when given."""
+    if modality == "CT" and ct_window is not None:
+        return IntensityNormalization.ct(tuple(ct_window))
+    return IntensityNormalization.for_modality(modality)
 
 
 class PrepareScaledBatch(PrepareBatch):

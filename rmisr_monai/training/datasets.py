@@ -33,8 +33,7 @@ from rmisr_monai.data import PairedPatchDataset, bicubic_degradation, image_item
 from rmisr_monai.data.random_scale import RandomScalePatchDataset
 from rmisr_monai.errors import ConfigurationError
 from rmisr_monai.io.volume import file_format
-from rmisr_monai.training.data import normalised_slices
-from rmisr_monai.transforms.intensity import IntensityNormalization
+from rmisr_monai.training.data import normalised_slices, training_normalization
 
 __all__ = ["IMAGE_SUFFIXES", "SliceDatasets", "picture_files", "split_files", "training_files"]
 
@@ -102,13 +101,15 @@ def _is_image(path: str) -> bool:
     return Path(path).is_file() and file_format(path) is None
 
 
-def _slices(files: Sequence[str], modality: str, axes: Sequence[int], min_size: int) -> tuple[list[dict], dict]:
+def _slices(
+    files: Sequence[str], modality: str, axes: Sequence[int], min_size: int, ct_window: Sequence[float] | None
+) -> tuple[list[dict], dict]:
     """Normalised ``{"label": (1, H, W)}`` slices of the volumes and images in ``files``, and the intensity recipe."""
     volumes = [f for f in files if not _is_image(f)]
     items: list[dict] = []
-    normalization = IntensityNormalization.for_modality(modality)
+    normalization = training_normalization(modality, ct_window)
     if volumes:
-        items, normalization, _ = normalised_slices(volumes, modality, axes, min_size, 0.0)
+        items, normalization, _ = normalised_slices(volumes, modality, axes, min_size, 0.0, ct_window)
     for item in image_items([f for f in files if _is_image(f)]):
         if min(item["label"].shape[1:]) >= min_size:
             image = torch.as_tensor(item["label"])
@@ -149,6 +150,8 @@ class SliceDatasets:
         val_slices: whole slices per held-out file.
         axes: slice axes of the ``(i, j, k)`` volumes (2: the acquisition stack).
         seed: random state of the patch crops and augmentation.
+        ct_window: CT only: the HU window mapped to ``[0, 1]`` (default ``CT_WINDOW_HU``; ``CT_PADDED_WINDOW_HU``
+            also spans the padding values scanners write outside the field of view).
 
     Attributes:
         train: :class:`~rmisr_monai.data.pairs.PairedPatchDataset` of ``{"image", "label"}`` patches, or with
@@ -170,6 +173,7 @@ class SliceDatasets:
         val_slices: int = 8,
         axes: Sequence[int] = (2,),
         seed: int = 0,
+        ct_window: Sequence[float] | None = None,
     ) -> None:
         files = training_files(dataset_dir)
         if val_dir is None:
@@ -177,10 +181,12 @@ class SliceDatasets:
         else:
             self.train_files, self.val_files = files, training_files(val_dir)
         if scale_range is None:
-            items, self.intensity = _slices(self.train_files, modality, axes, patch_size * scale)
+            items, self.intensity = _slices(self.train_files, modality, axes, patch_size * scale, ct_window)
             self.train = PairedPatchDataset(items, scale, patch_size, seed=seed)
         else:
-            items, self.intensity = _slices(self.train_files, modality, axes, round(patch_size * max(scale_range)))
+            items, self.intensity = _slices(
+                self.train_files, modality, axes, round(patch_size * max(scale_range)), ct_window
+            )
             self.train = RandomScalePatchDataset(items, patch_size, seed=seed)
-        val_items, _ = _slices(self.val_files, modality, axes, SSIM_MIN_SIDE + 2 * scale + scale)
+        val_items, _ = _slices(self.val_files, modality, axes, SSIM_MIN_SIDE + 2 * scale + scale, ct_window)
         self.validation = Dataset(_whole_slice_pairs(val_items, scale, val_slices))

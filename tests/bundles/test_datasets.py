@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from rmisr_monai.data.images import read_image_2d
 from rmisr_monai.errors import ConfigurationError
 from rmisr_monai.io.read import read_volume
 from rmisr_monai.io.write import write_volume
@@ -58,3 +59,16 @@ def test_patches_and_whole_slice_pairs(mixed_folder):
         np.testing.assert_allclose(pair["label"][0].numpy(), hr, atol=1e-6)
         torch.testing.assert_close(pair["image"], imresize(pair["label"], 0.5))  # MATLAB bicubic x1/2 of HR
         assert pair["image"].shape == (1, 24, 24) and pair["scale"].tolist() == [2.0, 2.0]
+
+
+def test_ct_window_maps_the_padded_range_for_training_and_validation(mixed_folder):
+    """ct_window (the shipped wide CT models' -3072..3071): recorded in the recipe and applied to every slice."""
+    data = SliceDatasets(mixed_folder, "CT", scale=2, patch_size=8, val_slices=2, ct_window=(-3072, 3071))
+    assert (data.intensity["kind"], data.intensity["a_min"], data.intensity["a_max"]) == ("ct", -3072.0, 3071.0)
+    expected = read_volume(mixed_folder / "chest.nii.gz").array.astype(np.float32)
+    for pair in (data.validation[i] for i in range(len(data.validation))):
+        hr = np.clip((expected[..., pair["slice"]] + 3072.0) / 6143.0, 0.0, 1.0)
+        np.testing.assert_allclose(pair["label"][0].numpy(), hr, atol=1e-6)
+    dicom_slice = next(item for item in data.train.data if item["source"].endswith(".dcm"))
+    hu = read_image_2d(dicom_slice["source"])
+    np.testing.assert_allclose(np.asarray(dicom_slice["label"]), np.clip((hu + 3072.0) / 6143.0, 0, 1), atol=1e-6)
