@@ -8,6 +8,7 @@ weights are scored on the same LR images in the same run. Set5/Set14/B100 are ev
 on them.
 
     python benchmarks/natural.py --model runs/rmisr_bl_natural_x4.pt --imdn-dir ../shared/peers/imdn
+    python benchmarks/natural.py --trainer-checkpoint benchmarks/campaign/natural_x4/resume.pt   # mid-campaign
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 
 from bicubic_tables import PIXEL_MAX, read_hr, to_uint8
 from rmisr_monai.metrics import psnr, ssim
+from rmisr_monai.networks import get_network
 from rmisr_monai.networks.nets.imdn import IMDN
 from rmisr_monai.transforms import BicubicDegrade, bicubic_resize
 from rmisr_monai.weights.loader import load_model
@@ -65,14 +67,29 @@ def dataset_scores(folder: Path, scale: int, upscalers: dict[str, Upscaler]) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="a 3-channel model checkpoint (python -m rmisr_monai.training)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="a 3-channel model checkpoint (python -m rmisr_monai.training --output)")
+    source.add_argument(
+        "--trainer-checkpoint", help="a resumable trainer checkpoint of benchmarks/campaign/train_natural_x4.sh "
+        "(RMISR-BL x4, 64 features, 3 channels)",
+    )
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
     parser.add_argument("--imdn-dir", type=Path, default=None, help="folder of IMDN_x{2,3,4}.pth (published weights)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    network, meta = load_model(args.model)
+    if args.model is not None:
+        network, meta = load_model(args.model)
+        info = meta.get("info", {})
+        name = Path(args.model).name
+    else:
+        state = torch.load(args.trainer_checkpoint, map_location="cpu", weights_only=False)
+        meta = {"network": "rmisr_bl", "network_kwargs": {"in_channels": 3, "scale": 4}}
+        network = get_network(meta["network"], **meta["network_kwargs"])
+        network.load_state_dict(state["network"])
+        info = {"iterations": state["trainer"]["iteration"]}
+        name = Path(args.trainer_checkpoint).name
     scale = int(meta["network_kwargs"]["scale"])
     upscalers: dict[str, Upscaler] = {
         "Bicubic": lambda lr: to_uint8(bicubic_resize(lr, scale)),
@@ -80,9 +97,7 @@ def main() -> None:
     }
     if args.imdn_dir is not None:
         upscalers["IMDN"] = network_upscaler(IMDN.from_official(args.imdn_dir / f"IMDN_x{scale}.pth").eval())
-    info = meta.get("info", {})
-    print(f"model {Path(args.model).name}: {meta['network']} x{scale}, {info.get('iterations')} iterations on "
-          f"{len(info.get('data', []))} pictures")
+    print(f"model {name}: {meta['network']} x{scale}, {info.get('iterations')} iterations")
     print(f"{'dataset':8} {'method':10} {'PSNR':>7} {'SSIM':>7}   paper (Table 1, x{scale})")
     for name in args.datasets:
         scores = dataset_scores(args.shared / "data" / "natural" / name, scale, upscalers)
