@@ -120,7 +120,7 @@ def test_untrained_checkpoint_is_refused_in_one_line(name, datasets, tmp_path):
 def test_scale_override_selects_the_shipped_weights():
     root = BUNDLES / "ct_rmisr_bl_super_resolution"
     assert bundle_checkpoint(root, 2, "rmisr_bl", "CT") == str(root / "models" / "model.pt")
-    assert bundle_checkpoint(root, 4, "rmisr_bl", "CT") == "rmisr_bl_ct_x4"
+    assert bundle_checkpoint(root, 4, "rmisr_bl", "CT") == "rmisr_bl_ct_x4_wide"
     assert bundle_checkpoint(BUNDLES / "mri_rmisr_bl_super_resolution", 4, "rmisr_bl", "MR") == "rmisr_bl_mr_x4"
     assert bundle_checkpoint(root, 3, "rmisr_bl", "CT") == "rmisr_bl_ct_x3"
     with pytest.raises(SystemExit, match=r"^rmisr: error: .*model.pt: holds x2 weights and no shipped .* scale 5"):
