@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# RMISR-VP x4 for CT (32 features; L1 + 10 L1 + 1 contextual loss on the Laplacian branch, RMISR eqs. 18-20), in the
+# RMISR-VP x4 for CT (32 features; L1 + 10 L1 + beta contextual loss on the Laplacian branch, RMISR eqs. 18-20), in the
 # padded HU window, across sessions:
 #
 #   OMP_NUM_THREADS=1 nohup nice bash benchmarks/campaign/train_vp_ct_x4.sh > runs/vp_ct_x4.log 2>&1 &
