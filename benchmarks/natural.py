@@ -53,6 +53,7 @@ def dataset_scores(folder: Path, scale: int, upscalers: dict[str, Upscaler]) -> 
     """Mean Y PSNR / SSIM of every upscaler over the images of ``folder`` (module docstring)."""
     degrade = BicubicDegrade(scale, crop_to_multiple=True)
     scores: dict[str, list[tuple[float, float]]] = {name: [] for name in upscalers}
+    kwargs = dict(data_range=PIXEL_MAX, shave=scale, y_channel=True)
     for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".bmp")):
         hr = read_hr(path)
         hr = np.repeat(hr, 3, axis=0) if hr.shape[0] == 1 else hr
@@ -60,7 +61,6 @@ def dataset_scores(folder: Path, scale: int, upscalers: dict[str, Upscaler]) -> 
         lr = to_uint8(degrade(hr))
         for name, upscale in upscalers.items():
             sr = upscale(lr)
-            kwargs = dict(data_range=PIXEL_MAX, shave=scale, y_channel=True)
             scores[name].append((float(psnr(sr, hr, **kwargs)), float(ssim(sr, hr, **kwargs))))
     return {name: tuple(np.mean(values, axis=0)) for name, values in scores.items()}
 
@@ -82,14 +82,14 @@ def main() -> None:
     if args.model is not None:
         network, meta = load_model(args.model)
         info = meta.get("info", {})
-        name = Path(args.model).name
+        model_name = Path(args.model).name
     else:
         state = torch.load(args.trainer_checkpoint, map_location="cpu", weights_only=False)
         meta = {"network": "rmisr_bl", "network_kwargs": {"in_channels": 3, "scale": 4}}
         network = get_network(meta["network"], **meta["network_kwargs"])
         network.load_state_dict(state["network"])
         info = {"iterations": state["trainer"]["iteration"]}
-        name = Path(args.trainer_checkpoint).name
+        model_name = Path(args.trainer_checkpoint).name
     scale = int(meta["network_kwargs"]["scale"])
     upscalers: dict[str, Upscaler] = {
         "Bicubic": lambda lr: to_uint8(bicubic_resize(lr, scale)),
@@ -97,7 +97,7 @@ def main() -> None:
     }
     if args.imdn_dir is not None:
         upscalers["IMDN"] = network_upscaler(IMDN.from_official(args.imdn_dir / f"IMDN_x{scale}.pth").eval())
-    print(f"model {name}: {meta['network']} x{scale}, {info.get('iterations')} iterations")
+    print(f"model {model_name}: {meta['network']} x{scale}, {info.get('iterations')} iterations")
     print(f"{'dataset':8} {'method':10} {'PSNR':>7} {'SSIM':>7}   paper (Table 1, x{scale})")
     for name in args.datasets:
         scores = dataset_scores(args.shared / "data" / "natural" / name, scale, upscalers)

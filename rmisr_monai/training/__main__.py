@@ -167,9 +167,10 @@ def main(argv: list[str] | None = None) -> int:
             ct_window=args.ct_window,
         )
         prepare_batch = PrepareScaledBatch()
+    loss = sr_loss(args.network, **json.loads(args.loss_kwargs))
     trainer = build_trainer(
-        network, loader, sr_loss(args.network, **json.loads(args.loss_kwargs)), iterations=args.iterations, checkpoint_dir=args.checkpoint_dir,
-        device=args.device, learning_rate=args.lr, resume_from=args.resume, epoch_length=args.epoch_length,
+        network, loader, loss, iterations=args.iterations, checkpoint_dir=args.checkpoint_dir, device=args.device,
+        learning_rate=args.lr, resume_from=args.resume, epoch_length=args.epoch_length,
         prepare_batch=prepare_batch, checkpoint_every=args.checkpoint_every, log_every=args.log_every,
     )
     start = time.time()

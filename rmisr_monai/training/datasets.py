@@ -73,9 +73,12 @@ def picture_files(paths: Sequence[str | os.PathLike]) -> list[str]:
         ConfigurationError: a path is neither an image file nor a folder holding one.
     """
     found: list[str] = []
-    for path in paths:
-        images = [f for f in training_files(path) if _is_image(f)] if Path(path).is_dir() else [str(path)]
-        if not images or not all(_is_image(f) and f.lower().endswith(IMAGE_SUFFIXES) for f in images):
+    for path in map(str, paths):
+        if Path(path).is_dir():
+            images = [f for f in training_files(path) if _is_image(f)]  # image-suffixed files: not volumes
+        else:
+            images = [path] if _is_image(path) and path.lower().endswith(IMAGE_SUFFIXES) else []
+        if not images:
             raise ConfigurationError(f"{path}: not a 2D image file or a folder of them")
         found += images
     return found
