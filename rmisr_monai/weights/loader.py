@@ -91,9 +91,11 @@ def default_model(
     ``modality`` ``"CT"``/``"MR"`` must match the entry; ``None`` or ``"OT"`` (unknown, e.g. NIfTI) accepts any entry
     of that scale, preferring MR: an MR model normalises each volume by its own percentiles and so adapts to any
     intensity range, where a CT model's fixed HU window suits only Hounsfield units (CT files are recognised by
-    their air, :func:`rmisr_monai.io.read.guess_modality`). An entry with ``"arbitrary_scale": true`` (a Meta-SR network) fits every scale;
-    ``arbitrary_scale=True`` (through-plane upscaling) accepts only such entries. The first matching entry in
-    registry order wins.
+    their air, :func:`rmisr_monai.io.read.guess_modality`). For the same reason a CT input that no CT entry serves
+    gets the MR entry, with a warning (the MR arbitrary-scale model beats bicubic on CT through-plane too,
+    benchmarks/RESULTS.md §11); an MR input never gets a CT entry. An entry with ``"arbitrary_scale": true`` (a
+    Meta-SR network) fits every scale; ``arbitrary_scale=True`` (through-plane upscaling) accepts only such entries.
+    The first matching entry in registry order wins.
 
     Raises:
         WeightsError: no shipped model fits; the message names the available ones and the way out (the ``"bicubic"``
@@ -107,7 +109,15 @@ def default_model(
         and network in (None, e.get("network"))
     ]
     if modality in ("CT", "MR"):
-        fits = [e for e in fits if str(e.get("modality", "")).upper() == modality]
+        same = [e for e in fits if str(e.get("modality", "")).upper() == modality]
+        adapting = [e for e in fits if str(e.get("modality", "")).upper() == "MR"]
+        if not same and modality == "CT" and adapting:
+            logger.warning(
+                "no shipped CT model for scale %g%s; using the MR model %s, whose per-volume percentile "
+                "normalisation adapts to Hounsfield units", scale, " (arbitrary scale)" if arbitrary_scale else "",
+                adapting[0].get("name"),
+            )
+        fits = same or (adapting if modality == "CT" else [])
     else:
         fits.sort(key=lambda e: str(e.get("modality", "")).upper() != "MR")
     if not fits:

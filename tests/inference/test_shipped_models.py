@@ -15,7 +15,7 @@ from rmisr_monai.io.volume import Volume
 from rmisr_monai.metrics import psnr
 from rmisr_monai.transforms import bicubic_resize
 from rmisr_monai.weights import load_model
-from rmisr_monai.weights.loader import read_registry
+from rmisr_monai.weights.loader import default_model, read_registry
 from tests.conftest import shared_path
 
 SHIPPED = read_registry()
@@ -63,20 +63,34 @@ def test_shipped_model_beats_bicubic_on_a_held_out_scan(entry):
     assert scores["model"] > scores["bicubic"] + 1.0, scores
 
 
+def _through_plane_cases() -> list[tuple[str, str]]:
+    """(model, modality): every arbitrary-scale entry on its modality, and the through-plane default of each modality
+    that has no arbitrary-scale model of its own (a CT input gets the MR model, :func:`default_model`)."""
+    cases = [(e["name"], e["modality"]) for e in ARBITRARY_SCALE]
+    for modality in HELD_OUT if ARBITRARY_SCALE else ():
+        case = (default_model(THROUGH_PLANE_SCALE, modality, arbitrary_scale=True)["name"], modality)
+        if case not in cases:
+            cases.append(case)
+    return cases
+
+
+THROUGH_PLANE_CASES = _through_plane_cases()
+
+
 @pytest.mark.skipif(not ARBITRARY_SCALE, reason="no arbitrary-scale model in rmisr_monai/weights/registry.json")
-@pytest.mark.parametrize("entry", ARBITRARY_SCALE, ids=[e["name"] for e in ARBITRARY_SCALE])
-def test_arbitrary_scale_model_beats_bicubic_through_plane_on_a_held_out_scan(entry):
+@pytest.mark.parametrize("name,modality", THROUGH_PLANE_CASES, ids=[f"{n}-{m}" for n, m in THROUGH_PLANE_CASES])
+def test_arbitrary_scale_model_beats_bicubic_through_plane_on_a_held_out_scan(name, modality):
     """Thick slices along i (the held-out crop shrunk by 2.5 along i alone with the training degradation): the
     model gives round(n * 2.5) slices on the HR grid and beats bicubic along that axis."""
     from rmisr_monai.evaluation import degrade_volume
 
-    hr_volume = read_volume(shared_path(*HELD_OUT[entry["modality"]]))
+    hr_volume = read_volume(shared_path(*HELD_OUT[modality]))
     nx, ny, nz = hr_volume.array.shape
     x0, y0, z0 = (nx - 100) // 2, (ny - 96) // 2, nz // 2
     crop = dataclasses.replace(hr_volume, array=hr_volume.array[x0 : x0 + 100, y0 : y0 + 96, z0 : z0 + 2])
     hr, lr = degrade_volume(crop, THROUGH_PLANE_SCALE, axis="x", through_plane=True)
     assert lr.array.shape == (40, 96, 2)
-    model, meta = load_model(entry["name"])
+    model, meta = load_model(name)
     bicubic, _ = load_model("bicubic")
     data_range = float(hr.array.max() - hr.array.min())
     scores = {}

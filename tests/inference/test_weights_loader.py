@@ -96,6 +96,7 @@ def registry(tmp_path, monkeypatch):
     ]
     reg = tmp_path / "registry.json"
     reg.write_text(json.dumps({"models": entries}))
+    (tmp_path / "no_meta.json").write_text(json.dumps({"models": entries[:3]}))
     monkeypatch.setattr(loader, "REGISTRY_PATH", reg)
     monkeypatch.setattr(loader, "WEIGHTS_DIR", tmp_path)
     return tmp_path
@@ -106,17 +107,28 @@ def test_registry_default_model_and_sha256(registry):
     assert default_model(2, "MR")["name"] == "tiny_mr_x2"
     assert default_model(2, "OT")["name"] == "tiny_mr_x2"  # unknown modality: the percentile-normalised MR model
     assert default_model(2, None)["name"] == "tiny_mr_x2"
-    with pytest.raises(WeightsError, match=r"no shipped weights for scale 4.*load_model\('bicubic'\)") as e:
-        default_model(4, "CT")
+    no_weights = r"no shipped edsr_baseline weights for scale 4.*load_model\('bicubic'\)"
+    with pytest.raises(WeightsError, match=no_weights) as e:
+        default_model(4, "CT", network="edsr_baseline")
     assert "--" not in str(e.value) and "--model bicubic" in e.value.cli and "--weights PATH" in e.value.cli
     assert default_model(2, "CT", network="edsr_baseline")["name"] == "tiny_ct_x2"  # a network name -> its weights
-    with pytest.raises(WeightsError, match="no shipped rmisr_bl weights for scale 2"):
-        default_model(2, "CT", network="rmisr_bl")
+    with pytest.raises(WeightsError, match="no shipped rmisr_bl weights for scale 2 and modality MR"):
+        default_model(2, "MR", network="rmisr_bl", registry=registry / "no_meta.json")
     # an arbitrary-scale entry fits every scale, and only such entries serve through-plane upscaling
     assert default_model(3.7, "MR")["name"] == "any_scale_mr"
     assert default_model(2, "MR", arbitrary_scale=True)["name"] == "any_scale_mr"
-    with pytest.raises(WeightsError, match="no shipped arbitrary-scale weights for scale 2.5 and modality CT"):
-        default_model(2.5, "CT", arbitrary_scale=True)
+
+
+def test_ct_input_without_ct_model_gets_the_mr_model_with_a_warning(registry, caplog):
+    """The MR model normalises each volume by its percentiles, so it serves CT where no CT model does; a CT model
+    (fixed HU window) never serves MR."""
+    with caplog.at_level("WARNING", logger=loader.__name__):
+        assert default_model(2.5, "CT", arbitrary_scale=True)["name"] == "any_scale_mr"
+        assert default_model(4, "CT")["name"] == "any_scale_mr"
+    assert "no shipped CT model for scale 2.5 (arbitrary scale); using the MR model any_scale_mr" in caplog.text
+    assert default_model(2, "CT")["name"] == "tiny_ct_x2"  # a CT model, where there is one, wins
+    with pytest.raises(WeightsError, match="no shipped weights for scale 3 and modality MR"):
+        default_model(3, "MR", registry=registry / "no_meta.json")
     net, meta = load_model("tiny_ct_x2")
     assert meta["path"].endswith("tiny_ct_x2.pt")
     with pytest.raises(WeightsError, match="sha256 does not match"):
