@@ -92,8 +92,8 @@ def default_model(
     of that scale, preferring MR: an MR model normalises each volume by its own percentiles and so adapts to any
     intensity range, where a CT model's fixed HU window suits only Hounsfield units (CT files are recognised by
     their air, :func:`rmisr_monai.io.read.guess_modality`). For the same reason a CT input that no CT entry serves
-    gets the MR entry, with a warning (the MR arbitrary-scale model beats bicubic on CT through-plane too,
-    benchmarks/RESULTS.md §12); an MR input never gets a CT entry. An entry with ``"arbitrary_scale": true`` (a
+    gets the MR entry, with a warning (the shipped arbitrary-scale model is percentile-normalised and trained on CT
+    and MR, benchmarks/RESULTS.md §12); an MR input never gets a CT entry. An entry with ``"arbitrary_scale": true`` (a
     Meta-SR network) fits every scale; ``arbitrary_scale=True`` (through-plane upscaling) accepts only such entries.
     The first matching entry in registry order wins.
 

@@ -117,12 +117,19 @@ def test_untrained_checkpoint_is_refused_in_one_line(name, datasets, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_scale_override_selects_the_shipped_weights():
+def test_scale_override_selects_the_shipped_weights(tmp_path, monkeypatch):
+    from rmisr_monai.weights import loader
+
     root = BUNDLES / "ct_rmisr_bl_super_resolution"
     assert bundle_checkpoint(root, 2, "rmisr_bl", "CT") == str(root / "models" / "model.pt")
     assert bundle_checkpoint(root, 4, "rmisr_bl", "CT") == "rmisr_bl_ct_x4_wide"
     assert bundle_checkpoint(BUNDLES / "mri_rmisr_bl_super_resolution", 4, "rmisr_bl", "MR") == "rmisr_bl_mr_x4"
     assert bundle_checkpoint(root, 3, "rmisr_bl", "CT") == "rmisr_bl_ct_x3"
+    # no sub-pixel CT model at x5: the arbitrary-scale default (CT inputs get it, weights.default_model)
+    assert bundle_checkpoint(root, 5, "rmisr_bl", "CT") == "rmisr_bl_meta"
+    empty = tmp_path / "registry.json"
+    empty.write_text('{"models": []}')
+    monkeypatch.setattr(loader, "REGISTRY_PATH", empty)
     with pytest.raises(SystemExit, match=r"^rmisr: error: .*model.pt: holds x2 weights and no shipped .* scale 5"):
         bundle_checkpoint(root, 5, "rmisr_bl", "CT")
 
