@@ -2,12 +2,14 @@
 # Training campaigns of the arbitrary-scale RMISR-BL (32 features, Meta-SR upsampler), across sessions:
 #
 #   nohup nice bash benchmarks/campaign/train_meta.sh MR > runs/meta_mr.log 2>&1 &    # rmisr_bl_meta_mr
-#   nohup nice bash benchmarks/campaign/train_meta.sh ANY > runs/meta_any.log 2>&1 &  # rmisr_bl_meta
+#   nohup nice bash benchmarks/campaign/train_meta.sh ANY > runs/meta_any.log 2>&1 &  # rmisr_bl_meta, stage 1
+#   nohup nice bash benchmarks/campaign/train_meta.sh ANY2 > runs/meta_any2.log 2>&1 & # rmisr_bl_meta, stage 2
 #
 # MR: the body starts from the shipped MR x2 model (--transfer), the Meta-SR head from scratch, 3000 iterations on
 # the nine MR volumes. ANY: the whole network starts from rmisr_bl_meta_mr (--init) and is fine-tuned 1500 iterations
 # (lr 1e-4) on the four CT and the nine MR volumes together, every volume normalised by its own 0.5 / 99.5
-# percentiles (the MR convention, `--modality MR`), so one model serves CT and MR. Two CT-only runs in the padded HU
+# percentiles (the MR convention, `--modality MR`), so one model serves CT and MR. ANY2: a warm restart of its result
+# (--init runs/rmisr_meta_any.pt, lr 1e-4 again), 1200 iterations; its output is the shipped rmisr_bl_meta. Two CT-only runs in the padded HU
 # window were dropped: they gained nothing through-plane (benchmarks/campaign/meta_ct/train.log, RESULTS.md §12).
 # Scales are drawn per batch in 1.1-4.0 (both axes, one axis alone, or each its own). If
 # benchmarks/campaign/meta_<mode>/resume.pt exists (the latest trainer checkpoint a previous session committed), the
@@ -16,14 +18,16 @@
 # benchmarks/campaign/meta_<mode>/train.log. The volumes: campaign/volumes.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-MODE=${1:?MR or ANY}
+MODE=${1:?MR, ANY or ANY2}
 mode=${MODE,,}
 source benchmarks/campaign/volumes.sh
 case $MODE in
   MR) VOLUMES=("${MR_VOLUMES[@]}"); START=(--transfer rmisr_bl_mr_x2); LR=2e-4; ITERATIONS=${ITERATIONS:-3000} ;;
   ANY) VOLUMES=("${CT_VOLUMES[@]}" "${MR_VOLUMES[@]}"); START=(--init rmisr_bl_meta_mr); LR=1e-4
        ITERATIONS=${ITERATIONS:-1500} ;;
-  *) echo "MR or ANY, not $MODE" >&2; exit 2 ;;
+  ANY2) VOLUMES=("${CT_VOLUMES[@]}" "${MR_VOLUMES[@]}"); START=(--init runs/rmisr_meta_any.pt); LR=1e-4
+        ITERATIONS=${ITERATIONS:-1200} ;;
+  *) echo "MR, ANY or ANY2, not $MODE" >&2; exit 2 ;;
 esac
 RESUME=()
 if [[ -f benchmarks/campaign/meta_$mode/resume.pt ]]; then RESUME=(--resume "benchmarks/campaign/meta_$mode/resume.pt"); fi
