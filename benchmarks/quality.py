@@ -170,7 +170,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
     parser.add_argument("--modalities", nargs="+", default=["CT", "MR"])
-    parser.add_argument("--scales", type=float, nargs="*", default=list(IN_PLANE_SCALES), help="in-plane scales (none: through-plane only)")
+    parser.add_argument(
+        "--scales", type=float, nargs="*", default=list(IN_PLANE_SCALES), help="in-plane scales (none: through-plane only)"
+    )
     parser.add_argument("--through-plane-scales", type=float, nargs="*", default=list(THROUGH_PLANE_SCALES))
     parser.add_argument("--imdn-dir", type=Path, default=None, help="folder with IMDN_x{2,3,4}.pth")
     parser.add_argument("--max-slices", type=int, default=3, help="axial slices per held-out scan")

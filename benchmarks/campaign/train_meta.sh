@@ -9,8 +9,10 @@
 # the nine MR volumes. ANY: the whole network starts from rmisr_bl_meta_mr (--init) and is fine-tuned 1500 iterations
 # (lr 1e-4) on the four CT and the nine MR volumes together, every volume normalised by its own 0.5 / 99.5
 # percentiles (the MR convention, `--modality MR`), so one model serves CT and MR. ANY2: a warm restart of its result
-# (--init runs/rmisr_meta_any.pt, lr 1e-4 again), 1200 iterations; its output is the shipped rmisr_bl_meta. Two CT-only runs in the padded HU
-# window were dropped: they gained nothing through-plane (benchmarks/campaign/meta_ct/train.log, RESULTS.md §12).
+# (--init runs/rmisr_meta_any.pt, lr 1e-4 again), 1200 iterations; its output is the shipped rmisr_bl_meta. Two
+# CT-only runs in the padded HU window were dropped: they gained nothing through-plane
+# (benchmarks/campaign/meta_ct/train.log, RESULTS.md §12). A resumed run takes its weights from resume.pt alone (no
+# --init / --transfer source needed, e.g. runs/rmisr_meta_any.pt on a fresh machine).
 # Scales are drawn per batch in 1.1-4.0 (both axes, one axis alone, or each its own). If
 # benchmarks/campaign/meta_<mode>/resume.pt exists (the latest trainer checkpoint a previous session committed), the
 # run continues from it. Before a session ends: copy the newest runs/meta_<mode>/checkpoint_*.pt over
@@ -30,7 +32,9 @@ case $MODE in
   *) echo "MR, ANY or ANY2, not $MODE" >&2; exit 2 ;;
 esac
 RESUME=()
-if [[ -f benchmarks/campaign/meta_$mode/resume.pt ]]; then RESUME=(--resume "benchmarks/campaign/meta_$mode/resume.pt"); fi
+if [[ -f benchmarks/campaign/meta_$mode/resume.pt ]]; then
+  RESUME=(--resume "benchmarks/campaign/meta_$mode/resume.pt"); START=()
+fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 exec python -m rmisr_monai.training --network rmisr_bl --network-kwargs '{"features": 32, "upsampler": "meta"}' \
   --scale-range 1.1 4.0 --modality MR --volumes "${VOLUMES[@]}" --iterations "$ITERATIONS" --patch 32 --batch 16 \

@@ -109,8 +109,8 @@ def default_model(
         and network in (None, e.get("network"))
     ]
     if modality in ("CT", "MR"):
-        same = [e for e in fits if str(e.get("modality", "")).upper() == modality]
-        adapting = [e for e in fits if str(e.get("modality", "")).upper() == "MR"]
+        same = [e for e in fits if _entry_modality(e) == modality]
+        adapting = [e for e in fits if _entry_modality(e) == "MR"]
         if not same and modality == "CT" and adapting:
             logger.warning(
                 "no shipped CT model for scale %g%s; using the MR model %s, whose per-volume percentile "
@@ -119,7 +119,7 @@ def default_model(
             )
         fits = same or (adapting if modality == "CT" else [])
     else:
-        fits.sort(key=lambda e: str(e.get("modality", "")).upper() != "MR")
+        fits.sort(key=lambda e: _entry_modality(e) != "MR")
     if not fits:
         have = ", ".join(f"{e.get('name')} (x{e.get('scale')} {e.get('modality')})" for e in entries) or "none"
         what = (
@@ -132,6 +132,11 @@ def default_model(
             cli=f"{what}; use --model bicubic (no weights needed) or --weights PATH to a checkpoint",
         )
     return fits[0]
+
+
+def _entry_modality(entry: dict) -> str:
+    """A registry entry's modality, upper case (``""`` when it names none)."""
+    return str(entry.get("modality", "")).upper()
 
 
 def _same_scale(a: Any, b: float) -> bool:
