@@ -89,6 +89,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "-3072 3071 also spans the padding values scanners write outside the field of view, -2048 / -3024)",
     )
     parser.add_argument("--noise", type=float, default=0.0, help="max std of Gaussian noise added to LR ([0,1] units)")
+    parser.add_argument(
+        "--precision", choices=("auto", "fp32"), default="auto",
+        help="auto: the forward pass in bfloat16 on CPUs with native bf16 (AMX or AVX512-BF16), float16 with gradient "
+        "scaling on CUDA, fp32 elsewhere; fp32: the reference arithmetic everywhere",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random state of the weights, sampler and augmentation")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="training device")
     parser.add_argument("--log-every", type=int, default=50, help="iterations between loss log lines")
@@ -172,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         network, loader, loss, iterations=args.iterations, checkpoint_dir=args.checkpoint_dir, device=args.device,
         learning_rate=args.lr, resume_from=args.resume, epoch_length=args.epoch_length,
         prepare_batch=prepare_batch, checkpoint_every=args.checkpoint_every, log_every=args.log_every,
+        amp=args.precision == "auto",
     )
     start = time.time()
     trainer.run()
@@ -183,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         "final_lr": trainer.optimizer.param_groups[0]["lr"],
         "minutes": round(minutes, 1),
         "device": str(args.device),
+        "precision": args.precision,
         "init": None if args.init is None else Path(args.init).name,
         "transfer": None if args.transfer is None else Path(args.transfer).name,
         "scale_range": args.scale_range,
