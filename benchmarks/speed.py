@@ -8,7 +8,13 @@ and batch, channels-last, ``precision="auto"``), on a ``512 x 512 x --slices`` v
   every :class:`~rmisr_monai.networks.blocks.pyconv.PyramidalBlock` in its level-by-level form, MACs = FLOPs / 2),
   times the slices, over the wall time of the call;
 * the fp32 SGEMM rate measured in the same process just before (``torch.mm`` of two 4096 x 4096 matrices, best of
-  3) and the ratio useful rate / SGEMM rate (median over runs of each run's own ratio).
+  3) and the ratio useful rate / SGEMM rate (median over runs of each run's own ratio); where the call ran under
+  bfloat16 autocast, also the bf16 GEMM rate of the same matrices and the ratio to it (issue 16: "against the best
+  GEMM rate of the precision used").
+
+Shipped models run with their own intensity recipe, as ``rmisr upscale`` runs them, so ``precision="auto"`` resolves
+as it does there (fp32 for CT windows, bf16 for MR on CPUs with native bf16); the bare networks take values in
+[0, 1] with no recipe. ``--precisions fp32 auto`` times the reference path and the default path side by side.
 
 ``--baseline DIR`` also runs the same measurement with ``PYTHONPATH=DIR`` (e.g. ``git archive HEAD~3 rmisr_monai``
 unpacked there), alternating baseline and current tree ``--repeats`` times in subprocesses; the table gives medians.
@@ -16,6 +22,7 @@ A background training job whose PID is in ``/tmp/team/train.pid`` is paused (SIG
 resumed (SIGCONT), also on errors and Ctrl-C.
 
     python benchmarks/speed.py --names rmisr_bl rmisr_bl_ct_x2 --slices 2
+    python benchmarks/speed.py --precisions fp32 auto --warm          # reference and default path, one run
     python benchmarks/speed.py --baseline /tmp/before --repeats 3
     python benchmarks/speed.py --names rmisr_bl --slices 4 --warm     # per-slice rate once the process is warm
 """
@@ -70,9 +77,9 @@ def paused_training():
             signal.signal(s, handler)
 
 
-def sgemm_macs_per_s(n: int = 4096, repeats: int = 3) -> float:
-    """Best fp32 ``torch.mm`` rate of two ``n x n`` matrices, multiply-adds per second."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def gemm_macs_per_s(dtype: torch.dtype = torch.float32, n: int = 4096, repeats: int = 3) -> float:
+    """Best ``torch.mm`` rate of two ``n x n`` matrices of ``dtype``, multiply-adds per second."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     torch.mm(a, b)
     best = float("inf")
     for _ in range(repeats):
@@ -111,22 +118,33 @@ def reference_macs(net: torch.nn.Module, side: int, probe: int = 64) -> float:
     return counter.get_total_flops() / 2 * side**2 / probe**2
 
 
-def measure(names: list[str], slices: int, side: int, warm: bool = False) -> dict:
-    """One process's figures: SGEMM rate, then seconds per engine call for each network (``warm``: after an untimed
-    call on one slice of the same size, so that the one-off set-up of the process is not counted)."""
+def measure(names: list[str], slices: int, side: int, precisions: list[str], warm: bool = False) -> dict:
+    """One process's figures: GEMM rates, then seconds per engine call for each network and precision, and the
+    autocast dtype it resolved to (``warm``: after an untimed call on one slice of the same size, so that the
+    one-off set-up of the process is not counted)."""
     from rmisr_monai.inference import upscale_array
+    from rmisr_monai.inference.engine import cpu_has_fast_bf16, resolve_precision
+    from rmisr_monai.transforms.intensity import IntensityNormalization
 
     torch.set_num_threads(os.cpu_count() or 1)
     rng = np.random.default_rng(0)
     volume = rng.random((side, side, slices), dtype=np.float32)
-    result = {"sgemm": sgemm_macs_per_s(), "seconds": {}}
+    result = {"sgemm": gemm_macs_per_s(), "bf16_gemm": gemm_macs_per_s(torch.bfloat16) if cpu_has_fast_bf16() else None,
+              "seconds": {}, "dtype": {}}
     for name in names:
-        net, scale, _ = network_for(name)
-        if warm:
-            upscale_array(volume[..., :1], net, scale, device="cpu", progress=False)
-        t0 = time.perf_counter()
-        upscale_array(volume, net, scale, device="cpu", progress=False)  # values in [0, 1]: no normalisation
-        result["seconds"][name] = time.perf_counter() - t0
+        net, scale, intensity = network_for(name)
+        # the recipe's range, as a volume of that modality would give it (MR percentiles refit on these values)
+        recipe = None if intensity is None else IntensityNormalization.from_dict(intensity)
+        values = volume if recipe is None or recipe.kind != "ct" else volume * 2000.0 - 1000.0
+        for precision in precisions:
+            run = dict(intensity=recipe, device="cpu", progress=False, precision=precision)
+            if warm:
+                upscale_array(values[..., :1], net, scale, **run)
+            t0 = time.perf_counter()
+            upscale_array(values, net, scale, **run)
+            key = f"{name}/{precision}"
+            result["seconds"][key] = time.perf_counter() - t0
+            result["dtype"][key] = str(resolve_precision(precision, torch.device("cpu"), recipe) or torch.float32)
     return result
 
 
@@ -138,10 +156,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="alternating runs per tree (medians reported)")
     parser.add_argument("--baseline", default=None, help="a package tree to compare with (PYTHONPATH)")
     parser.add_argument("--warm", action="store_true", help="time a second call (the process's set-up excluded)")
+    parser.add_argument(
+        "--precisions", nargs="+", default=["auto"], choices=["auto", "fp32", "bf16", "fp16"],
+        help="engine precisions to time (auto: the default path)",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(measure(args.names, args.slices, args.side, args.warm)))
+        print(json.dumps(measure(args.names, args.slices, args.side, args.precisions, args.warm)))
         return
 
     macs = {name: reference_macs(network_for(name)[0], args.side) for name in args.names}
@@ -150,7 +172,7 @@ def main() -> None:
         trees = {"baseline": str(Path(args.baseline).resolve()), **trees}
     runs: dict[str, list[dict]] = {t: [] for t in trees}
     cmd = [sys.executable, __file__, "--worker", "--slices", str(args.slices), "--side", str(args.side),
-           *(["--warm"] if args.warm else []), "--names"]
+           *(["--warm"] if args.warm else []), "--precisions", *args.precisions, "--names"]
     with paused_training():
         for _ in range(args.repeats):
             for tree, path in trees.items():
@@ -159,15 +181,25 @@ def main() -> None:
                 runs[tree].append(json.loads(out.strip().splitlines()[-1]))
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, {args.slices} slices of {args.side}^2, "
           f"{args.repeats} alternating run(s) per tree, medians{', warm process' if args.warm else ''}")
-    print("| network | tree | GMAC/slice (useful) | s/slice | useful GMAC/s | SGEMM GMAC/s | ratio |")
-    print("|---|---|---|---|---|---|---|")
+    print("| network | tree | precision (ran as) | GMAC/slice (useful) | s/slice | useful GMAC/s | SGEMM GMAC/s | ratio "
+          "to SGEMM | bf16 GEMM GMAC/s | ratio to bf16 GEMM |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name in args.names:
-        for tree in trees:
-            sec = statistics.median(r["seconds"][name] for r in runs[tree]) / args.slices
-            gemm = statistics.median(r["sgemm"] for r in runs[tree])
-            ratio = statistics.median(macs[name] * args.slices / r["seconds"][name] / r["sgemm"] for r in runs[tree])
-            print(f"| {name} | {tree} | {macs[name] / 1e9:.2f} | {sec:.2f} | {macs[name] / sec / 1e9:.1f} | "
-                  f"{gemm / 1e9:.1f} | {ratio:.2f} |")
+        for precision in args.precisions:
+            key = f"{name}/{precision}"
+            for tree in trees:
+                rs = runs[tree]
+                sec = statistics.median(r["seconds"][key] for r in rs) / args.slices
+                rate = macs[name] * args.slices
+                sgemm = statistics.median(r["sgemm"] for r in rs)
+                ratio = statistics.median(rate / r["seconds"][key] / r["sgemm"] for r in rs)
+                dtype = rs[0]["dtype"][key].replace("torch.", "")
+                bf16 = "-", "-"
+                if rs[0]["bf16_gemm"] and dtype == "bfloat16":
+                    bf16 = (f"{statistics.median(r['bf16_gemm'] for r in rs) / 1e9:.1f}",
+                            f"{statistics.median(rate / r['seconds'][key] / r['bf16_gemm'] for r in rs):.2f}")
+                print(f"| {name} | {tree} | {precision} ({dtype}) | {macs[name] / 1e9:.2f} | {sec:.2f} | "
+                      f"{macs[name] / sec / 1e9:.1f} | {sgemm / 1e9:.1f} | {ratio:.2f} | {bf16[0]} | {bf16[1]} |")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ Measures read -> engine -> atomic write of ``/work/shared/data/medical/dicom_ser
 * wall time of each stage and slices per second of the engine;
 * useful network multiply-adds per second (MACs of one slice of the reference network, counted with
   ``torch.utils.flop_counter.FlopCounterMode`` by :func:`speed.reference_macs`, times the slices, over the engine
-  time) against the fp32 SGEMM rate measured in the same run (:func:`speed.sgemm_macs_per_s`), and against the
+  time) against the fp32 SGEMM rate measured in the same run (:func:`speed.gemm_macs_per_s`), and against the
   theoretical fp32 peak ``logical CPUs x GHz x FLOPs/cycle / 2`` (FLOPs/cycle from the ``/proc/cpuinfo`` flags,
   two FMA units assumed: AVX-512F 64, AVX2+FMA 32, else 8; an upper bound);
 * peak resident memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``, the process including Python, torch and
@@ -96,9 +96,9 @@ def main() -> None:
 
 
 def sgemm_in_child() -> float:
-    """:func:`speed.sgemm_macs_per_s` in a child process: its three 64 MiB matrices would otherwise count in this
+    """:func:`speed.gemm_macs_per_s` in a child process: its three 64 MiB matrices would otherwise count in this
     process's peak resident memory (``ru_maxrss``), which is the figure compared with the memory target."""
-    code = "import torch, speed; torch.set_num_threads({}); print(speed.sgemm_macs_per_s())".format(
+    code = "import torch, speed; torch.set_num_threads({}); print(speed.gemm_macs_per_s())".format(
         torch.get_num_threads()
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent, check=True, capture_output=True,
