@@ -12,9 +12,10 @@ and batch, channels-last, ``precision="auto"``), on a ``512 x 512 x --slices`` v
   bfloat16 autocast, also the bf16 GEMM rate of the same matrices and the ratio to it (issue 16: "against the best
   GEMM rate of the precision used").
 
-Shipped models run with their own intensity recipe, as ``rmisr upscale`` runs them, so ``precision="auto"`` resolves
-as it does there (fp32 for CT windows, bf16 for MR on CPUs with native bf16); the bare networks take values in
-[0, 1] with no recipe. ``--precisions fp32 auto`` times the reference path and the default path side by side.
+Shipped models run with their own intensity recipe and modality, as ``rmisr upscale`` runs them, so
+``precision="auto"`` resolves as it does there (fp32 for CT, bf16 for MR on CPUs with native bf16); the bare networks
+take values in [0, 1] with no recipe. ``--precisions fp32 auto`` times the reference path and the default path
+side by side.
 
 ``--baseline DIR`` also runs the same measurement with ``PYTHONPATH=DIR`` (e.g. ``git archive HEAD~3 rmisr_monai``
 unpacked there), alternating baseline and current tree ``--repeats`` times in subprocesses; the table gives medians.
@@ -45,7 +46,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 TRAIN_PID = Path("/tmp/team/train.pid")
-DEFAULT_NAMES = ("rmisr_bl", "rmisr_bl_ct_x2", "rmisr_bl_mr_x2", "rmisr_bl_ct_x4", "rmisr_bl_mr_x4", "imdn")
+DEFAULT_NAMES = (
+    "rmisr_bl", "rmisr_bl_ct_x2_percentile", "rmisr_bl_mr_x2", "rmisr_bl_ct_x4_percentile", "rmisr_bl_mr_x4", "imdn"
+)
 
 
 @contextlib.contextmanager
@@ -89,9 +92,9 @@ def gemm_macs_per_s(dtype: torch.dtype = torch.float32, n: int = 4096, repeats: 
     return n**3 / best
 
 
-def network_for(name: str) -> tuple[torch.nn.Module, int, dict | None]:
-    """``(network, scale, intensity)``: a shipped model by name, else ``get_network(name, in_channels=1, scale=2)``
-    with seeded random weights (speed does not depend on the values)."""
+def network_for(name: str) -> tuple[torch.nn.Module, int, dict | None, str | None]:
+    """``(network, scale, intensity, modality)``: a shipped model by name, else ``get_network(name, in_channels=1,
+    scale=2)`` with seeded random weights (speed does not depend on the values) and no recipe or modality."""
     from rmisr_monai.networks import get_network
     from rmisr_monai.weights import load_model
     from rmisr_monai.weights.loader import read_registry
@@ -99,9 +102,9 @@ def network_for(name: str) -> tuple[torch.nn.Module, int, dict | None]:
     shipped = {e["name"]: e for e in read_registry()}
     if name in shipped:
         net, meta = load_model(name)
-        return net, int(shipped[name]["scale"]), meta.get("intensity")
+        return net, int(shipped[name]["scale"]), meta.get("intensity"), shipped[name]["modality"]
     torch.manual_seed(0)
-    return get_network(name, in_channels=1, scale=2), 2, None
+    return get_network(name, in_channels=1, scale=2), 2, None, None
 
 
 def reference_macs(net: torch.nn.Module, side: int, probe: int = 64) -> float:
@@ -129,22 +132,23 @@ def measure(names: list[str], slices: int, side: int, precisions: list[str], war
     torch.set_num_threads(os.cpu_count() or 1)
     rng = np.random.default_rng(0)
     volume = rng.random((side, side, slices), dtype=np.float32)
-    result = {"sgemm": gemm_macs_per_s(), "bf16_gemm": gemm_macs_per_s(torch.bfloat16) if cpu_has_fast_bf16() else None,
-              "seconds": {}, "dtype": {}}
+    bf16_gemm = gemm_macs_per_s(torch.bfloat16) if cpu_has_fast_bf16() else None
+    result = {"sgemm": gemm_macs_per_s(), "bf16_gemm": bf16_gemm, "seconds": {}, "dtype": {}}
     for name in names:
-        net, scale, intensity = network_for(name)
-        # the recipe's range, as a volume of that modality would give it (MR percentiles refit on these values)
+        net, scale, intensity, modality = network_for(name)
+        # values of the model's modality: HU for CT (MR percentiles refit on whatever comes)
         recipe = None if intensity is None else IntensityNormalization.from_dict(intensity)
-        values = volume if recipe is None or recipe.kind != "ct" else volume * 2000.0 - 1000.0
+        values = volume * 2000.0 - 1000.0 if modality == "CT" else volume
         for precision in precisions:
-            run = dict(intensity=recipe, device="cpu", progress=False, precision=precision)
+            run = dict(intensity=recipe, device="cpu", progress=False, precision=precision, modality=modality)
             if warm:
                 upscale_array(values[..., :1], net, scale, **run)
             t0 = time.perf_counter()
             upscale_array(values, net, scale, **run)
             key = f"{name}/{precision}"
             result["seconds"][key] = time.perf_counter() - t0
-            result["dtype"][key] = str(resolve_precision(precision, torch.device("cpu"), recipe) or torch.float32)
+            dtype = resolve_precision(precision, torch.device("cpu"), recipe, hounsfield=modality == "CT")
+            result["dtype"][key] = str(dtype or torch.float32)
     return result
 
 
@@ -181,8 +185,8 @@ def main() -> None:
                 runs[tree].append(json.loads(out.strip().splitlines()[-1]))
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, {args.slices} slices of {args.side}^2, "
           f"{args.repeats} alternating run(s) per tree, medians{', warm process' if args.warm else ''}")
-    print("| network | tree | precision (ran as) | GMAC/slice (useful) | s/slice | useful GMAC/s | SGEMM GMAC/s | ratio "
-          "to SGEMM | bf16 GEMM GMAC/s | ratio to bf16 GEMM |")
+    print("| network | tree | precision (ran as) | GMAC/slice (useful) | s/slice | useful GMAC/s | SGEMM GMAC/s "
+          "| ratio to SGEMM | bf16 GEMM GMAC/s | ratio to bf16 GEMM |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name in args.names:
         for precision in args.precisions:

@@ -8,4 +8,6 @@ MR_VOLUMES=("$D/mr/brain_t1_0p88mm_uint8.nii.gz" "$D/mr/brain_t2w_int16.nii.gz" 
             "$D/mr/totalseg_abdomen_mr_3mm.nii.gz" "$S/mr_siemens_prisma_t1_sag_brain" "$S/mr_siemens_avanto_t1_thigh_subset"
             "$S/mr_siemens_avanto_t2fs_thigh_subset" "$S/mr_toshiba_titan_t2_abdomen_pelvis_subset"
             "$S/mr_ge_signa_breast_dce_subset")
+# the six CT volumes of the CT defaults (rmisr_bl_ct_x*_percentile, benchmarks/RESULTS.md §10, §13)
+CT_ALL_VOLUMES=("$D/ct/totalseg_chest_cta_crop_1p5mm.nii.gz" "$D/ct/totalseg_abdomen_ct_3mm.nii.gz" "${CT_VOLUMES[@]}")
 CT_PADDED_WINDOW=(--ct-window -3072 3071)  # spans the scanners' padding values (CT_PADDED_WINDOW_HU)

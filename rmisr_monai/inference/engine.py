@@ -15,7 +15,8 @@ bundles and Slicer:
   (:func:`~rmisr_monai.inference.tiling.forward_peak_bytes`).
 * Precision (:func:`resolve_precision`): ``"fp32"`` is the reference; ``"auto"`` uses float16 autocast on CUDA and
   bfloat16 autocast on CPUs with native bf16 (AMX or AVX512-BF16, read from ``/proc/cpuinfo``) except for CT
-  intensities, and fp32 elsewhere (benchmarks/RESULTS.md §7 gives the measured errors).
+  intensities and for networks without parameters (the interpolators), and fp32 elsewhere (benchmarks/RESULTS.md §7
+  and §13 give the measured errors and speed).
 * :func:`upscale_volume` wraps it for a :class:`~rmisr_monai.io.volume.Volume`; the new geometry comes from
   :func:`rmisr_monai.io.geometry.rescaled_geometry` (the only place with spacing/origin arithmetic).
 
@@ -193,22 +194,32 @@ def cpu_has_fast_bf16() -> bool:
 
 
 def resolve_precision(
-    precision: str, device: torch.device, intensity: IntensityNormalization | None = None, amp: bool = True
+    precision: str,
+    device: torch.device,
+    intensity: IntensityNormalization | None = None,
+    amp: bool = True,
+    learned: bool = True,
+    hounsfield: bool = False,
 ) -> torch.dtype | None:
     """The autocast dtype of the network call, or ``None`` for fp32.
 
-    ``"fp32"``: ``None``. ``"bf16"`` / ``"fp16"``: that dtype on any device. ``"auto"``: float16 on CUDA (unless
-    ``amp=False``); bfloat16 on a CPU with native bf16 (:func:`cpu_has_fast_bf16`) unless ``intensity`` is a CT
-    window (bf16's 8-bit mantissa gave a 22 HU maximum error on a CT slice at x2, benchmarks/RESULTS.md §7; float16
-    2.9 HU); fp32 elsewhere.
+    ``"fp32"``: ``None``. ``"bf16"`` / ``"fp16"``: that dtype on any device. ``"auto"``: fp32 for a network without
+    parameters (``learned=False``: the interpolators are references, and cheap); else float16 on CUDA (unless
+    ``amp=False``); bfloat16 on a CPU with native bf16 (:func:`cpu_has_fast_bf16`) unless the input is in
+    Hounsfield units: ``intensity`` is a CT window, or ``hounsfield`` (a CT input under any recipe, e.g. the
+    percentile-normalised CT defaults): bf16's 8-bit mantissa gave 22-33 HU maximum errors on CT slices
+    (benchmarks/RESULTS.md §7, §13; float16 2.9 HU); fp32 elsewhere.
     """
     if precision not in PRECISIONS:
         raise ConfigurationError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision != "auto":
         return _AUTOCAST_DTYPES.get(precision)
+    if not learned:
+        return None
     if device.type == "cuda":
         return torch.float16 if amp else None
-    if device.type == "cpu" and cpu_has_fast_bf16() and not (intensity is not None and intensity.kind == "ct"):
+    in_hounsfield = hounsfield or (intensity is not None and intensity.kind == "ct")
+    if device.type == "cpu" and cpu_has_fast_bf16() and not in_hounsfield:
         return torch.bfloat16
     return None
 
@@ -341,6 +352,7 @@ def upscale_array(
     out_dtype: np.dtype | str | None = None,
     precision: str = "auto",
     memory_limit: int | None = None,
+    modality: str | None = None,
 ) -> np.ndarray:
     """Upscale a channel-first volume ``(C, I, J, K)`` (or ``(I, J, K)``) slice by slice; float32 result.
 
@@ -367,6 +379,8 @@ def upscale_array(
             written as int16 never exists in float32 as a whole.
         precision: ``"auto"`` (default, :func:`resolve_precision`), ``"fp32"`` (the reference path), ``"bf16"`` or
             ``"fp16"`` (autocast to that dtype on any device).
+        modality: the input's modality (``Volume.modality``; :func:`upscale_volume` passes it): ``"CT"`` keeps
+            ``"auto"`` off bf16 whatever the intensity recipe (:func:`resolve_precision`).
         memory_limit: peak resident bytes the automatic batch and tile aim at (default
             :func:`default_memory_limit` of this input and output).
 
@@ -421,7 +435,8 @@ def upscale_array(
     src = np.transpose(vol, order)
     # NHWC: oneDNN (CPU) and cuDNN (CUDA, AMP) convolutions run 2-3x faster than with NCHW (benchmarks/RESULTS.md)
     network.to(dev, memory_format=torch.channels_last)
-    autocast_dtype = resolve_precision(precision, dev, norm, amp)
+    learned = any(True for _ in network.parameters())
+    autocast_dtype = resolve_precision(precision, dev, norm, amp, learned, hounsfield=modality == "CT")
     runner = _Runner(network, scale_arg, arbitrary, dev, tile, int(tile_overlap), autocast_dtype)
     n_slices = src.shape[0]
     if n_slices == 0:  # an empty axis: nothing to run, the shape is still defined
@@ -577,7 +592,7 @@ def upscale_volume(volume, network: nn.Module, scale: float, **options: Any):
 
         return upscale_series(volume, network, scale, **options)
     array = volume.array
-    out = upscale_array(array, network, scale, **options)
+    out = upscale_array(array, network, scale, **{"modality": volume.modality, **options})
     in_shape = tuple(array.shape[-3:])
     out_shape = tuple(out.shape[-3:])
     geometry = rescaled_geometry(volume.geometry, in_shape, out_shape)

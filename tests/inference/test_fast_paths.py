@@ -42,6 +42,28 @@ def test_precision_policy(monkeypatch, precision, device, intensity, fast_bf16, 
     assert engine.resolve_precision(precision, torch.device(device), intensity) is expected
 
 
+def test_precision_auto_keeps_ct_inputs_in_fp32_under_any_recipe(monkeypatch):
+    """A CT input normalised by its percentiles (the CT defaults) is still in Hounsfield units: no bf16 on the CPU,
+    float16 on CUDA as for the HU window."""
+    monkeypatch.setattr(engine, "cpu_has_fast_bf16", lambda: True)
+    assert engine.resolve_precision("auto", torch.device("cpu"), MR, hounsfield=True) is None
+    assert engine.resolve_precision("auto", torch.device("cuda"), MR, hounsfield=True) is torch.float16
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_precision_auto_keeps_networks_without_parameters_in_fp32(monkeypatch, device):
+    """The interpolators are references: `auto` never rounds them, and the engine passes that on, so bicubic through
+    the engine equals bicubic in fp32 exactly even where bf16 is native."""
+    monkeypatch.setattr(engine, "cpu_has_fast_bf16", lambda: True)
+    assert engine.resolve_precision("auto", torch.device(device), None, learned=False) is None
+    assert engine.resolve_precision("bf16", torch.device(device), None, learned=False) is torch.bfloat16  # asked for
+    vol = np.random.default_rng(3).random((20, 18, 2), dtype=np.float32)
+    bicubic = get_network("bicubic")
+    auto = upscale_array(vol, bicubic, 2, **RUN)
+    np.testing.assert_array_equal(auto, upscale_array(vol, bicubic, 2, precision="fp32", **RUN))
+    assert np.abs(upscale_array(vol, bicubic, 2, precision="bf16", **RUN) - auto).max() > 1e-4  # bf16 would round
+
+
 def test_precision_auto_without_amp_is_fp32_on_cuda_and_bad_names_fail():
     assert engine.resolve_precision("auto", torch.device("cuda"), None, amp=False) is None
     with pytest.raises(ValueError, match="precision"):
@@ -58,12 +80,14 @@ def _slices(a: np.ndarray) -> np.ndarray:
     return np.moveaxis(a, 2, 0)[:, None]  # (slice, 1, x, y)
 
 
-@pytest.mark.parametrize("modality", ["CT", "MR"])
-def test_fast_paths_equal_the_fp32_reference_on_real_slices(modality):
+@pytest.mark.parametrize(
+    "modality, name", [("CT", "rmisr_bl_ct_x2"), ("CT", "rmisr_bl_ct_x2_percentile"), ("MR", "rmisr_bl_mr_x2")]
+)
+def test_fast_paths_equal_the_fp32_reference_on_real_slices(modality, name):
     """Default engine path, and bf16 / fp16 autocast, against the level-by-level fp32 network, on held-out crops:
     PSNR against the HR crop within 0.05 dB, max abs difference within the stated bound."""
     lr, hr = _crop_pair(modality, 2)
-    model, meta = load_model(f"rmisr_bl_{modality.lower()}_x2")
+    model, meta = load_model(name)
     data_range = float(hr.max() - hr.min())
     window = IntensityNormalization.from_dict(meta["intensity"]).fit(lr.array)
     span = float(window.a_max - window.a_min)
@@ -71,8 +95,9 @@ def test_fast_paths_equal_the_fp32_reference_on_real_slices(modality):
     reference = upscale_volume(lr, model, 2, intensity=meta["intensity"], precision="fp32", batch_size=2, **RUN)
     _set_fused(model, True)
     ref_psnr = float(psnr(_slices(reference.array), _slices(hr), data_range=data_range, shave=2).mean())
-    auto_is_bf16 = engine.resolve_precision("auto", torch.device("cpu"), window) is torch.bfloat16  # AMX machines
-    auto_bound = MAX_ABS_01["bf16"] if auto_is_bf16 else 1e-4
+    assert lr.modality == modality
+    auto_dtype = engine.resolve_precision("auto", torch.device("cpu"), window, hounsfield=modality == "CT")
+    auto_bound = MAX_ABS_01["bf16"] if auto_dtype is not None else 1e-4  # bf16 for MR on AMX machines
     for precision, bound in (("auto", auto_bound), ("bf16", MAX_ABS_01["bf16"]), ("fp16", MAX_ABS_01["fp16"])):
         out = upscale_volume(lr, model, 2, intensity=meta["intensity"], precision=precision, **RUN).array
         score = float(psnr(_slices(out), _slices(hr), data_range=data_range, shave=2).mean())
