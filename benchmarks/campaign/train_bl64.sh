@@ -5,7 +5,7 @@
 #
 #   OMP_NUM_THREADS=1 nohup nice bash benchmarks/campaign/train_bl64.sh 3 > runs/bl64_x3.log 2>&1 &
 #
-# x2 starts from scratch (lr 5e-4); x3 and x4 take the body of the x2 model (--transfer; the sub-pixel upsampler
+# x2 starts from scratch (lr 5e-4); x3 and x4 take the body of the shipped x2 model rmisr_bl64_mr_x2 (--transfer; the upsampler
 # starts fresh) at lr 2.5e-4. Each run resumes from benchmarks/campaign/bl64_xS/resume.pt when it exists (the hand-over:
 # copy the newest runs/bl64_xS/checkpoint_*.pt over it and append the log to train.log beside it).
 set -euo pipefail
@@ -14,10 +14,11 @@ SCALE=${1:?scale 2, 3 or 4}
 source benchmarks/campaign/volumes.sh
 case $SCALE in
   2) START=(); LR=5e-4; ITERATIONS=${ITERATIONS:-20000} ;;
-  3|4) START=(--transfer benchmarks/campaign/bl64_x2/model.pt); LR=2.5e-4; ITERATIONS=${ITERATIONS:-8000} ;;
+  3|4) START=(--transfer rmisr_bl64_mr_x2); LR=2.5e-4; ITERATIONS=${ITERATIONS:-8000} ;;
   *) echo "scale 2, 3 or 4, not $SCALE" >&2; exit 2 ;;
 esac
-if [[ -f benchmarks/campaign/bl64_x$SCALE/resume.pt ]]; then START=(--resume "benchmarks/campaign/bl64_x$SCALE/resume.pt"); fi
+RESUME=benchmarks/campaign/bl64_x$SCALE/resume.pt
+if [[ -f $RESUME ]]; then START=(--resume "$RESUME"); fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 exec python -m rmisr_monai.training --network rmisr_bl --network-kwargs '{"features": 64}' --scale "$SCALE" \
   --modality MR --volumes "${CT_ALL_VOLUMES[@]}" "${MR_VOLUMES[@]}" --iterations "$ITERATIONS" --patch 32 --batch 16 \
