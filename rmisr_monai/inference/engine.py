@@ -88,6 +88,11 @@ _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 GIB = 1 << 30
 # kept free of the budget for what the probe does not see (oneDNN scratch, Python objects, the progress bar)
 MEMORY_MARGIN_BYTES = 96 << 20
+# resident bytes of a network call per byte of tensors the probe counts: oneDNN buffers and allocator slack grow
+# with the activations (a whole 512^2 slice through the engine: 64-feature RMISR-BL 354 MiB counted, 576-634 MiB
+# resident; 32 features 236 counted, ~450 resident). Chosen by measurement (benchmarks/volume.py, the 512 x 512 x 20
+# CT x2 with the 64-feature default, target 1099 MiB): 1 -> 1242 MiB, 2 -> 1165, 3 -> 1019 (benchmarks/RESULTS.md §13)
+RESIDENT_PER_COUNTED_BYTE = 3.0
 # resident size of the process before any data: Python, torch, MONAI and this package with the CLI's imports and a
 # shipped model loaded (515 MiB measured on the project CPU). A fixed figure, not the current RSS, so that a host
 # application's own memory (Slicer, a notebook) does not shrink the tiles to nothing.
@@ -451,7 +456,8 @@ def upscale_array(
         calls = channels if per_channel else 1  # network calls per slice
         out_bytes = int(np.prod(out_spatial)) * net_out * calls * dtype.itemsize
         tile, batch_size = _plan(
-            runner, calls * peak / probe[0, 0].numel(), (h, w), channels, net_out * calls, pair, dtype,
+            runner, RESIDENT_PER_COUNTED_BYTE * calls * peak / probe[0, 0].numel(), (h, w), channels,
+            net_out * calls, pair, dtype,
             n_slices, vol.nbytes, out_bytes, memory_limit, int(tile_overlap), tile,
         )
         runner.tile = runner.initial_tile = tile
