@@ -122,9 +122,9 @@ def test_scale_override_selects_the_shipped_weights(tmp_path, monkeypatch):
 
     root = BUNDLES / "ct_rmisr_bl_super_resolution"
     assert bundle_checkpoint(root, 2, "rmisr_bl", "CT") == str(root / "models" / "model.pt")
-    assert bundle_checkpoint(root, 4, "rmisr_bl", "CT") == "rmisr_bl_ct_x4_percentile"
-    assert bundle_checkpoint(BUNDLES / "mri_rmisr_bl_super_resolution", 4, "rmisr_bl", "MR") == "rmisr_bl_mr_x4"
-    assert bundle_checkpoint(root, 3, "rmisr_bl", "CT") == "rmisr_bl_ct_x3_percentile"
+    assert bundle_checkpoint(root, 4, "rmisr_bl", "CT") == "rmisr_bl64_ct_x4"
+    assert bundle_checkpoint(BUNDLES / "mri_rmisr_bl_super_resolution", 4, "rmisr_bl", "MR") == "rmisr_bl64_mr_x4"
+    assert bundle_checkpoint(root, 3, "rmisr_bl", "CT") == "rmisr_bl64_ct_x3"
     # no sub-pixel CT model at x5: the arbitrary-scale default (CT inputs get it, weights.default_model)
     assert bundle_checkpoint(root, 5, "rmisr_bl", "CT") == "rmisr_bl_meta"
     empty = tmp_path / "registry.json"

@@ -35,7 +35,7 @@ def test_shipped_registry_becomes_one_item_per_network_and_modality():
     assert ct.scales == (2.0, 3.0, 4.0) and ct.scale_range is None and not ct.through_plane
     # the group's x2 is the CLI's default for CT x2 (the first registry entry of that scale)
     assert ct.names[2.0] == next(e["name"] for e in entries if e["modality"] == "CT" and e.get("scale") == 2)
-    assert worker_model_arguments(ct, 4.0) == ["--model", "rmisr_bl_ct_x4_percentile"]
+    assert worker_model_arguments(ct, 4.0) == ["--model", "rmisr_bl64_ct_x4"]
     with pytest.raises(ValueError, match="cannot upscale x5"):
         worker_model_arguments(ct, 5.0)
 
