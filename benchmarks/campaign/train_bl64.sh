@@ -4,22 +4,33 @@
 # native bf16, across sessions (benchmarks/RESULTS.md §13):
 #
 #   OMP_NUM_THREADS=1 nohup nice bash benchmarks/campaign/train_bl64.sh 3 > runs/bl64_x3.log 2>&1 &
+#   OMP_NUM_THREADS=1 nohup nice bash benchmarks/campaign/train_bl64.sh 4 2 > runs/bl64_x4s2.log 2>&1 &   # stage 2
 #
 # x2 starts from scratch (lr 5e-4); x3 and x4 take the body of the shipped x2 model rmisr_bl64_mr_x2 (--transfer; the upsampler
-# starts fresh) at lr 2.5e-4. Each run resumes from benchmarks/campaign/bl64_xS/resume.pt when it exists (the hand-over:
+# starts fresh) at lr 2.5e-4. Stage 2 (second argument 2) is a warm restart of the shipped model of that scale
+# (--init rmisr_bl64_ct_xS, fresh optimiser, new patches: seed 2) at lr 1.25e-4, 16000 iterations, in bl64_xSs2/. Each run resumes from benchmarks/campaign/bl64_xS/resume.pt when it exists (the hand-over:
 # copy the newest runs/bl64_xS/checkpoint_*.pt over it and append the log to train.log beside it).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SCALE=${1:?scale 2, 3 or 4}
+STAGE=${2:-1}
 source benchmarks/campaign/volumes.sh
 case $SCALE in
-  2) START=(); LR=5e-4; ITERATIONS=${ITERATIONS:-20000} ;;
-  3|4) START=(--transfer rmisr_bl64_mr_x2); LR=2.5e-4; ITERATIONS=${ITERATIONS:-8000} ;;
+  2) START=(); LR=5e-4; DEFAULT_ITERATIONS=20000 ;;
+  3|4) START=(--transfer rmisr_bl64_mr_x2); LR=2.5e-4; DEFAULT_ITERATIONS=8000 ;;
   *) echo "scale 2, 3 or 4, not $SCALE" >&2; exit 2 ;;
 esac
-RESUME=benchmarks/campaign/bl64_x$SCALE/resume.pt
+RUN=bl64_x$SCALE
+SEED=0
+case $STAGE in
+  1) ;;
+  2) START=(--init "rmisr_bl64_ct_x$SCALE"); LR=1.25e-4; DEFAULT_ITERATIONS=16000; RUN=bl64_x${SCALE}s2; SEED=2 ;;
+  *) echo "stage 1 or 2, not $STAGE" >&2; exit 2 ;;
+esac
+ITERATIONS=${ITERATIONS:-$DEFAULT_ITERATIONS}
+RESUME=benchmarks/campaign/$RUN/resume.pt
 if [[ -f $RESUME ]]; then START=(--resume "$RESUME"); fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 exec python -m rmisr_monai.training --network rmisr_bl --network-kwargs '{"features": 64}' --scale "$SCALE" \
   --modality MR --volumes "${CT_ALL_VOLUMES[@]}" "${MR_VOLUMES[@]}" --iterations "$ITERATIONS" --patch 32 --batch 16 \
-  --lr "$LR" --checkpoint-every 500 --checkpoint-dir "runs/bl64_x$SCALE" --output "runs/rmisr_bl64_x$SCALE.pt" "${START[@]}"
+  --lr "$LR" --seed "$SEED" --checkpoint-every 500 --checkpoint-dir "runs/$RUN" --output "runs/rmisr_$RUN.pt" "${START[@]}"

@@ -452,7 +452,7 @@ def upscale_array(
         # the network's bytes per pixel and output channels, from one call on a small probe
         h, w = src.shape[2], src.shape[3]
         probe = torch.zeros(1, 1 if per_channel else channels, min(h, PROBE_SIDE), min(w, PROBE_SIDE))
-        peak, net_out = _probe(runner, probe, pair)
+        peak, net_out = _probe(runner, probe, pair, learned)
         calls = channels if per_channel else 1  # network calls per slice
         out_bytes = int(np.prod(out_spatial)) * net_out * calls * dtype.itemsize
         tile, batch_size = _plan(
@@ -511,13 +511,14 @@ def upscale_array(
 _PROBES: dict[tuple, tuple[int, int]] = {}
 
 
-def _probe(runner: _Runner, probe: torch.Tensor, pair: tuple[float, float]) -> tuple[int, int]:
+def _probe(runner: _Runner, probe: torch.Tensor, pair: tuple[float, float], learned: bool) -> tuple[int, int]:
     """``(peak bytes, output channels)`` of one network call on ``probe``
     (:func:`~rmisr_monai.inference.tiling.forward_peak_bytes`), remembered for networks of the same structure: the
     first call costs ~0.8 s for RMISR-BL (mostly one-off kernel set-up for the probe's shapes), so a batch of
-    volumes pays it once, not per volume."""
+    volumes pays it once, not per volume. ``learned``: the network has parameters; interpolators (none) have
+    nothing to remember and nothing costly to probe."""
     net = runner.net
-    if not any(True for _ in net.parameters()):  # interpolators: nothing to remember, nothing costly to probe
+    if not learned:
         peak, y = forward_peak_bytes(runner._forward, probe)
         return peak, int(y.shape[1])
     structure = tuple((name, tuple(t.shape), t.dtype) for name, t in net.state_dict().items())
