@@ -67,6 +67,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="8-bit pictures (PNG/BMP/JPEG/TIFF) or folders of them, 0-255 mapped to [0, 1]; RGB for a network "
         'with "in_channels": 3, else gray (BT.601 luma)',
     )
+    parser.add_argument(
+        "--pictures", nargs="+", default=None,
+        help="with --volumes and --modality MR: grey 8-bit pictures (or folders of them, e.g. the T91 + BSD200 of "
+        "../shared/data/natural_train) mixed into the slices, each normalised by its own percentiles",
+    )
+    parser.add_argument(
+        "--pictures-share", type=float, default=0.25, help="expected share of the patches drawn from --pictures"
+    )
     parser.add_argument("--axes", type=int, nargs="+", default=[2], help="slice axes of the volumes (2 = axial)")
     parser.add_argument(
         "--iterations", type=int, default=2000,
@@ -118,6 +126,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.images is not None and (args.modality, args.ct_window, args.scale_range) != (None, None, None):
         parser.error("--images trains at one --scale on 8-bit pictures: --modality, --ct-window and --scale-range "
                      "are for --volumes")
+    if args.pictures is not None and (args.volumes is None or args.modality != "MR" or args.scale_range is not None):
+        parser.error("--pictures mixes into --volumes at one --scale with --modality MR (per-volume percentiles)")
     return args
 
 
@@ -161,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         loader, intensity = slice_patch_loader(
             args.volumes, args.modality, scale=args.scale, patch=args.patch, batch=args.batch,
             samples=args.iterations * args.batch, axes=args.axes, noise=args.noise, seed=args.seed,
-            ct_window=args.ct_window,
+            ct_window=args.ct_window, pictures=picture_files(args.pictures or []), pictures_share=args.pictures_share,
         )
     else:
         if not getattr(network, "arbitrary_scale", False):
@@ -185,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     info = {
         "command": "python -m rmisr_monai.training " + " ".join(argv if argv is not None else sys.argv[1:]),
         "data": [Path(v).name for v in args.volumes or args.images],
+        "pictures": None if args.pictures is None else [Path(p).name for p in args.pictures],
+        "pictures_share": None if args.pictures is None else args.pictures_share,
         "iterations": trainer.state.iteration,  # what ran (in all, when resumed)
         "final_lr": trainer.optimizer.param_groups[0]["lr"],
         "minutes": round(minutes, 1),

@@ -4,7 +4,9 @@ A thin wiring of :mod:`rmisr_monai.data` (slices normalised per volume, random c
 bicubic LR, optional LR noise) into a MONAI DataLoader that draws a fixed number of samples with replacement:
 at one integer scale (:func:`slice_patch_loader`), or at a random scale per batch for arbitrary-scale networks
 (:func:`random_scale_loader`, whose batches carry their scale to the network through :class:`PrepareScaledBatch`).
-:func:`image_patch_loader` does the same for 8-bit natural pictures (RMISR Table 1's protocol, the "291" images).
+:func:`image_patch_loader` does the same for 8-bit natural pictures (RMISR Table 1's protocol, the "291" images);
+:func:`slice_patch_loader` can also mix grey pictures into the volume slices (``pictures``, ``pictures_share``): the
+natural-image prior of the "291" set (sharp edges of every orientation) for scans the volumes do not cover.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 import torch
 from monai.data import DataLoader
 from monai.engines.utils import PrepareBatch, default_prepare_batch
-from torch.utils.data import RandomSampler
+from torch.utils.data import RandomSampler, WeightedRandomSampler
 
 from rmisr_monai.data import PairedPatchDataset, image_items, volume_slice_items
 from rmisr_monai.data.random_scale import META_SCALE_RANGE, RandomScalePatchDataset, ScaleBatchSampler
@@ -30,6 +32,7 @@ __all__ = [
     "EIGHT_BIT",
     "PrepareScaledBatch",
     "image_patch_loader",
+    "normalised_pictures",
     "normalised_slices",
     "random_scale_loader",
     "slice_patch_loader",
@@ -53,6 +56,8 @@ def slice_patch_loader(
     noise: float = 0.0,
     seed: int = 0,
     ct_window: Sequence[float] | None = None,
+    pictures: Sequence[str | Path] = (),
+    pictures_share: float = 0.25,
 ) -> tuple[DataLoader, dict]:
     """A DataLoader of ``samples`` random ``{"image": LR, "label": HR}`` patches, and the intensity recipe.
 
@@ -67,10 +72,44 @@ def slice_patch_loader(
         noise: maximum LR noise standard deviation (HU for CT, normalised units for MR).
         seed: random state of the sampler and of the augmentation.
         ct_window: CT only: the HU window mapped to ``[0, 1]`` (:func:`normalised_slices`).
+        pictures: grey 2D pictures mixed into the slices (:func:`normalised_pictures`); per-volume percentile
+            normalisation (``modality="MR"``) only.
+        pictures_share: with ``pictures``, the expected share of the patches drawn from them (the slices share the
+            rest; each group uniformly).
     """
     items, normalization, noise = normalised_slices(paths, modality, axes, patch * scale, noise, ct_window)
+    weights = None
+    if pictures:
+        if not 0.0 < pictures_share < 1.0:
+            raise ConfigurationError(f"pictures_share must be in (0, 1), got {pictures_share}")
+        mixed = normalised_pictures(pictures, normalization, patch * scale)
+        weights = [(1.0 - pictures_share) / len(items)] * len(items) + [pictures_share / len(mixed)] * len(mixed)
+        items = items + mixed
     dataset = PairedPatchDataset(items, scale, patch, normalization=None, noise_sigma=noise, seed=seed)
-    return _drawn_with_replacement(dataset, batch, samples, seed), normalization.recipe()
+    return _drawn_with_replacement(dataset, batch, samples, seed, weights), normalization.recipe()
+
+
+def normalised_pictures(
+    paths: Sequence[str | Path], normalization: IntensityNormalization, min_size: int
+) -> list[dict]:
+    """Grey 2D pictures (BT.601 luma) at least ``min_size`` wide as training slices, each normalised on its own like
+    a volume (``normalization`` fitted to the picture: its own percentiles for the ``"mr"`` recipe).
+
+    Raises:
+        ConfigurationError: a fixed HU window (pictures carry no Hounsfield units), or no picture wide enough.
+    """
+    if normalization.kind != "mr":
+        raise ConfigurationError(
+            "pictures carry no Hounsfield units: mix them only into per-volume percentile normalisation (MR recipe)"
+        )
+    items = []
+    for item in image_items(paths, "gray"):
+        if min(item["label"].shape[1:]) >= min_size:
+            image = torch.as_tensor(item["label"])
+            items.append({**item, "label": normalization.fit(image).forward(image).to(torch.float32)})
+    if not items:
+        raise ConfigurationError(f"no picture of {len(paths)} is at least {min_size} pixels wide")
+    return items
 
 
 def image_patch_loader(
@@ -101,9 +140,15 @@ def image_patch_loader(
     return _drawn_with_replacement(dataset, batch, samples, seed), EIGHT_BIT.recipe()
 
 
-def _drawn_with_replacement(dataset: PairedPatchDataset, batch: int, samples: int, seed: int) -> DataLoader:
+def _drawn_with_replacement(
+    dataset: PairedPatchDataset, batch: int, samples: int, seed: int, weights: Sequence[float] | None = None
+) -> DataLoader:
+    """``samples`` items drawn with replacement, uniformly or with the probabilities ``weights``."""
     generator = torch.Generator().manual_seed(seed)
-    sampler = RandomSampler(dataset, replacement=True, num_samples=samples, generator=generator)
+    if weights is None:
+        sampler = RandomSampler(dataset, replacement=True, num_samples=samples, generator=generator)
+    else:
+        sampler = WeightedRandomSampler(weights, samples, replacement=True, generator=generator)
     return DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=0)
 
 

@@ -1,0 +1,64 @@
+"""Grey pictures mixed into the volume slices of ``slice_patch_loader`` (``--pictures``): normalised per picture by
+its own percentiles, drawn at the requested share, refused with a fixed HU window."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+from PIL import Image
+
+from rmisr_monai.errors import ConfigurationError
+from rmisr_monai.training.__main__ import parse_args
+from rmisr_monai.training.data import normalised_pictures, slice_patch_loader
+from rmisr_monai.transforms.intensity import IntensityNormalization
+
+
+@pytest.fixture()
+def data(tmp_path):
+    rng = np.random.default_rng(3)
+    volume = tmp_path / "mr.nii.gz"
+    nib.save(nib.Nifti1Image(rng.normal(500, 80, (40, 40, 6)).astype(np.int16), np.eye(4)), volume)
+    pictures = []
+    for i, shape in enumerate([(48, 56), (40, 40), (20, 60)]):  # the last one is narrower than the HR patch
+        path = tmp_path / f"p{i}.png"
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode="L").save(path)
+        pictures.append(path)
+    return volume, pictures
+
+
+def test_each_picture_is_normalised_by_its_own_percentiles(data):
+    _, pictures = data
+    items = normalised_pictures(pictures, IntensityNormalization.mr(), min_size=32)
+    assert [item["source"] for item in items] == [str(p) for p in pictures[:2]]  # 20 px wide: left out
+    for item, path in zip(items, pictures):
+        pixels = np.asarray(Image.open(path), dtype=np.float64)
+        low, high = np.percentile(pixels, [0.5, 99.5])
+        np.testing.assert_allclose(item["label"][0].numpy(), (pixels - low) / (high - low), atol=1e-5)
+
+
+def test_pictures_are_drawn_at_their_share(data):
+    volume, pictures = data
+    loader, recipe = slice_patch_loader(
+        [volume], "MR", scale=2, patch=16, batch=8, samples=2000, pictures=pictures, pictures_share=0.3
+    )
+    assert recipe["kind"] == "mr"
+    slices = len(loader.dataset) - 2  # six axial slices and two pictures wide enough
+    assert slices == 6
+    drawn = np.asarray(list(iter(loader.sampler)))
+    share = np.mean(drawn >= slices)
+    assert abs(share - 0.3) < 4 * np.sqrt(0.3 * 0.7 / drawn.size)  # binomial, four standard deviations
+    batch = next(iter(loader))
+    assert batch["image"].shape == (8, 1, 16, 16) and batch["label"].shape == (8, 1, 32, 32)
+
+
+def test_pictures_are_refused_in_a_hounsfield_window(data):
+    volume, pictures = data
+    with pytest.raises(ConfigurationError, match="Hounsfield"):
+        normalised_pictures(pictures, IntensityNormalization.ct(), min_size=8)
+    with pytest.raises(ConfigurationError, match="pictures_share"):
+        slice_patch_loader([volume], "MR", scale=2, patch=16, batch=8, samples=8, pictures=pictures,
+                           pictures_share=1.0)
+    with pytest.raises(SystemExit):  # the CLI: pictures only with per-volume percentiles
+        parse_args(["--volumes", str(volume), "--modality", "CT", "--pictures", str(pictures[0]),
+                    "--checkpoint-dir", "c", "--output", "o.pt"])
