@@ -15,8 +15,11 @@ would validate on training data): the last ``val_fraction`` of the sorted list i
 * validation: whole held-out slices, ``val_slices`` evenly spaced ones per file, cropped to a multiple of the scale
   and paired with their MATLAB-bicubic LR (RMISR §4.4), so that PSNR/SSIM are computed on whole slices.
 
-2D images are normalised as the volumes of the modality (HU window for CT, so CT images must carry HU: DICOM slices;
-per-image percentiles for MR).
+Intensities: by default the modality's own normalisation (the HU window for CT, with only the slices that are at
+least 10 % foreground; per-volume 0.5 / 99.5 percentiles for MR); ``normalization="percentile"`` normalises any
+modality by each volume's own percentiles, as the package's default models were trained on CT and MR alike (what
+``python -m rmisr_monai.training --modality MR`` does on CT volumes). 2D images are normalised as the volumes (the
+HU window needs HU: DICOM slices).
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ __all__ = ["IMAGE_SUFFIXES", "SliceDatasets", "picture_files", "split_files", "t
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".dcm", ".dicom")  # data.images readers
 SSIM_MIN_SIDE = 11  # metrics.sr_metrics: the SSIM window needs 11 pixels per axis after shaving
+# SliceDatasets(normalization=...): each choice is the default normalisation of this modality (training_normalization)
+_NORMALIZATIONS = {"percentile": "MR", "window": "CT"}
 
 
 def training_files(folder: str | os.PathLike) -> list[str]:
@@ -122,6 +127,27 @@ def _slices(
     return items, normalization.recipe()
 
 
+def _intensity_modality(modality: str, normalization: str | None, ct_window: Sequence[float] | None) -> str:
+    """The modality whose normalisation :func:`~rmisr_monai.training.data.training_normalization` gives the slices
+    (:class:`SliceDatasets` ``normalization``): ``"MR"`` for per-volume percentiles, ``"CT"`` for the HU window.
+
+    Raises:
+        ConfigurationError: an unknown ``normalization``, the HU window asked for MR, or ``ct_window`` given without
+            the HU window.
+    """
+    if normalization is None:
+        return modality
+    if normalization not in _NORMALIZATIONS:
+        raise ConfigurationError(
+            f"normalization must be None (the modality's own), 'percentile' or 'window', got {normalization!r}"
+        )
+    if normalization == "window" and modality != "CT":
+        raise ConfigurationError(f"normalization 'window' is the CT HU window, not for modality {modality!r}")
+    if _NORMALIZATIONS[normalization] != "CT" and ct_window is not None:
+        raise ConfigurationError(f"ct_window {list(ct_window)} applies to the HU window, not to {normalization!r}")
+    return _NORMALIZATIONS[normalization]
+
+
 def _whole_slice_pairs(items: list[dict], scale: int, per_file: int) -> list[dict]:
     """``per_file`` evenly spaced slices of each source, cropped to a multiple of ``scale``, with their bicubic LR."""
     degrade = bicubic_degradation(scale)
@@ -144,7 +170,7 @@ class SliceDatasets:
 
     Args:
         dataset_dir: folder of scans (:func:`training_files`).
-        modality: ``"CT"`` or ``"MR"``: the intensity normalisation.
+        modality: ``"CT"`` or ``"MR"``: the scans' modality, whose normalisation is the default.
         scale: integer SR factor (of the validation pairs only, when ``scale_range`` is given).
         patch_size: LR training patch side (HR: ``patch_size * scale``).
         scale_range: ``(low, high)``: train an arbitrary-scale network on random scales (Meta-SR: 1.1 to 4.0).
@@ -155,6 +181,14 @@ class SliceDatasets:
         seed: random state of the patch crops and augmentation.
         ct_window: CT only: the HU window mapped to ``[0, 1]`` (default ``CT_WINDOW_HU``; ``CT_PADDED_WINDOW_HU``
             also spans the padding values scanners write outside the field of view).
+        normalization: ``None``: the modality's own (HU window for CT, per-volume percentiles for MR);
+            ``"percentile"``: each volume's 0.5 / 99.5 percentiles (``IntensityNormalization.mr()``) for any modality,
+            without the CT foreground selection, as the package's default models were trained; ``"window"``: the CT
+            HU window (``ct_window``), CT only.
+
+    Raises:
+        ConfigurationError: an unknown ``normalization``, ``"window"`` for MR, ``ct_window`` with
+            ``"percentile"``, or no file or slice to train or validate on.
 
     Attributes:
         train: :class:`~rmisr_monai.data.pairs.PairedPatchDataset` of ``{"image", "label"}`` patches, or with
@@ -177,7 +211,9 @@ class SliceDatasets:
         axes: Sequence[int] = (2,),
         seed: int = 0,
         ct_window: Sequence[float] | None = None,
+        normalization: str | None = None,
     ) -> None:
+        modality = _intensity_modality(modality, normalization, ct_window)  # the slices' normalisation from here on
         files = training_files(dataset_dir)
         if val_dir is None:
             self.train_files, self.val_files = split_files(files, val_fraction)
