@@ -8,7 +8,9 @@
 #
 # x2 starts from scratch (lr 5e-4); x3 and x4 take the body of the shipped x2 model rmisr_bl64_mr_x2 (--transfer; the upsampler
 # starts fresh) at lr 2.5e-4. Stage 2 (second argument 2) is a warm restart of the shipped model of that scale
-# (--init rmisr_bl64_ct_xS, fresh optimiser, new patches: seed 2) at lr 1.25e-4, 16000 iterations, in bl64_xSs2/. Each run resumes from benchmarks/campaign/bl64_xS/resume.pt when it exists (the hand-over:
+# (--init rmisr_bl64_ct_xS, fresh optimiser, new patches: seed 2) at lr 1.25e-4, 6000 iterations, in bl64_xSs2/, with
+# the grey T91 + BSD200 pictures mixed in (30 % of the patches, --pictures): the held-out head CT is where IMDN's
+# natural-image prior beat the medical-only models (x4 +5.69 against +3.78 dB, benchmarks/RESULTS.md §14). Each run resumes from benchmarks/campaign/bl64_xS/resume.pt when it exists (the hand-over:
 # copy the newest runs/bl64_xS/checkpoint_*.pt over it and append the log to train.log beside it).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -22,9 +24,11 @@ case $SCALE in
 esac
 RUN=bl64_x$SCALE
 SEED=0
+PICTURES=()
 case $STAGE in
   1) ;;
-  2) START=(--init "rmisr_bl64_ct_x$SCALE"); LR=1.25e-4; DEFAULT_ITERATIONS=16000; RUN=bl64_x${SCALE}s2; SEED=2 ;;
+  2) START=(--init "rmisr_bl64_ct_x$SCALE"); LR=1.25e-4; DEFAULT_ITERATIONS=6000
+     PICTURES=(--pictures "$NATURAL_TRAIN/T91" "$NATURAL_TRAIN/BSD200" --pictures-share 0.3); RUN=bl64_x${SCALE}s2; SEED=2 ;;
   *) echo "stage 1 or 2, not $STAGE" >&2; exit 2 ;;
 esac
 ITERATIONS=${ITERATIONS:-$DEFAULT_ITERATIONS}
@@ -33,4 +37,4 @@ if [[ -f $RESUME ]]; then START=(--resume "$RESUME"); fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 exec python -m rmisr_monai.training --network rmisr_bl --network-kwargs '{"features": 64}' --scale "$SCALE" \
   --modality MR --volumes "${CT_ALL_VOLUMES[@]}" "${MR_VOLUMES[@]}" --iterations "$ITERATIONS" --patch 32 --batch 16 \
-  --lr "$LR" --seed "$SEED" --checkpoint-every 500 --checkpoint-dir "runs/$RUN" --output "runs/rmisr_$RUN.pt" "${START[@]}"
+  --lr "$LR" --seed "$SEED" --checkpoint-every 500 --checkpoint-dir "runs/$RUN" --output "runs/rmisr_$RUN.pt" "${START[@]}" "${PICTURES[@]}"

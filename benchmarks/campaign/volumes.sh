@@ -10,4 +10,5 @@ MR_VOLUMES=("$D/mr/brain_t1_0p88mm_uint8.nii.gz" "$D/mr/brain_t2w_int16.nii.gz" 
             "$S/mr_ge_signa_breast_dce_subset")
 # the six CT volumes of the CT defaults (rmisr_bl_ct_x*_percentile, benchmarks/RESULTS.md §10, §13)
 CT_ALL_VOLUMES=("$D/ct/totalseg_chest_cta_crop_1p5mm.nii.gz" "$D/ct/totalseg_abdomen_ct_3mm.nii.gz" "${CT_VOLUMES[@]}")
+NATURAL_TRAIN=${RMISR_SHARED:-../shared}/data/natural_train  # T91 + BSD200 ("291"), pictures for pre-training and mixing
 CT_PADDED_WINDOW=(--ct-window -3072 3071)  # spans the scanners' padding values (CT_PADDED_WINDOW_HU)

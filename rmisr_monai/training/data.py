@@ -32,7 +32,7 @@ __all__ = [
     "EIGHT_BIT",
     "PrepareScaledBatch",
     "image_patch_loader",
-    "normalised_pictures",
+    "normalised_images",
     "normalised_slices",
     "random_scale_loader",
     "slice_patch_loader",
@@ -72,7 +72,7 @@ def slice_patch_loader(
         noise: maximum LR noise standard deviation (HU for CT, normalised units for MR).
         seed: random state of the sampler and of the augmentation.
         ct_window: CT only: the HU window mapped to ``[0, 1]`` (:func:`normalised_slices`).
-        pictures: grey 2D pictures mixed into the slices (:func:`normalised_pictures`); per-volume percentile
+        pictures: grey 2D pictures mixed into the slices (:func:`normalised_images`); per-volume percentile
             normalisation (``modality="MR"``) only.
         pictures_share: with ``pictures``, the expected share of the patches drawn from them (the slices share the
             rest; each group uniformly).
@@ -82,33 +82,31 @@ def slice_patch_loader(
     if pictures:
         if not 0.0 < pictures_share < 1.0:
             raise ConfigurationError(f"pictures_share must be in (0, 1), got {pictures_share}")
-        mixed = normalised_pictures(pictures, normalization, patch * scale)
+        if normalization.kind != "mr":
+            raise ConfigurationError(
+                "pictures carry no Hounsfield units: mix them only into per-volume percentile normalisation "
+                "(modality MR)"
+            )
+        mixed = normalised_images(pictures, normalization, patch * scale)
+        if not mixed:
+            raise ConfigurationError(f"no picture of {len(pictures)} is at least {patch * scale} pixels wide")
         weights = [(1.0 - pictures_share) / len(items)] * len(items) + [pictures_share / len(mixed)] * len(mixed)
         items = items + mixed
     dataset = PairedPatchDataset(items, scale, patch, normalization=None, noise_sigma=noise, seed=seed)
     return _drawn_with_replacement(dataset, batch, samples, seed, weights), normalization.recipe()
 
 
-def normalised_pictures(
+def normalised_images(
     paths: Sequence[str | Path], normalization: IntensityNormalization, min_size: int
 ) -> list[dict]:
-    """Grey 2D pictures (BT.601 luma) at least ``min_size`` wide as training slices, each normalised on its own like
-    a volume (``normalization`` fitted to the picture: its own percentiles for the ``"mr"`` recipe).
-
-    Raises:
-        ConfigurationError: a fixed HU window (pictures carry no Hounsfield units), or no picture wide enough.
-    """
-    if normalization.kind != "mr":
-        raise ConfigurationError(
-            "pictures carry no Hounsfield units: mix them only into per-volume percentile normalisation (MR recipe)"
-        )
+    """Grey 2D images (BT.601 luma) at least ``min_size`` wide as training slices ``{"label", "source", "slice": 0}``
+    (the keys of volume slices, so that both batch together), each normalised on its own like a volume
+    (``normalization`` fitted to the image: its own percentiles for the ``"mr"`` recipe)."""
     items = []
     for item in image_items(paths, "gray"):
         if min(item["label"].shape[1:]) >= min_size:
             image = torch.as_tensor(item["label"])
-            items.append({**item, "label": normalization.fit(image).forward(image).to(torch.float32)})
-    if not items:
-        raise ConfigurationError(f"no picture of {len(paths)} is at least {min_size} pixels wide")
+            items.append({**item, "label": normalization.fit(image).forward(image).to(torch.float32), "slice": 0})
     return items
 
 

@@ -32,11 +32,11 @@ import numpy as np
 import torch
 from monai.data import Dataset
 
-from rmisr_monai.data import PairedPatchDataset, bicubic_degradation, image_items
+from rmisr_monai.data import PairedPatchDataset, bicubic_degradation
 from rmisr_monai.data.random_scale import RandomScalePatchDataset
 from rmisr_monai.errors import ConfigurationError
 from rmisr_monai.io.volume import file_format
-from rmisr_monai.training.data import normalised_slices, training_normalization
+from rmisr_monai.training.data import normalised_images, normalised_slices, training_normalization
 
 __all__ = ["IMAGE_SUFFIXES", "SliceDatasets", "picture_files", "split_files", "training_files"]
 
@@ -118,10 +118,7 @@ def _slices(
     normalization = training_normalization(modality, ct_window)
     if volumes:
         items, normalization, _ = normalised_slices(volumes, modality, axes, min_size, 0.0, ct_window)
-    for item in image_items([f for f in files if _is_image(f)]):
-        if min(item["label"].shape[1:]) >= min_size:
-            image = torch.as_tensor(item["label"])
-            items.append({**item, "label": normalization.fit(image).forward(image).to(torch.float32)})
+    items += normalised_images([f for f in files if _is_image(f)], normalization, min_size)
     if not items:
         raise ConfigurationError(f"no slice of {[str(f) for f in files]} is at least {min_size} pixels wide")
     return items, normalization.recipe()

@@ -10,7 +10,9 @@ from PIL import Image
 
 from rmisr_monai.errors import ConfigurationError
 from rmisr_monai.training.__main__ import parse_args
-from rmisr_monai.training.data import normalised_pictures, slice_patch_loader
+from monai.data import list_data_collate
+
+from rmisr_monai.training.data import normalised_images, slice_patch_loader
 from rmisr_monai.transforms.intensity import IntensityNormalization
 
 
@@ -29,7 +31,7 @@ def data(tmp_path):
 
 def test_each_picture_is_normalised_by_its_own_percentiles(data):
     _, pictures = data
-    items = normalised_pictures(pictures, IntensityNormalization.mr(), min_size=32)
+    items = normalised_images(pictures, IntensityNormalization.mr(), min_size=32)
     assert [item["source"] for item in items] == [str(p) for p in pictures[:2]]  # 20 px wide: left out
     for item, path in zip(items, pictures):
         pixels = np.asarray(Image.open(path), dtype=np.float64)
@@ -48,14 +50,15 @@ def test_pictures_are_drawn_at_their_share(data):
     drawn = np.asarray(list(iter(loader.sampler)))
     share = np.mean(drawn >= slices)
     assert abs(share - 0.3) < 4 * np.sqrt(0.3 * 0.7 / drawn.size)  # binomial, four standard deviations
-    batch = next(iter(loader))
-    assert batch["image"].shape == (8, 1, 16, 16) and batch["label"].shape == (8, 1, 32, 32)
+    batch = list_data_collate([loader.dataset[0], loader.dataset[slices]])  # a slice and a picture batch together
+    assert batch["image"].shape == (2, 1, 16, 16) and batch["label"].shape == (2, 1, 32, 32)
+    assert batch["slice"].tolist()[1] == 0
 
 
 def test_pictures_are_refused_in_a_hounsfield_window(data):
     volume, pictures = data
     with pytest.raises(ConfigurationError, match="Hounsfield"):
-        normalised_pictures(pictures, IntensityNormalization.ct(), min_size=8)
+        slice_patch_loader([volume], "CT", scale=2, patch=16, batch=8, samples=8, pictures=pictures)
     with pytest.raises(ConfigurationError, match="pictures_share"):
         slice_patch_loader([volume], "MR", scale=2, patch=16, batch=8, samples=8, pictures=pictures,
                            pictures_share=1.0)
