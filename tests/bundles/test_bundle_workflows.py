@@ -127,8 +127,8 @@ def test_scale_override_selects_the_shipped_weights(tmp_path, monkeypatch):
     assert bundle_checkpoint(root, 4, "rmisr_bl", "CT") == "rmisr_bl64_ct_x4"
     assert bundle_checkpoint(BUNDLES / "mri_rmisr_bl_super_resolution", 4, "rmisr_bl", "MR") == "rmisr_bl64_mr_x4"
     assert bundle_checkpoint(root, 3, "rmisr_bl", "CT") == "rmisr_bl64_ct_x3"
-    # no sub-pixel CT model at x5: the arbitrary-scale default (CT inputs get it, weights.default_model)
-    assert bundle_checkpoint(root, 5, "rmisr_bl", "CT") == "rmisr_bl_meta"
+    # no sub-pixel CT model at x5: the arbitrary-scale CT default (weights.default_model)
+    assert bundle_checkpoint(root, 5, "rmisr_bl", "CT") == "rmisr_bl64_meta_ct"
     empty = tmp_path / "registry.json"
     empty.write_text('{"models": []}')
     monkeypatch.setattr(loader, "REGISTRY_PATH", empty)
