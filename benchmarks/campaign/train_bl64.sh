@@ -5,12 +5,15 @@
 #
 #   OMP_NUM_THREADS=1 nohup nice bash benchmarks/campaign/train_bl64.sh 3 > runs/bl64_x3.log 2>&1 &
 #   OMP_NUM_THREADS=1 nohup nice bash benchmarks/campaign/train_bl64.sh 4 2 > runs/bl64_x4s2.log 2>&1 &   # stage 2
+#   OMP_NUM_THREADS=1 nohup nice bash benchmarks/campaign/train_bl64.sh 4 3 > runs/bl64_x4s3.log 2>&1 &   # stage 3
 #
 # x2 starts from scratch (lr 5e-4); x3 and x4 take the body of the shipped x2 model rmisr_bl64_mr_x2 (--transfer; the upsampler
 # starts fresh) at lr 2.5e-4. Stage 2 (second argument 2) is a warm restart of the shipped model of that scale
 # (--init rmisr_bl64_ct_xS, fresh optimiser, new patches: seed 2) at lr 1.25e-4, 6000 iterations, in bl64_xSs2/, with
 # the grey T91 + BSD200 pictures mixed in (30 % of the patches, --pictures): the held-out head CT is where IMDN's
-# natural-image prior beat the medical-only models (x4 +5.69 against +3.78 dB, benchmarks/RESULTS.md §14). Each run resumes from benchmarks/campaign/bl64_xS/resume.pt when it exists (the hand-over:
+# natural-image prior beat the medical-only models (x4 +5.69 against +3.78 dB, benchmarks/RESULTS.md §14). Stage 3
+# (second argument 3) restarts the shipped stage-2 model the same way with half the patches pictures, lr 1e-4, 8000
+# iterations, seed 3, in bl64_xSs3/: stage 2 gained most on the head slice (+0.35 dB), so push the prior further. Each run resumes from benchmarks/campaign/bl64_xS/resume.pt when it exists (the hand-over:
 # copy the newest runs/bl64_xS/checkpoint_*.pt over it and append the log to train.log beside it).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -29,7 +32,9 @@ case $STAGE in
   1) ;;
   2) START=(--init "rmisr_bl64_ct_x$SCALE"); LR=1.25e-4; DEFAULT_ITERATIONS=6000
      PICTURES=(--pictures "$NATURAL_TRAIN/T91" "$NATURAL_TRAIN/BSD200" --pictures-share 0.3); RUN=bl64_x${SCALE}s2; SEED=2 ;;
-  *) echo "stage 1 or 2, not $STAGE" >&2; exit 2 ;;
+  3) START=(--init "rmisr_bl64_ct_x$SCALE"); LR=1e-4; DEFAULT_ITERATIONS=8000
+     PICTURES=(--pictures "$NATURAL_TRAIN/T91" "$NATURAL_TRAIN/BSD200" --pictures-share 0.5); RUN=bl64_x${SCALE}s3; SEED=3 ;;
+  *) echo "stage 1, 2 or 3, not $STAGE" >&2; exit 2 ;;
 esac
 ITERATIONS=${ITERATIONS:-$DEFAULT_ITERATIONS}
 RESUME=benchmarks/campaign/$RUN/resume.pt
