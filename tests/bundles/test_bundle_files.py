@@ -70,16 +70,20 @@ def test_metadata_keys_and_types(name):
 
 
 @pytest.mark.parametrize("name", BUNDLE_NAMES)
-def test_weights_are_the_package_file_or_declared_untrained(name):
+def test_weights_are_the_package_file(name):
+    """models/model.pt is byte for byte a file the registry lists (sha256 of the package file and the registry's own),
+    trained, of the bundle's network and default scale; the README quotes its sha256."""
     path = BUNDLES / name / "models" / "model.pt"
     _, meta = load_model(path)
     readme = (BUNDLES / name / "docs" / "README.md").read_text()
     assert sha256_of(path) in readme
-    if meta["info"].get("trained") is False:
-        assert "not trained yet" in readme
-        return
-    shipped = {sha256_of(WEIGHTS_DIR / e["file"]): e["name"] for e in read_registry()}
-    assert sha256_of(path) in shipped, f"{name}: models/model.pt is not one of the package's shipped files"
+    assert meta["info"].get("trained") is not False, f"{name}: models/model.pt is marked untrained"
+    entries = [e for e in read_registry() if sha256_of(WEIGHTS_DIR / e["file"]) == sha256_of(path)]
+    assert entries, f"{name}: models/model.pt is not one of the package's shipped files"
+    inference = bundle_config(name, "inference")
+    for entry in entries:
+        assert entry["sha256"] == sha256_of(path) and entry["network"] == inference["network_name"]
+        assert entry.get("arbitrary_scale") or float(entry["scale"]) == float(inference["scale"]), entry["name"]
 
 
 @pytest.mark.parametrize("name", BUNDLE_NAMES)
@@ -99,7 +103,8 @@ def test_verify_net_in_out_and_ckpt_export(name, tmp_path):
     with torch.no_grad():
         expected = eager(x)
         torch.testing.assert_close(scripted(x), expected, atol=1e-5, rtol=1e-5)
-    assert expected.shape[-2:] == (26, 34)  # the bundle's default scale, x2
+    scale = bundle_config(name, "inference")["scale"]  # the bundle's default scale (x4 for RMISR-VP, else x2)
+    assert expected.shape[-2:] == (13 * scale, 17 * scale)
 
 
 @pytest.mark.parametrize("name", BUNDLE_NAMES)

@@ -100,8 +100,10 @@ def test_train_evaluate_infer(name, datasets, tmp_path):
     out = tmp_path / "out"
     _run(name, "inference", dataset_dir=str(data), output_dir=str(out), checkpoint=str(best), device="cpu")
     through_plane = bundle_config(name, "inference")["upscaler"].get("through_plane", False)
+    scale = bundle_config(name, "inference")["scale"]  # the configs' default: train, evaluate and infer at it
+    assert bundle_config(name, "train")["scale"] == bundle_config(name, "evaluate")["scale"] == scale
     for source in sorted(data.glob("*.nii.gz")):
-        _check_upscaled(source, out / source.name, (1, 1, 2) if through_plane else (2, 2, 1))
+        _check_upscaled(source, out / source.name, (1, 1, scale) if through_plane else (scale, scale, 1))
 
 
 @pytest.mark.parametrize("name", BUNDLE_NAMES)
@@ -134,6 +136,66 @@ def test_scale_override_selects_the_shipped_weights(tmp_path, monkeypatch):
     monkeypatch.setattr(loader, "REGISTRY_PATH", empty)
     with pytest.raises(SystemExit, match=r"^rmisr: error: .*model.pt: holds x2 weights and no shipped .* scale 5"):
         bundle_checkpoint(root, 5, "rmisr_bl", "CT")
+
+
+def test_vp_bundle_serves_its_x4_model_and_no_other_scale():
+    """RMISR-VP: models/model.pt (the shipped rmisr_vp_ct_x4) at x4; no shipped RMISR-VP serves x2 or x3 (the
+    RMISR-BL defaults are not taken for them): a one-line error naming the scale."""
+    root = BUNDLES / "ct_rmisr_vp_super_resolution"
+    assert bundle_checkpoint(root, 4, "rmisr_vp", "CT") == str(root / "models" / "model.pt")
+    for scale in (2, 3):
+        with pytest.raises(SystemExit, match=rf"^rmisr: error: .*model.pt: holds x4 weights and no shipped rmisr_vp CT "
+                                             rf"model serves scale {scale} [^\n]*$"):
+            bundle_checkpoint(root, scale, "rmisr_vp", "CT")
+
+
+def _synthetic_ct(path: Path) -> Path:
+    """A tiny int16 CT (HU) NIfTI: air around a soft-tissue ellipse with lung, fat and a bone ring; anisotropic
+    spacing, a rotated direction and an offset origin, so that the output geometry has something to get wrong."""
+    i, j = np.meshgrid(np.arange(20), np.arange(16), indexing="ij")
+    body = ((i - 9.5) / 8.5) ** 2 + ((j - 7.5) / 6.5) ** 2 <= 1
+    ring = np.abs(np.hypot(i - 11.0, j - 8.0) - 3.0) < 1.0
+    hu = np.where(body, 40, -1000)
+    hu = np.where(body & (np.hypot(i - 5.0, j - 6.0) < 2.5), -800, hu)
+    hu = np.where(body & (i > 15), -100, hu)
+    hu = np.where(ring, 900, hu)
+    volume = np.stack([hu, np.roll(hu, 1, axis=0)], axis=-1).astype(np.int16)  # (20, 16, 2)
+    angle = np.deg2rad(20.0)
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    affine = np.eye(4)
+    affine[:3, :3] = rotation @ np.diag([0.7, 0.8, 2.5])
+    affine[:3, 3] = [-31.0, 12.5, -140.0]
+    image = nib.Nifti1Image(volume, affine)
+    image.set_qform(affine, code=1)
+    image.set_sform(affine, code=1)
+    nib.save(image, path)
+    return path
+
+
+def test_vp_bundle_inference_with_the_shipped_model(tmp_path):
+    """inference.json as shipped (no --checkpoint, default scale): x4 with exact geometry and the input's type, the
+    result of the package's rmisr_vp_ct_x4, close to bicubic but not bicubic (the trained model, not a random one)."""
+    from rmisr_monai.inference.batch import BatchUpscaler
+
+    name = "ct_rmisr_vp_super_resolution"
+    (tmp_path / "in").mkdir()
+    source = _synthetic_ct(tmp_path / "in" / "ct.nii.gz")
+    out = tmp_path / "out"
+    _run(name, "inference", dataset_dir=str(tmp_path / "in"), output_dir=str(out), device="cpu")
+    _check_upscaled(source, out / source.name, (4, 4, 1))
+    result = nib.load(out / source.name)
+    assert result.get_data_dtype() == np.int16
+    sr = np.asanyarray(result.dataobj).astype(np.float64)
+    expected = {}
+    for model in ("rmisr_vp_ct_x4", "bicubic"):
+        upscaler = BatchUpscaler(model=model, scale=4, device="cpu", progress=False)
+        upscaler.upscale_file(source, tmp_path / f"{model}.nii.gz")
+        expected[model] = np.asanyarray(nib.load(tmp_path / f"{model}.nii.gz").dataobj).astype(np.float64)
+    np.testing.assert_array_equal(sr, expected["rmisr_vp_ct_x4"])
+    bicubic = expected["bicubic"]
+    assert np.abs(sr - bicubic).max() > 20  # not an interpolation
+    # trained: 0.974 and +10 HU here; a random RMISR-VP x4 with the same normalisation: -0.02 and -541 HU
+    assert np.corrcoef(sr.ravel(), bicubic.ravel())[0, 1] > 0.9 and abs(sr.mean() - bicubic.mean()) < 30
 
 
 def _command(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
