@@ -6,6 +6,7 @@
 #   OMP_NUM_THREADS=1 nohup nice bash benchmarks/campaign/train_bl64.sh 3 > runs/bl64_x3.log 2>&1 &
 #   OMP_NUM_THREADS=1 nohup nice bash benchmarks/campaign/train_bl64.sh 4 2 > runs/bl64_x4s2.log 2>&1 &   # stage 2
 #   OMP_NUM_THREADS=1 nohup nice bash benchmarks/campaign/train_bl64.sh 4 3 > runs/bl64_x4s3.log 2>&1 &   # stage 3
+#   OMP_NUM_THREADS=1 nohup nice bash benchmarks/campaign/train_bl64.sh 4 mr > runs/bl64_mr_x4.log 2>&1 &  # MR only
 #
 # x2 starts from scratch (lr 5e-4); x3 and x4 take the body of the shipped x2 model rmisr_bl64_mr_x2 (--transfer; the upsampler
 # starts fresh) at lr 2.5e-4. Stage 2 (second argument 2) is a warm restart of the shipped model of that scale
@@ -13,7 +14,9 @@
 # the grey T91 + BSD200 pictures mixed in (30 % of the patches, --pictures): the held-out head CT is where IMDN's
 # natural-image prior beat the medical-only models (x4 +5.69 against +3.78 dB, benchmarks/RESULTS.md §14). Stage 3
 # (second argument 3) restarts the shipped stage-2 model the same way with half the patches pictures, lr 1e-4, 8000
-# iterations, seed 3, in bl64_xSs3/: stage 2 gained most on the head slice (+0.35 dB), so push the prior further. Each run resumes from benchmarks/campaign/bl64_xS/resume.pt when it exists (the hand-over:
+# iterations, seed 3, in bl64_xSs3/: stage 2 gained most on the head slice (+0.35 dB), so push the prior further.
+# Stage "mr" specialises the shipped model for MR alone: --init rmisr_bl64_mr_xS, the nine MR volumes with the
+# pictures at 30 %, lr 5e-5, 3000 iterations, seed 4, in bl64_mr_xS/ (a separate file for the MR entry if it wins). Each run resumes from benchmarks/campaign/bl64_xS/resume.pt when it exists (the hand-over:
 # copy the newest runs/bl64_xS/checkpoint_*.pt over it and append the log to train.log beside it).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -34,12 +37,16 @@ case $STAGE in
      PICTURES=(--pictures "$NATURAL_TRAIN/T91" "$NATURAL_TRAIN/BSD200" --pictures-share 0.3); RUN=bl64_x${SCALE}s2; SEED=2 ;;
   3) START=(--init "rmisr_bl64_ct_x$SCALE"); LR=1e-4; DEFAULT_ITERATIONS=8000
      PICTURES=(--pictures "$NATURAL_TRAIN/T91" "$NATURAL_TRAIN/BSD200" --pictures-share 0.5); RUN=bl64_x${SCALE}s3; SEED=3 ;;
-  *) echo "stage 1, 2 or 3, not $STAGE" >&2; exit 2 ;;
+  mr) START=(--init "rmisr_bl64_mr_x$SCALE"); LR=5e-5; DEFAULT_ITERATIONS=3000
+     PICTURES=(--pictures "$NATURAL_TRAIN/T91" "$NATURAL_TRAIN/BSD200" --pictures-share 0.3); RUN=bl64_mr_x${SCALE}; SEED=4 ;;
+  *) echo "stage 1, 2, 3 or mr, not $STAGE" >&2; exit 2 ;;
 esac
+VOLUMES=("${CT_ALL_VOLUMES[@]}" "${MR_VOLUMES[@]}")
+if [[ $STAGE == mr ]]; then VOLUMES=("${MR_VOLUMES[@]}"); fi
 ITERATIONS=${ITERATIONS:-$DEFAULT_ITERATIONS}
 RESUME=benchmarks/campaign/$RUN/resume.pt
 if [[ -f $RESUME ]]; then START=(--resume "$RESUME"); fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 exec python -m rmisr_monai.training --network rmisr_bl --network-kwargs '{"features": 64}' --scale "$SCALE" \
-  --modality MR --volumes "${CT_ALL_VOLUMES[@]}" "${MR_VOLUMES[@]}" --iterations "$ITERATIONS" --patch 32 --batch 16 \
+  --modality MR --volumes "${VOLUMES[@]}" --iterations "$ITERATIONS" --patch 32 --batch 16 \
   --lr "$LR" --seed "$SEED" --checkpoint-every 500 --checkpoint-dir "runs/$RUN" --output "runs/rmisr_$RUN.pt" "${START[@]}" "${PICTURES[@]}"
