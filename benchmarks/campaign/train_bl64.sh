@@ -16,8 +16,9 @@
 # (second argument 3) restarts the shipped stage-2 model the same way with half the patches pictures, lr 1e-4, 8000
 # iterations, seed 3, in bl64_xSs3/: stage 2 gained most on the head slice (+0.35 dB), so push the prior further.
 # Stage "mr" specialises the shipped model for MR alone: --init rmisr_bl64_mr_xS, the nine MR volumes with the
-# pictures at 30 %, lr 5e-5, 3000 iterations, seed 4, in bl64_mr_xS/ (a separate file for the MR entry if it wins). Each run resumes from benchmarks/campaign/bl64_xS/resume.pt when it exists (the hand-over:
-# copy the newest runs/bl64_xS/checkpoint_*.pt over it and append the log to train.log beside it).
+# pictures at 30 %, lr 5e-5, 3000 iterations, seed 4, in bl64_mr_xS/ (a separate file for the MR entry if it wins).
+# Each run resumes from benchmarks/campaign/<run>/resume.pt when it exists (the hand-over: copy the newest
+# runs/<run>/checkpoint_*.pt over it and append the log to train.log beside it).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SCALE=${1:?scale 2, 3 or 4}
@@ -30,17 +31,21 @@ case $SCALE in
 esac
 RUN=bl64_x$SCALE
 SEED=0
-PICTURES=()
+PICTURE_SHARE=
 case $STAGE in
   1) ;;
-  2) START=(--init "rmisr_bl64_ct_x$SCALE"); LR=1.25e-4; DEFAULT_ITERATIONS=6000
-     PICTURES=(--pictures "$NATURAL_TRAIN/T91" "$NATURAL_TRAIN/BSD200" --pictures-share 0.3); RUN=bl64_x${SCALE}s2; SEED=2 ;;
-  3) START=(--init "rmisr_bl64_ct_x$SCALE"); LR=1e-4; DEFAULT_ITERATIONS=8000
-     PICTURES=(--pictures "$NATURAL_TRAIN/T91" "$NATURAL_TRAIN/BSD200" --pictures-share 0.5); RUN=bl64_x${SCALE}s3; SEED=3 ;;
-  mr) START=(--init "rmisr_bl64_mr_x$SCALE"); LR=5e-5; DEFAULT_ITERATIONS=3000
-     PICTURES=(--pictures "$NATURAL_TRAIN/T91" "$NATURAL_TRAIN/BSD200" --pictures-share 0.3); RUN=bl64_mr_x${SCALE}; SEED=4 ;;
+  2) START=(--init "rmisr_bl64_ct_x$SCALE"); LR=1.25e-4; DEFAULT_ITERATIONS=6000;
+     PICTURE_SHARE=0.3; RUN=bl64_x${SCALE}s2; SEED=2 ;;
+  3) START=(--init "rmisr_bl64_ct_x$SCALE"); LR=1e-4; DEFAULT_ITERATIONS=8000;
+     PICTURE_SHARE=0.5; RUN=bl64_x${SCALE}s3; SEED=3 ;;
+  mr) START=(--init "rmisr_bl64_mr_x$SCALE"); LR=5e-5; DEFAULT_ITERATIONS=3000;
+     PICTURE_SHARE=0.3; RUN=bl64_mr_x${SCALE}; SEED=4 ;;
   *) echo "stage 1, 2, 3 or mr, not $STAGE" >&2; exit 2 ;;
 esac
+PICTURES=()
+if [[ -n $PICTURE_SHARE ]]; then
+  PICTURES=(--pictures "$NATURAL_TRAIN/T91" "$NATURAL_TRAIN/BSD200" --pictures-share "$PICTURE_SHARE")
+fi
 VOLUMES=("${CT_ALL_VOLUMES[@]}" "${MR_VOLUMES[@]}")
 if [[ $STAGE == mr ]]; then VOLUMES=("${MR_VOLUMES[@]}"); fi
 ITERATIONS=${ITERATIONS:-$DEFAULT_ITERATIONS}

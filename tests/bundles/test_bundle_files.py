@@ -76,13 +76,14 @@ def test_weights_are_the_package_file(name):
     path = BUNDLES / name / "models" / "model.pt"
     _, meta = load_model(path)
     readme = (BUNDLES / name / "docs" / "README.md").read_text()
-    assert sha256_of(path) in readme
+    digest = sha256_of(path)
+    assert digest in readme
     assert meta["info"].get("trained") is not False, f"{name}: models/model.pt is marked untrained"
-    entries = [e for e in read_registry() if sha256_of(WEIGHTS_DIR / e["file"]) == sha256_of(path)]
+    entries = [e for e in read_registry() if sha256_of(WEIGHTS_DIR / e["file"]) == digest]
     assert entries, f"{name}: models/model.pt is not one of the package's shipped files"
     inference = bundle_config(name, "inference")
     for entry in entries:
-        assert entry["sha256"] == sha256_of(path) and entry["network"] == inference["network_name"]
+        assert entry["sha256"] == digest and entry["network"] == inference["network_name"]
         assert entry.get("arbitrary_scale") or float(entry["scale"]) == float(inference["scale"]), entry["name"]
 
 
