@@ -4,7 +4,9 @@ A volume is read as a numpy array in ITK/NIfTI index order ``(i, j, k)``, the or
 :class:`rmisr_monai.io.volume.Volume` (``axis=2`` gives the slices of the acquisition stack: axial for an axial CT),
 normalised once per volume when a normalisation is given (MR percentiles are fitted
 on the whole volume, as the inference engine does) and cut into ``(1, H, W)`` slices. Almost empty slices (air
-above and below the body) can be skipped by a foreground threshold.
+above and below the body) can be skipped by a foreground threshold. CT volumes of a whole, unpadded field of view
+can be given again with the corners outside the reconstruction circle padded as several scanners write them
+(``fov_padding``, :class:`rmisr_monai.transforms.field_of_view.FieldOfViewPad`).
 """
 
 from __future__ import annotations
@@ -17,10 +19,20 @@ import numpy as np
 from monai.data import MetaTensor
 
 from rmisr_monai.errors import ConfigurationError
-from rmisr_monai.io.read import read_volume
+from rmisr_monai.io.read import guess_modality, read_volume
+from rmisr_monai.transforms.field_of_view import FieldOfViewPad
 from rmisr_monai.transforms.intensity import IntensityNormalization, IntensityNormalize
 
-__all__ = ["read_volume_array", "volume_slice_items"]
+__all__ = [
+    "MIN_FIELD_OF_VIEW",
+    "UNPADDED_ABOVE_HU",
+    "read_volume_array",
+    "unpadded_field_of_view",
+    "volume_slice_items",
+]
+
+UNPADDED_ABOVE_HU = -1100.0  # a CT volume with a voxel below it holds padding already (air is -1000 to -1024 HU)
+MIN_FIELD_OF_VIEW = 256  # in-plane voxels: smaller CT grids are crops, not the scanner's whole reconstruction field
 
 
 def read_volume_array(path: str | os.PathLike) -> np.ndarray:
@@ -35,6 +47,7 @@ def volume_slice_items(
     normalization: IntensityNormalization | Mapping[str, Any] | None = None,
     foreground_threshold: float | None = None,
     min_foreground_fraction: float = 0.0,
+    fov_padding: Sequence[float] = (),
 ) -> list[dict]:
     """Every slice of every volume as ``{"label": (1, H, W), "source": path, "slice": index}``.
 
@@ -45,6 +58,9 @@ def volume_slice_items(
             map (``applied_operations``); ``None`` keeps float32 numpy slices in stored units.
         foreground_threshold: voxels above it (stored units, e.g. -500 HU: not air) count as foreground.
         min_foreground_fraction: slices whose foreground fraction is below it are skipped (only with a threshold).
+        fov_padding: padding values (HU). Every volume for which :func:`unpadded_field_of_view` holds is also given
+            once per value, padded with it outside its reconstruction circle and normalised on its own; its items'
+            ``"source"`` says so.
     """
     if axis not in (0, 1, 2):
         raise ConfigurationError(f"axis must be 0, 1 or 2 (i, j, k), got {axis}")
@@ -55,11 +71,29 @@ def volume_slice_items(
     items = []
     for path in paths:
         volume = read_volume_array(path)
-        normalize = None if normalization is None else IntensityNormalize(normalization.fit(volume))
-        for index in range(volume.shape[axis]):
-            hr = np.take(volume, index, axis=axis)[None]
-            if foreground_threshold is not None and np.mean(hr > foreground_threshold) < min_foreground_fraction:
-                continue
-            label = hr if normalize is None else normalize(MetaTensor(np.ascontiguousarray(hr)))
-            items.append({"label": label, "source": str(path), "slice": index})
+        versions = [(str(path), volume)]
+        if fov_padding and unpadded_field_of_view(volume):
+            versions += [
+                (f"{path} (padded with {value:g} outside the field of view)", FieldOfViewPad(value)(volume[None])[0])
+                for value in fov_padding
+            ]
+        for source, array in versions:
+            normalize = None if normalization is None else IntensityNormalize(normalization.fit(array))
+            for index in range(array.shape[axis]):
+                hr = np.take(array, index, axis=axis)[None]
+                if foreground_threshold is not None and np.mean(hr > foreground_threshold) < min_foreground_fraction:
+                    continue
+                label = hr if normalize is None else normalize(MetaTensor(np.ascontiguousarray(hr)))
+                items.append({"label": label, "source": source, "slice": index})
     return items
+
+
+def unpadded_field_of_view(volume: np.ndarray) -> bool:
+    """Whether an ``(i, j, k)`` volume reads as CT (:func:`rmisr_monai.io.read.guess_modality`) of a whole
+    reconstruction field (at least :data:`MIN_FIELD_OF_VIEW` voxels on both in-plane axes) holding no padding yet
+    (no voxel below :data:`UNPADDED_ABOVE_HU`)."""
+    return (
+        min(volume.shape[:2]) >= MIN_FIELD_OF_VIEW
+        and float(volume.min()) > UNPADDED_ABOVE_HU
+        and guess_modality(volume) == "CT"
+    )

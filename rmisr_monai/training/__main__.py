@@ -98,6 +98,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--noise", type=float, default=0.0, help="max std of Gaussian noise added to LR ([0,1] units)")
     parser.add_argument(
+        "--fov-padding", type=float, nargs="+", default=(), metavar="HU",
+        help="with --modality MR: also train on copies of every CT volume of a whole, unpadded field of view whose "
+        "corners outside the reconstruction circle hold each of these padding values, as GE scanners write them "
+        "(e.g. -3024 -2048): the circle's rim is the strongest edge of such scans",
+    )
+    parser.add_argument(
         "--precision", choices=("auto", "fp32"), default="auto",
         help="auto: the forward pass in bfloat16 on CPUs with native bf16 (AMX or AVX512-BF16), float16 with gradient "
         "scaling on CUDA, fp32 elsewhere; fp32: the reference arithmetic everywhere",
@@ -128,6 +134,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      "are for --volumes")
     if args.pictures is not None and (args.volumes is None or args.modality != "MR" or args.scale_range is not None):
         parser.error("--pictures mixes into --volumes at one --scale with --modality MR (per-volume percentiles)")
+    if args.fov_padding and (args.volumes is None or args.modality != "MR"):
+        parser.error("--fov-padding pads CT --volumes under --modality MR (per-volume percentiles: the padding moves "
+                     "the HU floor a fixed window would clip)")
     return args
 
 
@@ -172,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             args.volumes, args.modality, scale=args.scale, patch=args.patch, batch=args.batch,
             samples=args.iterations * args.batch, axes=args.axes, noise=args.noise, seed=args.seed,
             ct_window=args.ct_window, pictures=picture_files(args.pictures or []), pictures_share=args.pictures_share,
+            fov_padding=args.fov_padding,
         )
     else:
         if not getattr(network, "arbitrary_scale", False):
@@ -179,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         loader, intensity = random_scale_loader(
             args.volumes, args.modality, patch=args.patch, batch=args.batch, batches=args.iterations,
             scale_range=args.scale_range, axes=args.axes, noise=args.noise, seed=args.seed,
-            ct_window=args.ct_window,
+            ct_window=args.ct_window, fov_padding=args.fov_padding,
         )
         prepare_batch = PrepareScaledBatch()
     loss = sr_loss(args.network, **json.loads(args.loss_kwargs))
@@ -197,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         "data": [Path(v).name for v in args.volumes or args.images],
         "pictures": None if args.pictures is None else [Path(p).name for p in args.pictures],
         "pictures_share": None if args.pictures is None else args.pictures_share,
+        "fov_padding": list(args.fov_padding) or None,
         "iterations": trainer.state.iteration,  # what ran (in all, when resumed)
         "final_lr": trainer.optimizer.param_groups[0]["lr"],
         "minutes": round(minutes, 1),

@@ -58,6 +58,7 @@ def slice_patch_loader(
     ct_window: Sequence[float] | None = None,
     pictures: Sequence[str | Path] = (),
     pictures_share: float = 0.25,
+    fov_padding: Sequence[float] = (),
 ) -> tuple[DataLoader, dict]:
     """A DataLoader of ``samples`` random ``{"image": LR, "label": HR}`` patches, and the intensity recipe.
 
@@ -76,8 +77,11 @@ def slice_patch_loader(
             normalisation (``modality="MR"``) only.
         pictures_share: with ``pictures``, the expected share of the patches drawn from them (the slices share the
             rest; each group uniformly).
+        fov_padding: padding values (HU): each CT volume of a whole unpadded field of view is also given padded with
+            each of them outside its reconstruction circle (:func:`rmisr_monai.data.volume_slice_items`), the rim
+            that several scanners write; per-volume percentile normalisation only.
     """
-    items, normalization, noise = normalised_slices(paths, modality, axes, patch * scale, noise, ct_window)
+    items, normalization, noise = normalised_slices(paths, modality, axes, patch * scale, noise, ct_window, fov_padding)
     weights = None
     if pictures:
         if not 0.0 < pictures_share < 1.0:
@@ -162,18 +166,19 @@ def random_scale_loader(
     noise: float = 0.0,
     seed: int = 0,
     ct_window: Sequence[float] | None = None,
+    fov_padding: Sequence[float] = (),
 ) -> tuple[DataLoader, dict]:
     """A DataLoader of ``batches`` batches at a random scale pair each (:mod:`rmisr_monai.data.random_scale`).
 
     Args:
-        paths, modality, axes, noise, seed, ct_window: as :func:`slice_patch_loader`.
+        paths, modality, axes, noise, seed, ct_window, fov_padding: as :func:`slice_patch_loader`.
         patch: LR patch size (HR patches are ``round(patch * s)`` per axis).
         batch: batch size.
         batches: number of batches (iterations).
         scale_range: ``(low, high)`` of the scales drawn (Meta-SR: 1.1 to 4.0).
     """
     items, normalization, noise = normalised_slices(
-        paths, modality, axes, round(patch * max(scale_range)), noise, ct_window
+        paths, modality, axes, round(patch * max(scale_range)), noise, ct_window, fov_padding
     )
     dataset = RandomScalePatchDataset(items, patch, noise_sigma=noise, seed=seed)
     sampler = ScaleBatchSampler(len(dataset), batch, batches, scale_range, seed=seed)
@@ -187,16 +192,23 @@ def normalised_slices(
     min_size: int,
     noise: float,
     ct_window: Sequence[float] | None = None,
+    fov_padding: Sequence[float] = (),
 ) -> tuple[list[dict], IntensityNormalization, float]:
     """Foreground slices at least ``min_size`` wide, normalised per volume, and the noise in normalised units
     (also the bundles' training data, :mod:`rmisr_monai.training.datasets`). ``ct_window``: the CT HU window
-    (default ``CT_WINDOW_HU``; ``CT_PADDED_WINDOW_HU`` also spans the scanners' padding values)."""
+    (default ``CT_WINDOW_HU``; ``CT_PADDED_WINDOW_HU`` also spans the scanners' padding values). ``fov_padding``:
+    as :func:`slice_patch_loader`."""
     normalization = training_normalization(modality, ct_window)
+    if fov_padding and normalization.kind != "mr":
+        raise ConfigurationError(
+            "a padded field of view moves the HU floor: pad only under per-volume percentile normalisation "
+            "(modality MR)"
+        )
     threshold = FOREGROUND_HU if modality == "CT" else None
     items = [
         item
         for axis in axes
-        for item in volume_slice_items(paths, axis, normalization, threshold, MIN_FOREGROUND_FRACTION)
+        for item in volume_slice_items(paths, axis, normalization, threshold, MIN_FOREGROUND_FRACTION, fov_padding)
         if min(item["label"].shape[1:]) >= min_size
     ]
     if not items:

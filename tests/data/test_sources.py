@@ -110,3 +110,36 @@ def test_dicom_series_folder():
     assert volume.ndim == 3 and volume.shape[:2] == (512, 512) and volume.min() < -900
     with pytest.raises(InputFileError, match="no DICOM"):
         read_volume_array(folder.parent.parent / "images_2d")
+
+
+def _write(path, array_ijk):
+    sitk.WriteImage(sitk.GetImageFromArray(np.ascontiguousarray(array_ijk.transpose(2, 1, 0))), str(path))
+    return path
+
+
+def test_fov_padding_copies_only_whole_unpadded_ct_fields(tmp_path):
+    rng = np.random.default_rng(2)
+    ct = np.full((256, 256, 2), -1000.0, np.float32)
+    ct[64:192, 80:176] = rng.normal(40.0, 20.0, size=(128, 96, 2))  # a body inside the reconstruction circle
+    paths = [
+        _write(tmp_path / "ct.nii.gz", ct),
+        _write(tmp_path / "crop.nii.gz", ct[:200, :200]),  # a crop: no scanner circle to draw
+        _write(tmp_path / "padded.nii.gz", np.where(ct == -1000.0, -3024.0, ct).astype(np.float32)),
+        _write(tmp_path / "mr.nii.gz", rng.uniform(0, 500, size=(256, 256, 2)).astype(np.float32)),
+    ]
+    percentiles = IntensityNormalization.for_modality("MR")
+    plain = volume_slice_items(paths, normalization=percentiles)
+    items = volume_slice_items(paths, normalization=percentiles, fov_padding=(-3024.0, -2048.0))
+    extra = [item for item in items if "padded with" in item["source"]]
+    assert len(plain) == 8 and len(items) == 12 and len(extra) == 4
+    assert {item["source"] for item in extra} == {
+        f"{paths[0]} (padded with -3024 outside the field of view)",
+        f"{paths[0]} (padded with -2048 outside the field of view)",
+    }
+    raw = volume_slice_items(paths[:1], fov_padding=(-2048.0,))  # stored units: the padding itself is visible
+    outside = np.hypot(*np.meshgrid(np.arange(256) - 127.5, np.arange(256) - 127.5, indexing="ij")) > 128
+    np.testing.assert_array_equal(raw[2]["label"][0][outside], -2048.0)
+    np.testing.assert_array_equal(raw[2]["label"][0][~outside], ct[:, :, 0][~outside])
+    # each padded copy is normalised by its own percentiles: padding at 0, air lifted well above it
+    padded = extra[0]["label"][0].numpy()
+    assert padded[0, 0] == pytest.approx(0.0, abs=1e-6) and 0.4 < padded[128, 20] < 0.99

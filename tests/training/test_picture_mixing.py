@@ -65,3 +65,22 @@ def test_pictures_are_refused_in_a_hounsfield_window(data):
     with pytest.raises(SystemExit):  # the CLI: pictures only with per-volume percentiles
         parse_args(["--volumes", str(volume), "--modality", "CT", "--pictures", str(pictures[0]),
                     "--checkpoint-dir", "c", "--output", "o.pt"])
+
+
+def test_fov_padding_only_under_per_volume_percentiles(data, tmp_path):
+    volume, _ = data
+    ct = tmp_path / "ct.nii.gz"
+    body = np.full((256, 256, 2), -1000, np.int16)
+    body[100:150, 100:150] = 40
+    nib.save(nib.Nifti1Image(body, np.eye(4)), ct)
+    loader, _ = slice_patch_loader([ct, volume], "MR", scale=2, patch=16, batch=8, samples=8, fov_padding=(-3024,))
+    sources = [item["source"] for item in loader.dataset.data]
+    assert sources.count(f"{ct} (padded with -3024 outside the field of view)") == 2 and len(sources) == 10
+    with pytest.raises(ConfigurationError, match="padded field of view"):
+        slice_patch_loader([ct], "CT", scale=2, patch=16, batch=8, samples=8, fov_padding=(-3024,))
+    args = parse_args(["--volumes", str(ct), "--modality", "MR", "--fov-padding", "-3024", "-2048",
+                       "--checkpoint-dir", "c", "--output", "o.pt"])
+    assert args.fov_padding == [-3024.0, -2048.0]
+    with pytest.raises(SystemExit):
+        parse_args(["--volumes", str(ct), "--modality", "CT", "--fov-padding", "-3024",
+                    "--checkpoint-dir", "c", "--output", "o.pt"])
