@@ -134,6 +134,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     from rmisr_monai.inference.engine import DEFAULT_TILE_OVERLAP
+    from rmisr_monai.inference.ensemble import SELF_ENSEMBLE_SIZES
 
     p.add_argument(
         "--device",
@@ -171,6 +172,15 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         choices=("auto", "fp32"),
         help="network arithmetic: fp32 = the reference; auto = float16 on CUDA, bfloat16 on CPUs with native bf16 "
         "(AMX / AVX512-BF16) except for CT, else fp32 (default: auto)",
+    )
+    p.add_argument(
+        "--self-ensemble",
+        type=int,
+        default=1,
+        choices=SELF_ENSEMBLE_SIZES,
+        metavar="N",
+        help="average the network over N flipped/rotated copies of each slice: 1 (off, default), 2, 4 or 8; "
+        "N times slower, 8 adds about 0.15 dB (EDSR+ style geometric self-ensemble)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists (default: refuse)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no messages, only errors")
@@ -332,6 +342,7 @@ def _upscaler(args: argparse.Namespace, **overrides):
         tile_overlap=args.tile_overlap,
         batch_size=args.batch,
         precision=args.precision,
+        ensemble=args.self_ensemble,
         dtype=getattr(args, "dtype", None),
         output_ext=getattr(args, "output_ext", None),
         overwrite=args.overwrite,

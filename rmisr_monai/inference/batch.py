@@ -344,7 +344,7 @@ class BatchUpscaler:
             see :mod:`rmisr_monai.inference.selection`.
         weights: a checkpoint file to use instead of the shipped models.
         scale: the factor (a CSV row may give its own).
-        axis, through_plane, tile, tile_overlap, batch_size, amp, precision: as
+        axis, through_plane, tile, tile_overlap, batch_size, amp, precision, ensemble: as
             :func:`rmisr_monai.inference.upscale_array`.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` (under ``torchrun``, ``auto``/``cuda`` is the rank's GPU).
         dtype: stored type of the outputs (default: each input's type).
@@ -369,6 +369,7 @@ class BatchUpscaler:
         batch_size: int | None = None,
         amp: bool = True,
         precision: str = "auto",
+        ensemble: int = 1,
         dtype: str | None = None,
         output_ext: str | None = None,
         overwrite: bool = False,
@@ -387,6 +388,7 @@ class BatchUpscaler:
             batch_size=None if batch_size is None else int(batch_size),
             amp=amp,
             precision=precision,
+            ensemble=int(ensemble),
         )
         self.dtype = dtype
         self.output_ext = output_ext

@@ -52,6 +52,7 @@ from tqdm import tqdm
 
 from rmisr_monai.errors import ConfigurationError, RmisrError
 from rmisr_monai.inference.allocator import keep_freed_memory
+from rmisr_monai.inference.ensemble import dihedral_transforms, self_ensemble
 from rmisr_monai.inference.tiling import (
     DEFAULT_TILE_OVERLAP,
     forward_peak_bytes,
@@ -286,8 +287,9 @@ class _Runner:
     """Calls the network on one batch of slices, tiled, on the current device; owns the out-of-memory policy:
     halve the tile and retry; when the tile cannot shrink further, move to the CPU (logged once) and retry."""
 
-    def __init__(self, net, scale_arg, arbitrary, device, tile, overlap, autocast_dtype):
+    def __init__(self, net, scale_arg, arbitrary, device, tile, overlap, autocast_dtype, ensemble=1):
         self.net = net
+        self.ensemble = ensemble
         self.scale_arg = scale_arg
         self.arbitrary = arbitrary
         self.device = device
@@ -305,10 +307,14 @@ class _Runner:
             else contextlib.nullcontext()
         )
         with torch.inference_mode(), autocast:
-            y = self.net(x, self.scale_arg) if self.arbitrary else self.net(x)
+            y = self_ensemble(self._network, x, self.ensemble, self.scale_arg)
+        return y.contiguous()
+
+    def _network(self, x: torch.Tensor, pair: tuple[float, float] | None) -> torch.Tensor:
+        y = self.net(x, pair) if self.arbitrary else self.net(x)
         if isinstance(y, (tuple, list)):  # defensive: training-mode dual outputs; the SR image is first
             y = y[0]
-        return y.float().contiguous()
+        return y
 
     def __call__(self, x: torch.Tensor, pair: tuple[float, float]) -> torch.Tensor:
         h, w = int(x.shape[-2]), int(x.shape[-1])
@@ -358,6 +364,7 @@ def upscale_array(
     precision: str = "auto",
     memory_limit: int | None = None,
     modality: str | None = None,
+    ensemble: int = 1,
 ) -> np.ndarray:
     """Upscale a channel-first volume ``(C, I, J, K)`` (or ``(I, J, K)``) slice by slice; float32 result.
 
@@ -388,6 +395,8 @@ def upscale_array(
             ``"auto"`` off bf16 whatever the intensity recipe (:func:`resolve_precision`).
         memory_limit: peak resident bytes the automatic batch and tile aim at (default
             :func:`default_memory_limit` of this input and output).
+        ensemble: geometric self-ensemble, the mean over 1 (off), 2, 4 or 8 flipped and rotated copies of each
+            window (:mod:`rmisr_monai.inference.ensemble`): ``n`` times the network's work.
 
     Returns:
         Array ``(C', I', J', K')`` (``(I', J', K')`` for a 3D input), ``C'`` the network's output channels.
@@ -442,7 +451,8 @@ def upscale_array(
     network.to(dev, memory_format=torch.channels_last)
     learned = any(True for _ in network.parameters())
     autocast_dtype = resolve_precision(precision, dev, norm, amp, learned, hounsfield=modality == "CT")
-    runner = _Runner(network, scale_arg, arbitrary, dev, tile, int(tile_overlap), autocast_dtype)
+    dihedral_transforms(ensemble)  # refuse a bad size before any work
+    runner = _Runner(network, scale_arg, arbitrary, dev, tile, int(tile_overlap), autocast_dtype, ensemble)
     n_slices = src.shape[0]
     if n_slices == 0:  # an empty axis: nothing to run, the shape is still defined
         out = np.empty((channels, *out_spatial), dtype=dtype)
@@ -522,7 +532,7 @@ def _probe(runner: _Runner, probe: torch.Tensor, pair: tuple[float, float], lear
         peak, y = forward_peak_bytes(runner._forward, probe)
         return peak, int(y.shape[1])
     structure = tuple((name, tuple(t.shape), t.dtype) for name, t in net.state_dict().items())
-    key = (repr(net), structure, tuple(probe.shape), pair, runner.device.type, runner.autocast_dtype)
+    key = (repr(net), structure, tuple(probe.shape), pair, runner.device.type, runner.autocast_dtype, runner.ensemble)
     if key not in _PROBES:
         peak, y = forward_peak_bytes(runner._forward, probe)
         _PROBES[key] = (peak, int(y.shape[1]))

@@ -237,7 +237,7 @@ def test_help_teaches(capsys):
     assert main(["upscale", "--help"]) == 0
     text = capsys.readouterr().out
     for option in ("--scale", "--model", "--weights", "--axis", "--through-plane", "--device", "--tile", "--batch",
-                   "--overwrite", "--series-uid", "--dtype", "--quiet", "examples", "bicubic"):
+                   "--overwrite", "--series-uid", "--dtype", "--quiet", "--self-ensemble", "examples", "bicubic"):
         assert option in text
 
 
