@@ -11,7 +11,8 @@ Protocol (the one of issue 15's table; results in benchmarks/RESULTS.md):
   in-plane axis (``i``) alone: a scan with thick ``i`` slices, upscaled with ``--through-plane --axis x``.
 * **Methods** run through the volume engine (:func:`rmisr_monai.inference.upscale_volume`), as ``rmisr upscale``
   runs them: bicubic; the shipped default that ``rmisr upscale --scale S`` picks (no ``--model``); every other
-  shipped model that serves the scale; IMDN at integer scales with its published RGB weights (the grey slice
+  shipped model that serves the scale (each with its registry recipe's geometric self-ensemble, as ``rmisr
+  upscale`` runs it); IMDN at integer scales with its published RGB weights (the grey slice
   replicated to 3 channels, the output channels averaged), fed the scan's robust range mapped to ``[0, 1]``.
 * **Scores** on each scan's robust intensity range (0.5 / 99.5 percentiles of HR mapped to ``[0, 1]``, outputs
   clipped to it), per axial slice with ``ceil(s)`` border pixels shaved, averaged over the slices of both scans:
@@ -96,11 +97,14 @@ def axial_stack(array: np.ndarray, norm: IntensityNormalization) -> torch.Tensor
 
 
 def methods_for(
-    modality: str, scale: float, through_plane: bool, imdn_dir: Path | None, weights: dict[str, Path] | None = None
+    modality: str, scale: float, through_plane: bool, imdn_dir: Path | None, weights: dict[str, Path] | None = None,
+    weights_ensemble: int = 1,
 ) -> dict:
-    """``{name: (network, intensity recipe or None)}``: bicubic, the default, other shipped models, IMDN, and the
-    checkpoints in ``weights`` (``{name: path}``, e.g. a model in training) that serve the case."""
-    methods = {"bicubic": (get_network("bicubic", scale=scale if scale.is_integer() else 2).eval(), None)}
+    """``{name: (network, intensity recipe or None, self-ensemble size)}``: bicubic, the default, other shipped models
+    (each with its registry recipe's self-ensemble, as ``rmisr upscale`` runs it), IMDN (plain, as published), and
+    the checkpoints in ``weights`` (``{name: path}``, e.g. a model in training; ``weights_ensemble``) that serve the
+    case."""
+    methods = {"bicubic": (get_network("bicubic", scale=scale if scale.is_integer() else 2).eval(), None, 1)}
     fits = []
     try:
         default = default_model(scale, modality, arbitrary_scale=through_plane)["name"]
@@ -114,23 +118,25 @@ def methods_for(
             fits.append((entry["name"], entry["name"]))
     for label, name in fits:
         net, meta = load_model(name)
-        methods[label] = (net, intensity_for(meta, modality))
+        methods[label] = (net, intensity_for(meta, modality), meta["self_ensemble"])
     for label, path in (weights or {}).items():
         net, meta = load_model(path)
         trained_scale = float(meta["network_kwargs"].get("scale", 0))
         if getattr(net, "arbitrary_scale", False) or not through_plane and trained_scale == scale:
-            methods[label] = (net, intensity_for(meta, modality))
+            methods[label] = (net, intensity_for(meta, modality), weights_ensemble)
     if imdn_dir is not None and scale.is_integer() and not through_plane:
         path = imdn_dir / f"IMDN_x{int(scale)}.pth"
         if path.exists():
-            methods["IMDN (published weights)"] = (Replicate3(IMDN.from_official(path, int(scale))).eval(), ROBUST_RANGE)
+            methods["IMDN (published weights)"] = (
+                Replicate3(IMDN.from_official(path, int(scale))).eval(), ROBUST_RANGE, 1
+            )
     return methods
 
 
 def run_case(volumes: list[Volume], modality: str, scale: float, through_plane: bool, imdn_dir: Path | None,
-             weights: dict[str, Path] | None = None):
+             weights: dict[str, Path] | None = None, weights_ensemble: int = 1):
     """Mean scores per method over the slices of all scans, and the first scan's figure report."""
-    methods = methods_for(modality, scale, through_plane, imdn_dir, weights)
+    methods = methods_for(modality, scale, through_plane, imdn_dir, weights, weights_ensemble)
     sums: dict[str, list[MethodScores]] = {name: [] for name in methods}
     report = None
     for volume in volumes:
@@ -147,10 +153,10 @@ def run_case(volumes: list[Volume], modality: str, scale: float, through_plane: 
             )
             report.images["LR"] = lr_s[figure_k, 0].numpy()
             report.images["HR"] = hr_s[figure_k, 0].numpy()
-        for name, (net, intensity) in methods.items():
+        for name, (net, intensity, ensemble) in methods.items():
             start = time.perf_counter()
             sr = upscale_volume(lr, net, scale, axis=0 if through_plane else 2, through_plane=through_plane,
-                                intensity=intensity, device="cpu", progress=False)
+                                intensity=intensity, device="cpu", progress=False, ensemble=ensemble)
             seconds = time.perf_counter() - start
             sr_s = axial_stack(sr.array, norm)
             factors = (scale, 1.0) if through_plane else (scale, scale)
@@ -182,6 +188,10 @@ def main() -> None:
         "--weights", nargs="*", default=[], metavar="MOD:NAME=PATH",
         help="more checkpoints to score, e.g. CT:meta_100=runs/ct100.pt (only for that modality)",
     )
+    parser.add_argument(
+        "--weights-ensemble", type=int, default=1, choices=(1, 2, 4, 8),
+        help="self-ensemble size for the --weights checkpoints (shipped models use their registry recipe)",
+    )
     args = parser.parse_args()
     rows = []
     print(f"{'modality':8} {'case':16} {'method':34} {'PSNR':>7} {'gain':>6} {'SSIM':>7} {'edge':>7} {'backproj':>8}")
@@ -196,7 +206,8 @@ def main() -> None:
                 name, _, path = rest.partition("=")
                 if mod.upper() == modality:
                     extra[name] = Path(path)
-            means, report = run_case(volumes, modality, float(scale), through, args.imdn_dir, extra)
+            means, report = run_case(volumes, modality, float(scale), through, args.imdn_dir, extra,
+                                     args.weights_ensemble)
             base = means[0].psnr
             for m in means:
                 print(f"{modality:8} {case:16} {m.method:34} {m.psnr:7.2f} {m.psnr - base:+6.2f} {m.ssim:7.4f} "

@@ -344,8 +344,10 @@ class BatchUpscaler:
             see :mod:`rmisr_monai.inference.selection`.
         weights: a checkpoint file to use instead of the shipped models.
         scale: the factor (a CSV row may give its own).
-        axis, through_plane, tile, tile_overlap, batch_size, amp, precision, ensemble: as
+        axis, through_plane, tile, tile_overlap, batch_size, amp, precision: as
             :func:`rmisr_monai.inference.upscale_array`.
+        ensemble: geometric self-ensemble size (``upscale_array``'s ``ensemble``); ``None``: the model's recipe
+            (the registry entry's ``"self_ensemble"``, else 1).
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` (under ``torchrun``, ``auto``/``cuda`` is the rank's GPU).
         dtype: stored type of the outputs (default: each input's type).
         output_ext: suffix of the outputs in folder / CSV mode (e.g. ``".nii.gz"``); ``None`` keeps the input's.
@@ -369,7 +371,7 @@ class BatchUpscaler:
         batch_size: int | None = None,
         amp: bool = True,
         precision: str = "auto",
-        ensemble: int = 1,
+        ensemble: int | None = None,
         dtype: str | None = None,
         output_ext: str | None = None,
         overwrite: bool = False,
@@ -388,8 +390,8 @@ class BatchUpscaler:
             batch_size=None if batch_size is None else int(batch_size),
             amp=amp,
             precision=precision,
-            ensemble=int(ensemble),
         )
+        self.ensemble = None if ensemble is None else int(ensemble)
         self.dtype = dtype
         self.output_ext = output_ext
         self.overwrite = bool(overwrite)
@@ -441,6 +443,7 @@ class BatchUpscaler:
             device=self.device,
             progress=self.progress,
             out_dtype=self.dtype or volume.source_dtype,
+            ensemble=meta.get("self_ensemble", 1) if self.ensemble is None else self.ensemble,
             **self.options,
         )
 

@@ -8,7 +8,9 @@ Checkpoint format (``CONTRIBUTING.md``): a dict saved with :func:`torch.save` an
 
 ``weights/registry.json`` lists the shipped models, each
 ``{"name", "file", "network", "scale", "modality", "sha256", "description"}`` (``file`` relative to this folder),
-plus ``"arbitrary_scale": true`` for a Meta-SR network that serves every scale.
+plus ``"arbitrary_scale": true`` for a Meta-SR network that serves every scale, and ``"self_ensemble": n`` (2, 4
+or 8) for a model whose measured figures are those of its geometric self-ensemble
+(:mod:`rmisr_monai.inference.ensemble`): the run options use it unless the user chooses (``--self-ensemble``).
 The sha256 of a shipped file is verified before it is unpickled.
 """
 
@@ -165,7 +167,8 @@ def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cp
         device: where the network is placed.
 
     Returns:
-        ``(network, metadata)``: metadata is the checkpoint without ``state_dict`` plus ``"path"`` (or ``None``).
+        ``(network, metadata)``: metadata is the checkpoint without ``state_dict`` plus ``"path"`` (or ``None``) and
+        ``"self_ensemble"`` (the registry entry's, else 1).
 
     Raises:
         WeightsError: file missing, corrupt, of another format, checksum mismatch, or keys/shapes that do not fit; a
@@ -177,7 +180,7 @@ def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cp
     if name in INTERPOLATORS and not Path(name).exists():
         net = get_network(name)
         meta = {"format": CHECKPOINT_FORMAT, "network": name, "network_kwargs": {}, "intensity": None, "info": {}}
-        return net.to(device).eval(), {**meta, "path": None}
+        return net.to(device).eval(), {**meta, "path": None, "self_ensemble": 1}
     entry = _registry_entry(name) if not Path(name).exists() else None
     if entry is not None:
         path = WEIGHTS_DIR / entry["file"]
@@ -224,6 +227,7 @@ def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cp
     meta.setdefault("intensity", None)
     meta.setdefault("info", {})
     meta["path"] = str(path)
+    meta["self_ensemble"] = int(entry.get("self_ensemble", 1)) if entry is not None else 1
     return net.to(device).eval(), meta
 
 

@@ -140,8 +140,9 @@ def test_shipped_registry_entries_are_consistent():
     for entry in loader.read_registry():
         assert {"name", "file", "network", "scale", "modality", "sha256", "description"} <= set(entry)
         assert sha256_of(loader.WEIGHTS_DIR / entry["file"]) == entry["sha256"]
+        assert entry.get("self_ensemble", 1) in (1, 2, 4, 8)
         net, meta = load_model(entry["name"])
-        assert meta["network"] == entry["network"]
+        assert meta["network"] == entry["network"] and meta["self_ensemble"] == entry.get("self_ensemble", 1)
 
 
 def test_unknown_name_lists_the_valid_ones_and_a_missing_file_says_where_weights_belong(registry, tmp_path):
@@ -161,3 +162,32 @@ def test_model_that_does_not_match_the_weights_is_named_in_each_interfaces_words
     with pytest.raises(ConfigurationError, match="model='srcnn' does not match the network 'edsr_baseline'") as e:
         select_network("srcnn", str(path), 2, "CT")
     assert e.value.cli.startswith("--model srcnn does not match")
+
+
+def test_registry_recipe_sets_the_self_ensemble_unless_the_user_chooses(tmp_path, monkeypatch):
+    import nibabel as nib
+    import numpy as np
+
+    from rmisr_monai.inference import upscale_volume
+    from rmisr_monai.inference.batch import BatchUpscaler
+    from rmisr_monai.io.read import read_volume
+
+    path = save_checkpoint(tmp_path / "t.pt", _tiny(), "edsr_baseline", KWARGS, {"kind": "mr"})
+    entry = {"name": "tiny_mr_x2", "file": "t.pt", "network": "edsr_baseline", "scale": 2, "modality": "MR",
+             "sha256": sha256_of(path), "description": "test", "self_ensemble": 8}
+    (tmp_path / "registry.json").write_text(json.dumps({"models": [entry]}))
+    monkeypatch.setattr(loader, "REGISTRY_PATH", tmp_path / "registry.json")
+    monkeypatch.setattr(loader, "WEIGHTS_DIR", tmp_path)
+    net, meta = load_model("tiny_mr_x2")
+    assert meta["self_ensemble"] == 8 and load_model(path)[1]["self_ensemble"] == 1
+    assert load_model("bicubic")[1]["self_ensemble"] == 1
+    scan = tmp_path / "mr.nii.gz"
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).uniform(0, 400, (12, 10, 2)).astype(np.float32), np.eye(4)), scan)
+    volume = read_volume(scan)
+    options = dict(scale=2, device="cpu", progress=False, precision="fp32", dtype="float32")
+    by_recipe = BatchUpscaler(**options).upscale(volume).array
+    chosen = BatchUpscaler(ensemble=1, **options).upscale(volume).array
+    eight = upscale_volume(volume, net, 2, intensity={"kind": "mr"}, device="cpu", progress=False, precision="fp32",
+                           ensemble=8).array
+    np.testing.assert_allclose(by_recipe, eight, rtol=0, atol=1e-4)
+    assert np.abs(chosen - eight).max() > 1e-3

@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where the network runs")
     p.add_argument("--batch", type=int, default=4, help="slices per network call")
     p.add_argument("--tile", type=int, default=None, help="tile side in input pixels for large slices")
+    p.add_argument("--self-ensemble", type=int, default=None, choices=(1, 2, 4, 8),
+                   help="mean over N flipped/rotated copies (default: the model's recipe, as rmisr upscale)")
     p.add_argument("--reference", default=None, help="a volume on the output's grid to score PSNR/SSIM against")
     p.add_argument("--quality", default=None, help="write the quality report (JSON) here")
     return p
@@ -166,6 +168,8 @@ def run(args: argparse.Namespace) -> dict:
         tile=args.tile,
         batch_size=args.batch,
         out_dtype=volume.source_dtype,
+        modality=modality,
+        ensemble=meta.get("self_ensemble", 1) if args.self_ensemble is None else args.self_ensemble,
     )
     _progress("writing")
     write_volume(result, args.output, overwrite=True)
