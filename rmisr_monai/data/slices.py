@@ -25,7 +25,9 @@ from rmisr_monai.transforms.intensity import IntensityNormalization, IntensityNo
 
 __all__ = [
     "MIN_FIELD_OF_VIEW",
+    "PADDED_COPY_MARK",
     "UNPADDED_ABOVE_HU",
+    "is_padded_copy",
     "read_volume_array",
     "unpadded_field_of_view",
     "volume_slice_items",
@@ -33,6 +35,7 @@ __all__ = [
 
 UNPADDED_ABOVE_HU = -1100.0  # a CT volume with a voxel below it holds padding already (air is -1000 to -1024 HU)
 MIN_FIELD_OF_VIEW = 256  # in-plane voxels: smaller CT grids are crops, not the scanner's whole reconstruction field
+PADDED_COPY_MARK = " outside the field of view)"  # ends the "source" of a padded copy: "<path> (padded with -3024 ..."
 
 
 def read_volume_array(path: str | os.PathLike) -> np.ndarray:
@@ -74,7 +77,7 @@ def volume_slice_items(
         versions = [(str(path), volume)]
         if fov_padding and unpadded_field_of_view(volume):
             versions += [
-                (f"{path} (padded with {value:g} outside the field of view)", FieldOfViewPad(value)(volume[None])[0])
+                (f"{path} (padded with {value:g}{PADDED_COPY_MARK}", FieldOfViewPad(value)(volume[None])[0])
                 for value in fov_padding
             ]
         for source, array in versions:
@@ -97,3 +100,8 @@ def unpadded_field_of_view(volume: np.ndarray) -> bool:
         and float(volume.min()) > UNPADDED_ABOVE_HU
         and guess_modality(volume) == "CT"
     )
+
+
+def is_padded_copy(item: Mapping[str, Any]) -> bool:
+    """Whether a training item comes from a padded copy of a volume (``fov_padding`` of :func:`volume_slice_items`)."""
+    return str(item["source"]).endswith(PADDED_COPY_MARK)

@@ -104,6 +104,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(e.g. -3024 -2048): the circle's rim is the strongest edge of such scans",
     )
     parser.add_argument(
+        "--fov-padding-share", type=float, default=None,
+        help="with --fov-padding: the expected share of the patches drawn from the padded copies (default: as many "
+        "as their slices)",
+    )
+    parser.add_argument(
         "--precision", choices=("auto", "fp32"), default="auto",
         help="auto: the forward pass in bfloat16 on CPUs with native bf16 (AMX or AVX512-BF16), float16 with gradient "
         "scaling on CUDA, fp32 elsewhere; fp32: the reference arithmetic everywhere",
@@ -137,6 +142,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.fov_padding and (args.volumes is None or args.modality != "MR"):
         parser.error("--fov-padding pads CT --volumes under --modality MR (per-volume percentiles: the padding moves "
                      "the HU floor a fixed window would clip)")
+    if args.fov_padding_share is not None and (not args.fov_padding or args.scale_range is not None):
+        parser.error("--fov-padding-share weighs the copies of --fov-padding at one --scale")
     return args
 
 
@@ -181,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             args.volumes, args.modality, scale=args.scale, patch=args.patch, batch=args.batch,
             samples=args.iterations * args.batch, axes=args.axes, noise=args.noise, seed=args.seed,
             ct_window=args.ct_window, pictures=picture_files(args.pictures or []), pictures_share=args.pictures_share,
-            fov_padding=args.fov_padding,
+            fov_padding=args.fov_padding, fov_padding_share=args.fov_padding_share,
         )
     else:
         if not getattr(network, "arbitrary_scale", False):
@@ -208,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         "pictures": None if args.pictures is None else [Path(p).name for p in args.pictures],
         "pictures_share": None if args.pictures is None else args.pictures_share,
         "fov_padding": list(args.fov_padding) or None,
+        "fov_padding_share": args.fov_padding_share,
         "iterations": trainer.state.iteration,  # what ran (in all, when resumed)
         "final_lr": trainer.optimizer.param_groups[0]["lr"],
         "minutes": round(minutes, 1),

@@ -22,6 +22,7 @@ from monai.engines.utils import PrepareBatch, default_prepare_batch
 from torch.utils.data import RandomSampler, WeightedRandomSampler
 
 from rmisr_monai.data import PairedPatchDataset, image_items, volume_slice_items
+from rmisr_monai.data.slices import is_padded_copy
 from rmisr_monai.data.random_scale import META_SCALE_RANGE, RandomScalePatchDataset, ScaleBatchSampler
 from rmisr_monai.errors import ConfigurationError
 from rmisr_monai.transforms.intensity import IntensityNormalization
@@ -59,6 +60,7 @@ def slice_patch_loader(
     pictures: Sequence[str | Path] = (),
     pictures_share: float = 0.25,
     fov_padding: Sequence[float] = (),
+    fov_padding_share: float | None = None,
 ) -> tuple[DataLoader, dict]:
     """A DataLoader of ``samples`` random ``{"image": LR, "label": HR}`` patches, and the intensity recipe.
 
@@ -80,9 +82,22 @@ def slice_patch_loader(
         fov_padding: padding values (HU): each CT volume of a whole unpadded field of view is also given padded with
             each of them outside its reconstruction circle (:func:`rmisr_monai.data.volume_slice_items`), the rim
             that several scanners write; per-volume percentile normalisation only.
+        fov_padding_share: with ``fov_padding``, the expected share of the patches drawn from the padded copies
+            (``None``: as many as their slices, like any other slice).
     """
     items, normalization, noise = normalised_slices(paths, modality, axes, patch * scale, noise, ct_window, fov_padding)
-    weights = None
+    groups: dict[str, list[dict]] = {"slices": items}
+    shares: dict[str, float] = {}
+    if fov_padding_share is not None:
+        if not fov_padding or not 0.0 < fov_padding_share < 1.0:
+            raise ConfigurationError(f"fov_padding_share must be in (0, 1) with fov_padding, got {fov_padding_share}")
+        groups = {
+            "slices": [item for item in items if not is_padded_copy(item)],
+            "padded": [item for item in items if is_padded_copy(item)],
+        }
+        if not groups["padded"]:
+            raise ConfigurationError("fov_padding_share: no CT volume of a whole, unpadded field of view to pad")
+        shares["padded"] = fov_padding_share
     if pictures:
         if not 0.0 < pictures_share < 1.0:
             raise ConfigurationError(f"pictures_share must be in (0, 1), got {pictures_share}")
@@ -94,8 +109,15 @@ def slice_patch_loader(
         mixed = normalised_images(pictures, normalization, patch * scale)
         if not mixed:
             raise ConfigurationError(f"no picture of {len(pictures)} is at least {patch * scale} pixels wide")
-        weights = [(1.0 - pictures_share) / len(items)] * len(items) + [pictures_share / len(mixed)] * len(mixed)
-        items = items + mixed
+        groups["pictures"] = mixed
+        shares["pictures"] = pictures_share
+    shares["slices"] = 1.0 - sum(shares.values())
+    if shares["slices"] <= 0.0:
+        raise ConfigurationError(f"the shares of pictures and padded copies leave no volume slices: {shares}")
+    items = [item for group in groups.values() for item in group]
+    weights = None
+    if len(groups) > 1:
+        weights = [shares[name] / len(group) for name, group in groups.items() for _ in group]
     dataset = PairedPatchDataset(items, scale, patch, normalization=None, noise_sigma=noise, seed=seed)
     return _drawn_with_replacement(dataset, batch, samples, seed, weights), normalization.recipe()
 

@@ -84,3 +84,26 @@ def test_fov_padding_only_under_per_volume_percentiles(data, tmp_path):
     with pytest.raises(SystemExit):
         parse_args(["--volumes", str(ct), "--modality", "CT", "--fov-padding", "-3024",
                     "--checkpoint-dir", "c", "--output", "o.pt"])
+
+
+def test_padded_copies_are_drawn_at_their_share(data, tmp_path):
+    volume, pictures = data
+    ct = tmp_path / "ct.nii.gz"
+    nib.save(nib.Nifti1Image(np.full((256, 256, 4), -1000, np.int16), np.eye(4)), ct)
+    loader, _ = slice_patch_loader([ct, volume], "MR", scale=2, patch=16, batch=8, samples=4000, pictures=pictures,
+                                   pictures_share=0.3, fov_padding=(-3024, -2048), fov_padding_share=0.4)
+    sources = [item["source"] for item in loader.dataset.data]
+    padded = {k for k, s in enumerate(sources) if s.endswith(" outside the field of view)")}
+    assert len(padded) == 8 and sources[-2:] == [str(p) for p in pictures[:2]]
+    drawn = np.asarray(list(iter(loader.sampler)))
+    for share, picked in ((0.4, np.isin(drawn, list(padded))), (0.3, drawn >= len(sources) - 2)):
+        assert abs(picked.mean() - share) < 4 * np.sqrt(share * (1 - share) / drawn.size)
+    with pytest.raises(ConfigurationError, match="leave no volume slices"):
+        slice_patch_loader([ct, volume], "MR", scale=2, patch=16, batch=8, samples=8, pictures=pictures,
+                           pictures_share=0.6, fov_padding=(-3024,), fov_padding_share=0.4)
+    with pytest.raises(ConfigurationError, match="no CT volume"):
+        slice_patch_loader([volume], "MR", scale=2, patch=16, batch=8, samples=8, fov_padding=(-3024,),
+                           fov_padding_share=0.4)
+    with pytest.raises(SystemExit):
+        parse_args(["--volumes", str(ct), "--modality", "MR", "--fov-padding-share", "0.3",
+                    "--checkpoint-dir", "c", "--output", "o.pt"])
