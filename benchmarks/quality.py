@@ -14,6 +14,10 @@ Protocol (the one of issue 15's table; results in benchmarks/RESULTS.md):
   shipped model that serves the scale (each with its registry recipe's geometric self-ensemble, as ``rmisr
   upscale`` runs it); IMDN at integer scales with its published RGB weights (the grey slice
   replicated to 3 channels, the output channels averaged), fed the scan's robust range mapped to ``[0, 1]``.
+  Every method sees whole slices (one slice per call, no tiles): IMDN's contrast-aware channel attention and
+  RMISR's ICCA pool over the whole input, so a tiled run would score a network below itself (IMDN CT x2: 0.18 dB).
+  IMDN runs in fp32, as published; ours as ``rmisr upscale`` runs them (bf16 autocast for MR on CPUs with native
+  bf16).
 * **Scores** on each scan's robust intensity range (0.5 / 99.5 percentiles of HR mapped to ``[0, 1]``, outputs
   clipped to it), per axial slice with ``ceil(s)`` border pixels shaved, averaged over the slices of both scans:
   PSNR, SSIM, edge PSNR (Laplacian maps) and back-projection consistency (the output degraded again vs the LR).
@@ -100,11 +104,11 @@ def methods_for(
     modality: str, scale: float, through_plane: bool, imdn_dir: Path | None, weights: dict[str, Path] | None = None,
     weights_ensemble: int = 1,
 ) -> dict:
-    """``{name: (network, intensity recipe or None, self-ensemble size)}``: bicubic, the default, other shipped models
-    (each with its registry recipe's self-ensemble, as ``rmisr upscale`` runs it), IMDN (plain, as published), and
-    the checkpoints in ``weights`` (``{name: path}``, e.g. a model in training; ``weights_ensemble``) that serve the
-    case."""
-    methods = {"bicubic": (get_network("bicubic", scale=scale if scale.is_integer() else 2).eval(), None, 1)}
+    """``{name: (network, intensity recipe or None, engine options)}``: bicubic, the default, other shipped models
+    (each with its registry recipe's self-ensemble, as ``rmisr upscale`` runs it), IMDN (plain and in fp32, as
+    published), and the checkpoints in ``weights`` (``{name: path}``, e.g. a model in training; ``weights_ensemble``)
+    that serve the case."""
+    methods = {"bicubic": (get_network("bicubic", scale=scale if scale.is_integer() else 2).eval(), None, {})}
     fits = []
     try:
         default = default_model(scale, modality, arbitrary_scale=through_plane)["name"]
@@ -118,17 +122,17 @@ def methods_for(
             fits.append((entry["name"], entry["name"]))
     for label, name in fits:
         net, meta = load_model(name)
-        methods[label] = (net, intensity_for(meta, modality), meta["self_ensemble"])
+        methods[label] = (net, intensity_for(meta, modality), {"ensemble": meta["self_ensemble"]})
     for label, path in (weights or {}).items():
         net, meta = load_model(path)
         trained_scale = float(meta["network_kwargs"].get("scale", 0))
         if getattr(net, "arbitrary_scale", False) or not through_plane and trained_scale == scale:
-            methods[label] = (net, intensity_for(meta, modality), weights_ensemble)
+            methods[label] = (net, intensity_for(meta, modality), {"ensemble": weights_ensemble})
     if imdn_dir is not None and scale.is_integer() and not through_plane:
         path = imdn_dir / f"IMDN_x{int(scale)}.pth"
         if path.exists():
             methods["IMDN (published weights)"] = (
-                Replicate3(IMDN.from_official(path, int(scale))).eval(), ROBUST_RANGE, 1
+                Replicate3(IMDN.from_official(path, int(scale))).eval(), ROBUST_RANGE, {"precision": "fp32"}
             )
     return methods
 
@@ -153,10 +157,10 @@ def run_case(volumes: list[Volume], modality: str, scale: float, through_plane: 
             )
             report.images["LR"] = lr_s[figure_k, 0].numpy()
             report.images["HR"] = hr_s[figure_k, 0].numpy()
-        for name, (net, intensity, ensemble) in methods.items():
+        for name, (net, intensity, options) in methods.items():
             start = time.perf_counter()
             sr = upscale_volume(lr, net, scale, axis=0 if through_plane else 2, through_plane=through_plane,
-                                intensity=intensity, device="cpu", progress=False, ensemble=ensemble)
+                                intensity=intensity, device="cpu", progress=False, batch_size=1, **options)
             seconds = time.perf_counter() - start
             sr_s = axial_stack(sr.array, norm)
             factors = (scale, 1.0) if through_plane else (scale, scale)
