@@ -139,3 +139,25 @@ def test_reference_off_the_grid_is_refused():
         check_same_grid(shifted, sr.array.shape, sr.geometry)
     with pytest.raises(ValueError, match="voxels but the result has"):
         check_same_grid(sr, (8, 8, 5), sr.geometry)
+
+
+def test_main_self_ensemble_is_the_engines(tmp_path, capsys):
+    from rmisr_monai.weights import save_checkpoint
+
+    torch.manual_seed(0)
+    net = get_network("fsrcnn", in_channels=1, scale=2).eval()
+    intensity = {"kind": "mr", "a_min": None, "a_max": None}
+    weights = save_checkpoint(tmp_path / "tiny.pt", net, "fsrcnn", {"in_channels": 1, "scale": 2}, intensity)
+    volume = _volume(shape=(10, 9, 3))
+    write_volume(volume, tmp_path / "in.mha")
+    outputs = {}
+    for n in ("1", "8"):
+        out = tmp_path / f"out{n}.mha"
+        code = main(["--input", str(tmp_path / "in.mha"), "--output", str(out), "--scale", "2", "--weights",
+                     str(weights), "--device", "cpu", "--self-ensemble", n])
+        assert code == 0
+        outputs[n] = read_volume(out).array
+    ref = upscale_volume(read_volume(tmp_path / "in.mha"), net, 2, intensity=intensity, device="cpu", progress=False,
+                         out_dtype=np.int16, ensemble=8, modality="MR").array
+    assert np.abs(outputs["8"].astype(int) - ref).max() <= 1  # int16 rounding of slab-wise float sums
+    assert np.abs(outputs["8"].astype(int) - outputs["1"]).max() > 1
