@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rmisr_monai.data.images import image_items, read_image_2d
 from rmisr_monai.data.pairs import Degraded, PairedPatchDataset, bicubic_degradation, paired_patch_transform
-from rmisr_monai.data.slices import read_volume_array, volume_slice_items
+from rmisr_monai.data.slices import is_padded_copy, read_volume_array, volume_slice_items
 
 __all__ = [
     "image_items",
@@ -13,6 +13,7 @@ __all__ = [
     "PairedPatchDataset",
     "bicubic_degradation",
     "paired_patch_transform",
+    "is_padded_copy",
     "read_volume_array",
     "volume_slice_items",
 ]

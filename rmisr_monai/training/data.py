@@ -21,8 +21,7 @@ from monai.data import DataLoader
 from monai.engines.utils import PrepareBatch, default_prepare_batch
 from torch.utils.data import RandomSampler, WeightedRandomSampler
 
-from rmisr_monai.data import PairedPatchDataset, image_items, volume_slice_items
-from rmisr_monai.data.slices import is_padded_copy
+from rmisr_monai.data import PairedPatchDataset, image_items, is_padded_copy, volume_slice_items
 from rmisr_monai.data.random_scale import META_SCALE_RANGE, RandomScalePatchDataset, ScaleBatchSampler
 from rmisr_monai.errors import ConfigurationError
 from rmisr_monai.transforms.intensity import IntensityNormalization
