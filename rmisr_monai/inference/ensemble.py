@@ -4,8 +4,8 @@ An SR network is not exactly equivariant to the image's symmetries, so its error
 are partly independent; running it on the ``n`` transformed copies, undoing each transform on the output and
 averaging is the "+" of EDSR+ (Lim et al. 2017, §4.3, after Timofte et al. 2016, "Seven ways to improve
 example-based single image super resolution"). It needs no training and costs ``n`` forward passes; on issue 15's
-held-out scans the 8-fold mean adds 0.12-0.21 dB to the 64-feature RMISR-BL defaults and about as much to IMDN
-(benchmarks/RESULTS.md §16).
+held-out scans the 8-fold mean adds 0.12-0.21 dB to the 64-feature RMISR-BL defaults and about as much to IMDN, the
+4-fold one (no quarter turn) 0.02-0.03 dB less at half the work (benchmarks/RESULTS.md §16).
 
 The transforms form a group (so the mean of an equivariant operator, e.g. bicubic, is that operator again):
 
