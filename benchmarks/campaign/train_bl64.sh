@@ -51,10 +51,8 @@ case $STAGE in
      PICTURE_SHARE=0.5; RUN=bl64_x${SCALE}s3; SEED=3 ;;
   4) START=(--init "rmisr_bl64_ct_x$SCALE"); LR=1e-4; DEFAULT_ITERATIONS=8000;
      PICTURE_SHARE=0.5; RUN=bl64_x${SCALE}s4; SEED=5; FOV_PADDING=(--fov-padding -3024 -2048) ;;
-  5) START=(--init "rmisr_bl64_ct_x$SCALE"); LR=5e-5; DEFAULT_ITERATIONS=5000; PICTURE_SHARE=0.4;
-     RUN=bl64_x${SCALE}s5; SEED=6; FOV_PADDING=(--fov-padding -3024 -2048 --fov-padding-share 0.25) ;;
-  6) START=(--init "rmisr_bl64_ct_x$SCALE"); LR=5e-5; DEFAULT_ITERATIONS=5000; PICTURE_SHARE=0.4;
-     RUN=bl64_x${SCALE}s6; SEED=7; FOV_PADDING=(--fov-padding -3024 -2048 --fov-padding-share 0.25) ;;
+  5|6) START=(--init "rmisr_bl64_ct_x$SCALE"); LR=5e-5; DEFAULT_ITERATIONS=5000; PICTURE_SHARE=0.4;
+     RUN=bl64_x${SCALE}s$STAGE; SEED=$((STAGE + 1)); FOV_PADDING=(--fov-padding -3024 -2048 --fov-padding-share 0.25) ;;
   mr) START=(--init "rmisr_bl64_mr_x$SCALE"); LR=5e-5; DEFAULT_ITERATIONS=3000;
      PICTURE_SHARE=0.3; RUN=bl64_mr_x${SCALE}; SEED=4 ;;
   *) echo "stage 1-6 or mr, not $STAGE" >&2; exit 2 ;;
@@ -71,5 +69,5 @@ if [[ -f $RESUME ]]; then START=(--resume "$RESUME"); fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 exec python -m rmisr_monai.training --network rmisr_bl --network-kwargs '{"features": 64}' --scale "$SCALE" \
   --modality MR --volumes "${VOLUMES[@]}" --iterations "$ITERATIONS" --patch 32 --batch 16 \
-  --lr "$LR" --seed "$SEED" --checkpoint-every 500 --checkpoint-dir "runs/$RUN" --output "runs/rmisr_$RUN.pt" "${START[@]}" "${PICTURES[@]}" \
-  "${FOV_PADDING[@]}"
+  --lr "$LR" --seed "$SEED" --checkpoint-every 500 --checkpoint-dir "runs/$RUN" --output "runs/rmisr_$RUN.pt" "${START[@]}" \
+  "${PICTURES[@]}" "${FOV_PADDING[@]}"

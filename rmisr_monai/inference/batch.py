@@ -55,7 +55,13 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from rmisr_monai.errors import ConfigurationError, InputFileError, RmisrError
 from rmisr_monai.inference.engine import DEFAULT_TILE_OVERLAP, resolve_device, upscale_volume
-from rmisr_monai.inference.selection import check_model_available, intensity_for, model_source, select_network
+from rmisr_monai.inference.selection import (
+    check_model_available,
+    intensity_for,
+    model_source,
+    select_network,
+    self_ensemble_for,
+)
 from rmisr_monai.io.atomic import check_output_path
 from rmisr_monai.io.read import read_volume
 from rmisr_monai.io.volume import FILE_FORMATS, Volume, file_format
@@ -443,7 +449,7 @@ class BatchUpscaler:
             device=self.device,
             progress=self.progress,
             out_dtype=self.dtype or volume.source_dtype,
-            ensemble=meta.get("self_ensemble", 1) if self.ensemble is None else self.ensemble,
+            ensemble=self_ensemble_for(meta, self.ensemble),
             **self.options,
         )
 

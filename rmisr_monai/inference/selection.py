@@ -22,7 +22,7 @@ from torch import nn
 
 from rmisr_monai.errors import ConfigurationError
 
-__all__ = ["model_source", "check_model_available", "select_network", "intensity_for"]
+__all__ = ["model_source", "check_model_available", "select_network", "intensity_for", "self_ensemble_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -102,3 +102,9 @@ def intensity_for(meta: dict[str, Any], modality: str) -> dict[str, Any] | None:
     raise ConfigurationError(
         f"the checkpoint {meta['path']} records no intensity normalisation and the input's modality is unknown"
     )
+
+
+def self_ensemble_for(meta: dict[str, Any], requested: int | None) -> int:
+    """The self-ensemble size to run: the user's ``requested`` one, else the model's recipe (``meta`` as
+    :func:`rmisr_monai.weights.load_model` returns it: the registry entry's ``"self_ensemble"``, else 1)."""
+    return int(meta.get("self_ensemble", 1)) if requested is None else int(requested)

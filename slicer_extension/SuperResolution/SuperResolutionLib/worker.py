@@ -33,7 +33,8 @@ import numpy as np
 from rmisr_monai.errors import RmisrError
 from rmisr_monai.inference import output_spatial_shape, resolve_axis, upscale_array
 from rmisr_monai.inference.engine import slice_layout
-from rmisr_monai.inference.selection import intensity_for, select_network
+from rmisr_monai.inference.ensemble import SELF_ENSEMBLE_SIZES
+from rmisr_monai.inference.selection import intensity_for, select_network, self_ensemble_for
 from rmisr_monai.io.atomic import atomic_output
 from rmisr_monai.io.geometry import rescaled_geometry
 from rmisr_monai.io.read import read_volume
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where the network runs")
     p.add_argument("--batch", type=int, default=4, help="slices per network call")
     p.add_argument("--tile", type=int, default=None, help="tile side in input pixels for large slices")
-    p.add_argument("--self-ensemble", type=int, default=None, choices=(1, 2, 4, 8),
+    p.add_argument("--self-ensemble", type=int, default=None, choices=SELF_ENSEMBLE_SIZES,
                    help="mean over N flipped/rotated copies (default: the model's recipe, as rmisr upscale)")
     p.add_argument("--reference", default=None, help="a volume on the output's grid to score PSNR/SSIM against")
     p.add_argument("--quality", default=None, help="write the quality report (JSON) here")
@@ -169,7 +170,7 @@ def run(args: argparse.Namespace) -> dict:
         batch_size=args.batch,
         out_dtype=volume.source_dtype,
         modality=modality,
-        ensemble=meta.get("self_ensemble", 1) if args.self_ensemble is None else args.self_ensemble,
+        ensemble=self_ensemble_for(meta, args.self_ensemble),
     )
     _progress("writing")
     write_volume(result, args.output, overwrite=True)
