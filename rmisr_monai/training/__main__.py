@@ -109,6 +109,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "as their slices)",
     )
     parser.add_argument(
+        "--fov-rim-tiles", action="store_true",
+        help="with --fov-padding: give the padded copies as squares on the reconstruction circle's rim (up to 8 per slice, "
+        "5/4 of the HR patch wide) instead of whole slices, so that every patch drawn from them crosses the rim",
+    )
+    parser.add_argument(
         "--precision", choices=("auto", "fp32"), default="auto",
         help="auto: the forward pass in bfloat16 on CPUs with native bf16 (AMX or AVX512-BF16), float16 with gradient "
         "scaling on CUDA, fp32 elsewhere; fp32: the reference arithmetic everywhere",
@@ -144,6 +149,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      "the HU floor a fixed window would clip)")
     if args.fov_padding_share is not None and (not args.fov_padding or args.scale_range is not None):
         parser.error("--fov-padding-share weighs the copies of --fov-padding at one --scale")
+    if args.fov_rim_tiles and (not args.fov_padding or args.scale_range is not None):
+        parser.error("--fov-rim-tiles cuts the copies of --fov-padding at one --scale")
     return args
 
 
@@ -188,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             args.volumes, args.modality, scale=args.scale, patch=args.patch, batch=args.batch,
             samples=args.iterations * args.batch, axes=args.axes, noise=args.noise, seed=args.seed,
             ct_window=args.ct_window, pictures=picture_files(args.pictures or []), pictures_share=args.pictures_share,
-            fov_padding=args.fov_padding, fov_padding_share=args.fov_padding_share,
+            fov_padding=args.fov_padding, fov_padding_share=args.fov_padding_share, fov_rim_tiles=args.fov_rim_tiles,
         )
     else:
         if not getattr(network, "arbitrary_scale", False):
@@ -216,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         "pictures_share": None if args.pictures is None else args.pictures_share,
         "fov_padding": list(args.fov_padding) or None,
         "fov_padding_share": args.fov_padding_share,
+        "fov_rim_tiles": args.fov_rim_tiles,
         "iterations": trainer.state.iteration,  # what ran (in all, when resumed)
         "final_lr": trainer.optimizer.param_groups[0]["lr"],
         "minutes": round(minutes, 1),

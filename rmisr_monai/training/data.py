@@ -60,6 +60,7 @@ def slice_patch_loader(
     pictures_share: float = 0.25,
     fov_padding: Sequence[float] = (),
     fov_padding_share: float | None = None,
+    fov_rim_tiles: bool = False,
 ) -> tuple[DataLoader, dict]:
     """A DataLoader of ``samples`` random ``{"image": LR, "label": HR}`` patches, and the intensity recipe.
 
@@ -83,8 +84,17 @@ def slice_patch_loader(
             that several scanners write; per-volume percentile normalisation only.
         fov_padding_share: with ``fov_padding``, the expected share of the patches drawn from the padded copies
             (``None``: as many as their slices, like any other slice).
+        fov_rim_tiles: with ``fov_padding``, the padded copies are squares 5/4 of the HR patch on the rim, up to 8 per
+            slice (``fov_rim_tile`` of :func:`rmisr_monai.data.volume_slice_items`): every patch drawn from them
+            crosses it.
     """
-    items, normalization, noise = normalised_slices(paths, modality, axes, patch * scale, noise, ct_window, fov_padding)
+    if fov_rim_tiles and not fov_padding:
+        raise ConfigurationError("fov_rim_tiles cuts the padded copies of fov_padding: give padding values")
+    hr_patch = patch * scale
+    rim_tile = hr_patch + hr_patch // 4 if fov_rim_tiles else None
+    items, normalization, noise = normalised_slices(
+        paths, modality, axes, hr_patch, noise, ct_window, fov_padding, rim_tile
+    )
     groups: dict[str, list[dict]] = {"slices": items}
     shares: dict[str, float] = {}
     if fov_padding_share is not None:
@@ -214,11 +224,12 @@ def normalised_slices(
     noise: float,
     ct_window: Sequence[float] | None = None,
     fov_padding: Sequence[float] = (),
+    fov_rim_tile: int | None = None,
 ) -> tuple[list[dict], IntensityNormalization, float]:
     """Foreground slices at least ``min_size`` wide, normalised per volume, and the noise in normalised units
     (also the bundles' training data, :mod:`rmisr_monai.training.datasets`). ``ct_window``: the CT HU window
     (default ``CT_WINDOW_HU``; ``CT_PADDED_WINDOW_HU`` also spans the scanners' padding values). ``fov_padding``:
-    as :func:`slice_patch_loader`."""
+    as :func:`slice_patch_loader`; ``fov_rim_tile``: as :func:`rmisr_monai.data.volume_slice_items`."""
     normalization = training_normalization(modality, ct_window)
     if fov_padding and normalization.kind != "mr":
         raise ConfigurationError(
@@ -229,7 +240,9 @@ def normalised_slices(
     items = [
         item
         for axis in axes
-        for item in volume_slice_items(paths, axis, normalization, threshold, MIN_FOREGROUND_FRACTION, fov_padding)
+        for item in volume_slice_items(
+            paths, axis, normalization, threshold, MIN_FOREGROUND_FRACTION, fov_padding, fov_rim_tile
+        )
         if min(item["label"].shape[1:]) >= min_size
     ]
     if not items:

@@ -10,8 +10,9 @@ from PIL import Image
 
 from rmisr_monai.data.images import image_items, read_image_2d
 from rmisr_monai.data.pairs import PairedPatchDataset
-from rmisr_monai.data.slices import read_volume_array, volume_slice_items
-from rmisr_monai.errors import InputFileError
+from rmisr_monai.data.slices import PADDED_COPY_MARK, read_volume_array, rim_tile_corners, volume_slice_items
+from rmisr_monai.errors import ConfigurationError, InputFileError
+from rmisr_monai.transforms.field_of_view import FieldOfViewPad
 from rmisr_monai.transforms.intensity import IntensityNormalization
 from tests.conftest import shared_path
 
@@ -137,9 +138,45 @@ def test_fov_padding_copies_only_whole_unpadded_ct_fields(tmp_path):
         f"{paths[0]} (padded with -2048 outside the field of view)",
     }
     raw = volume_slice_items(paths[:1], fov_padding=(-2048.0,))  # stored units: the padding itself is visible
-    outside = np.hypot(*np.meshgrid(np.arange(256) - 127.5, np.arange(256) - 127.5, indexing="ij")) > 128
+    y, x = np.meshgrid(np.arange(256) - 127.5, np.arange(256) - 127.5, indexing="ij")
+    outside = np.abs(x) - 0.5 >= np.sqrt(128.0**2 - y**2)  # GE's staircase: the row's chord misses the voxel
     np.testing.assert_array_equal(raw[2]["label"][0][outside], -2048.0)
     np.testing.assert_array_equal(raw[2]["label"][0][~outside], ct[:, :, 0][~outside])
     # each padded copy is normalised by its own percentiles: padding at 0, air lifted well above it
     padded = extra[0]["label"][0].numpy()
     assert padded[0, 0] == pytest.approx(0.0, abs=1e-6) and 0.4 < padded[128, 20] < 0.99
+
+
+@pytest.mark.parametrize("n", [256, 384, 512])
+@pytest.mark.parametrize("crop", [64, 96, 128, 192])
+def test_every_crop_of_a_rim_tile_crosses_the_rim(n, crop):
+    """Squares 5/4 of the crop on the rim: every crop position holds padding and field of view (summed-area table)."""
+    tile = crop + crop // 4
+    if tile > n:
+        pytest.skip("tile larger than the slice")
+    outside = FieldOfViewPad(0.0).outside(n, n).numpy().astype(np.int64)
+    table = np.pad(outside, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    corners = rim_tile_corners(n, n, tile)
+    assert len(set(corners)) == len(corners) >= 4 and (len(corners) == 8 or 2 * tile > n)
+    for i0, j0 in corners:
+        assert 0 <= i0 <= n - tile and 0 <= j0 <= n - tile
+        i, j = np.meshgrid(np.arange(i0, i0 + tile - crop + 1), np.arange(j0, j0 + tile - crop + 1), indexing="ij")
+        padded = table[i + crop, j + crop] - table[i, j + crop] - table[i + crop, j] + table[i, j]
+        assert (padded > 0).all() and (padded < crop * crop).all()
+    with pytest.raises(ConfigurationError, match="does not fit"):
+        rim_tile_corners(100, 120, 101)
+
+
+def test_padded_copies_as_rim_tiles_are_cut_from_the_padded_slice(tmp_path):
+    ct = np.random.default_rng(4).normal(-300.0, 300.0, size=(256, 256, 3)).clip(-1000, 2000).astype(np.float32)
+    path = _write(tmp_path / "ct.nii.gz", ct)
+    whole = volume_slice_items([path], fov_padding=(-3024.0,))
+    tiles = volume_slice_items([path], fov_padding=(-3024.0,), fov_rim_tile=80)
+    assert [i["source"] for i in tiles[:3]] == [str(path)] * 3 and len(tiles) == 3 + 3 * 8
+    padded_slices = {item["slice"]: item["label"] for item in whole[3:]}
+    corners = rim_tile_corners(256, 256, 80)
+    for k, item in enumerate(tiles[3:]):
+        i0, j0 = corners[k % 8]
+        assert item["source"].endswith(PADDED_COPY_MARK) and item["label"].shape == (1, 80, 80)
+        np.testing.assert_array_equal(item["label"], padded_slices[item["slice"]][:, i0 : i0 + 80, j0 : j0 + 80])
+        assert item["label"].base is None  # a copy: the whole padded slice is not kept alive

@@ -107,3 +107,29 @@ def test_padded_copies_are_drawn_at_their_share(data, tmp_path):
     with pytest.raises(SystemExit):
         parse_args(["--volumes", str(ct), "--modality", "MR", "--fov-padding-share", "0.3",
                     "--checkpoint-dir", "c", "--output", "o.pt"])
+
+
+def test_rim_tiles_make_every_padded_patch_cross_the_rim(data, tmp_path):
+    volume, _ = data
+    ct = tmp_path / "ct.nii.gz"
+    body = np.full((256, 256, 2), -1000, np.int16)
+    body[90:170, 60:200] = 60
+    nib.save(nib.Nifti1Image(body, np.eye(4)), ct)
+    loader, _ = slice_patch_loader([ct, volume], "MR", scale=4, patch=16, batch=8, samples=400, seed=5,
+                                   fov_padding=(-3024,), fov_padding_share=0.5, fov_rim_tiles=True)
+    sources = [item["source"] for item in loader.dataset.data]
+    assert sources.count(f"{ct} (padded with -3024 outside the field of view)") == 2 * 8  # 8 tiles a slice
+    crossing = []
+    for batch in loader:
+        for label, source in zip(batch["label"], batch["source"]):
+            if source.endswith(" outside the field of view)"):  # padding at 0, air well above it
+                crossing.append(bool(label.min() < 1e-6 and label.max() > 0.3))
+    assert len(crossing) > 150 and all(crossing)
+    with pytest.raises(ConfigurationError, match="fov_rim_tiles"):
+        slice_patch_loader([ct], "MR", scale=2, patch=16, batch=8, samples=8, fov_rim_tiles=True)
+    with pytest.raises(SystemExit):
+        parse_args(["--volumes", str(ct), "--modality", "MR", "--fov-rim-tiles",
+                    "--checkpoint-dir", "c", "--output", "o.pt"])
+    args = parse_args(["--volumes", str(ct), "--modality", "MR", "--fov-padding", "-3024", "--fov-rim-tiles",
+                       "--checkpoint-dir", "c", "--output", "o.pt"])
+    assert args.fov_rim_tiles
