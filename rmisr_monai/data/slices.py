@@ -40,7 +40,8 @@ __all__ = [
 UNPADDED_ABOVE_HU = -1100.0  # a CT volume with a voxel below it holds padding already (air is -1000 to -1024 HU)
 MIN_FIELD_OF_VIEW = 256  # in-plane voxels: smaller CT grids are crops, not the scanner's whole reconstruction field
 PADDED_COPY_MARK = " outside the field of view)"  # ends the "source" of a padded copy: "<path> (padded with -3024 ..."
-RIM_TILE_ANGLES = tuple(math.radians(22.5 + 45.0 * k) for k in range(8))  # off the four points where the rim meets the edge
+# rim tiles' directions from the middle: off the four points where the rim meets the slice's edge
+RIM_TILE_ANGLES = tuple(math.radians(22.5 + 45.0 * k) for k in range(8))
 
 
 def read_volume_array(path: str | os.PathLike) -> np.ndarray:
@@ -102,7 +103,8 @@ def volume_slice_items(
                     continue
                 for i0, j0 in rim_tile_corners(*label.shape[1:], fov_rim_tile):  # copies: the slice is not kept
                     tile = label[:, i0 : i0 + fov_rim_tile, j0 : j0 + fov_rim_tile]
-                    items.append({"label": tile.clone() if normalize else tile.copy(), "source": source, "slice": index})
+                    tile = tile.clone() if normalize else tile.copy()
+                    items.append({"label": tile, "source": source, "slice": index})
     return items
 
 

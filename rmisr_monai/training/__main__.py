@@ -110,8 +110,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--fov-rim-tiles", action="store_true",
-        help="with --fov-padding: give the padded copies as squares on the reconstruction circle's rim (up to 8 per slice, "
-        "5/4 of the HR patch wide) instead of whole slices, so that every patch drawn from them crosses the rim",
+        help="with --fov-padding: give the padded copies as squares on the reconstruction circle's rim (up to 8 per "
+        "slice, 5/4 of the HR patch wide) instead of whole slices, so that every patch drawn from them crosses the rim",
     )
     parser.add_argument(
         "--precision", choices=("auto", "fp32"), default="auto",
