@@ -27,7 +27,7 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from SuperResolutionLib import dependencies
-from SuperResolutionLib.job import DEVICES, MODES, THICK_AXES, start_job
+from SuperResolutionLib.job import DEVICES, MODES, SELF_ENSEMBLES, THICK_AXES, start_job
 from SuperResolutionLib.models import (
     BICUBIC,
     CHECKPOINT,
@@ -96,7 +96,8 @@ class SuperResolutionParameterNode:
     roi: only the voxels inside are upscaled. referenceVolume: high-resolution volume on the result's grid for
     PSNR/SSIM. qualityTable: where the quality table goes (None: a new table). model: key of the model menu item.
     scale: upscaling factor. mode: axial/coronal/sagittal (in-plane) or through-plane. thickAxis: through-plane axis
-    (auto = largest spacing). device: auto (GPU when available), cuda or cpu. checkpointPath: a user's .pt file.
+    (auto = largest spacing). device: auto (GPU when available), cuda or cpu. selfEnsemble: "model" (the model's
+    recipe) or how many flipped / turned copies of each slice are averaged. checkpointPath: a user's .pt file.
     computeQuality: fill the quality table after each run.
     """
 
@@ -110,6 +111,7 @@ class SuperResolutionParameterNode:
     mode: Annotated[str, Choice(list(MODES))] = "axial"
     thickAxis: Annotated[str, Choice(list(THICK_AXES))] = "auto"
     device: Annotated[str, Choice(list(DEVICES))] = "auto"
+    selfEnsemble: Annotated[str, Choice(list(SELF_ENSEMBLES))] = "model"
     checkpointPath: str = ""
     computeQuality: bool = True
 
@@ -272,6 +274,7 @@ class SuperResolutionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 thick_axis_plane=p.thickAxis,
                 roi=p.roi,
                 device=p.device,
+                self_ensemble=p.selfEnsemble,
                 reference=p.referenceVolume if p.computeQuality else None,
                 checkpoint=p.checkpointPath,
                 output_node=p.outputVolume,
@@ -369,7 +372,7 @@ class SuperResolutionLogic(ScriptedLoadableModuleLogic):
 
     def start(self, inputVolume, model: str, scale: float, **options):
         """Start a run; ``model`` is a menu key (:meth:`modelChoices`), ``options`` are those of
-        ``SuperResolutionLib.job.start_job`` (mode, thick_axis_plane, roi, device, reference, checkpoint, output_node,
+        ``SuperResolutionLib.job.start_job`` (mode, thick_axis_plane, roi, device, self_ensemble, reference, checkpoint, output_node,
         table_node, quality, log). Returns the job (``SuperResolutionLib.job.UpscaleJob``)."""
         choices = {c.key: c for c in self.modelChoices()}
         if model not in choices:

@@ -84,9 +84,10 @@ def test_ui_parameter_bindings_name_parameter_node_fields_and_choices_match(slic
             if prop.get("name") == "SlicerParameterName":
                 bound[prop.find("string").text] = widget
     assert set(bound) <= set(fields) and len(bound) >= 8
-    from SuperResolutionLib.job import DEVICES, MODES, THICK_AXES
+    from SuperResolutionLib.job import DEVICES, MODES, SELF_ENSEMBLES, THICK_AXES
 
-    for name, values in (("mode", MODES), ("thickAxis", THICK_AXES), ("device", DEVICES)):
+    menus = (("mode", MODES), ("thickAxis", THICK_AXES), ("device", DEVICES), ("selfEnsemble", SELF_ENSEMBLES))
+    for name, values in menus:
         items = [i.find("property/string").text for i in bound[name].findall("item")]
         assert items == list(values), name
 

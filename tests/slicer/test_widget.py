@@ -75,7 +75,8 @@ def _ui():
 
 def _parameters(node):
     fields = dict(inputVolume=node, outputVolume=None, roi=None, referenceVolume=None, qualityTable=None,
-                  model="bicubic", scale=2.0, mode="axial", thickAxis="auto", device="cpu", checkpointPath="",
+                  model="bicubic", scale=2.0, mode="axial", thickAxis="auto", device="cpu", selfEnsemble="model",
+                  checkpointPath="",
                   computeQuality=True)
     return types.SimpleNamespace(**fields, connectGui=lambda ui: "tag", disconnectGui=lambda tag: None)
 
@@ -146,6 +147,25 @@ def test_apply_shows_progress_and_puts_the_result_in_the_scene(widget, slicer):
     assert widget.ui.statusLabel.text == f"Done: {p.outputVolume.GetName()}"
     assert not widget.ui.progressBar.visible and not widget.ui.cancelButton.visible and widget.ui.applyButton.enabled
     assert not widget._timer.active and slicer.util.errors == []
+
+
+def test_self_ensemble_menu_reaches_the_worker(widget, slicer):
+    from rmisr_monai.inference.ensemble import SELF_ENSEMBLE_SIZES
+    from SuperResolutionLib.job import SELF_ENSEMBLES
+
+    assert SELF_ENSEMBLES == ("model", *(str(n) for n in SELF_ENSEMBLE_SIZES))  # the worker's choices, as text
+    widget.onApplyButton()  # "model": the worker follows the model's recipe
+    assert "--self-ensemble" not in widget._job.worker.proc.args
+    _run_until_done(widget)
+    widget._parameterNode.selfEnsemble = "8"
+    widget.onApplyButton()
+    args = widget._job.worker.proc.args
+    assert args[args.index("--self-ensemble") + 1] == "8"
+    _run_until_done(widget)
+    widget._parameterNode.selfEnsemble = "3"
+    with pytest.raises(ValueError):
+        widget.onApplyButton()
+    assert "self-ensemble must be one of model, 1, 2, 4, 8" in slicer.util.errors[-1]
 
 
 def test_cancel_adds_nothing(widget, slicer):

@@ -21,11 +21,14 @@ import slicer
 from SuperResolutionLib.models import ModelChoice, worker_model_arguments
 from SuperResolutionLib.process import WorkerProcess
 
-__all__ = ["MODES", "THICK_AXES", "DEVICES", "UpscaleJob", "start_job", "engine_axis"]
+__all__ = ["MODES", "THICK_AXES", "DEVICES", "SELF_ENSEMBLES", "UpscaleJob", "start_job", "engine_axis"]
 
 MODES = ("axial", "coronal", "sagittal", "through-plane")
 THICK_AXES = ("auto", "axial", "coronal", "sagittal")
 DEVICES = ("auto", "cuda", "cpu")
+# geometric self-ensemble: "model" runs the model's own recipe (4 copies for the shipped x3/x4 defaults), a number
+# that many flipped / turned copies of each slice (rmisr_monai.inference.ensemble.SELF_ENSEMBLE_SIZES)
+SELF_ENSEMBLES = ("model", "1", "2", "4", "8")
 WORKER_SCRIPT = Path(__file__).resolve().parents[1] / "Scripts" / "super_resolution_worker.py"
 INPUT_FILE, OUTPUT_FILE, REFERENCE_FILE, QUALITY_FILE = "input.mha", "output.mha", "reference.mha", "quality.json"
 
@@ -120,6 +123,7 @@ def start_job(
     thick_axis_plane: str = "auto",
     roi=None,
     device: str = "auto",
+    self_ensemble: str = "model",
     reference=None,
     checkpoint: str = "",
     output_node=None,
@@ -137,6 +141,8 @@ def start_job(
         thick_axis_plane: through-plane: ``"auto"`` (largest spacing) or the plane normal to the thick axis.
         roi: a markups ROI node: only the voxels inside are upscaled.
         device: ``"auto"`` (GPU when available), ``"cuda"`` or ``"cpu"``.
+        self_ensemble: one of :data:`SELF_ENSEMBLES`: ``"model"`` (the model's recipe) or how many flipped / turned
+            copies of each slice are averaged (``"1"``: plain, fastest; ``"8"``: every flip and quarter turn).
         reference: a volume on the result's grid to score PSNR/SSIM against.
         output_node, table_node: existing nodes to fill (None: new ones, created only when the run succeeds).
         quality: score the result (back-projection; PSNR/SSIM with ``reference``) into the quality table.
@@ -153,6 +159,8 @@ def start_job(
         raise ValueError("the output volume must differ from the input volume (the input is never modified)")
     if output_node is not None and reference is not None and output_node is reference:
         raise ValueError("the output volume must differ from the reference volume")
+    if self_ensemble not in SELF_ENSEMBLES:
+        raise ValueError(f"self-ensemble must be one of {', '.join(SELF_ENSEMBLES)}, not {self_ensemble!r}")
     model_arguments = worker_model_arguments(choice, scale, checkpoint)
     volume = nodes.volume_from_node(input_node, roi)
     axis, through_plane = engine_axis(nodes.ijk_to_ras_of(input_node), volume.geometry.spacing, mode, thick_axis_plane)
@@ -172,6 +180,8 @@ def start_job(
         ]  # fmt: skip
         if through_plane:
             command.append("--through-plane")
+        if self_ensemble != "model":
+            command += ["--self-ensemble", self_ensemble]
         if quality:
             command += ["--quality", str(folder / QUALITY_FILE)]
         if reference is not None and quality:
