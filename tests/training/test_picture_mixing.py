@@ -67,12 +67,18 @@ def test_pictures_are_refused_in_a_hounsfield_window(data):
                     "--checkpoint-dir", "c", "--output", "o.pt"])
 
 
-def test_fov_padding_only_under_per_volume_percentiles(data, tmp_path):
-    volume, _ = data
-    ct = tmp_path / "ct.nii.gz"
+@pytest.fixture()
+def ct(tmp_path):
+    """Two 256 x 256 CT slices of a whole, unpadded field: air with a soft-tissue body."""
+    path = tmp_path / "ct.nii.gz"
     body = np.full((256, 256, 2), -1000, np.int16)
-    body[100:150, 100:150] = 40
-    nib.save(nib.Nifti1Image(body, np.eye(4)), ct)
+    body[90:170, 60:200] = 40
+    nib.save(nib.Nifti1Image(body, np.eye(4)), path)
+    return path
+
+
+def test_fov_padding_only_under_per_volume_percentiles(data, ct):
+    volume, _ = data
     loader, _ = slice_patch_loader([ct, volume], "MR", scale=2, patch=16, batch=8, samples=8, fov_padding=(-3024,))
     sources = [item["source"] for item in loader.dataset.data]
     assert sources.count(f"{ct} (padded with -3024 outside the field of view)") == 2 and len(sources) == 10
@@ -109,12 +115,8 @@ def test_padded_copies_are_drawn_at_their_share(data, tmp_path):
                     "--checkpoint-dir", "c", "--output", "o.pt"])
 
 
-def test_rim_tiles_make_every_padded_patch_cross_the_rim(data, tmp_path):
+def test_rim_tiles_make_every_padded_patch_cross_the_rim(data, ct):
     volume, _ = data
-    ct = tmp_path / "ct.nii.gz"
-    body = np.full((256, 256, 2), -1000, np.int16)
-    body[90:170, 60:200] = 60
-    nib.save(nib.Nifti1Image(body, np.eye(4)), ct)
     loader, _ = slice_patch_loader([ct, volume], "MR", scale=4, patch=16, batch=8, samples=400, seed=5,
                                    fov_padding=(-3024,), fov_padding_share=0.5, fov_rim_tiles=True)
     sources = [item["source"] for item in loader.dataset.data]
