@@ -29,7 +29,7 @@
 # the padded copies cut into squares on the rim (--fov-rim-tiles: every patch drawn from them crosses it) at 30 % of
 # the patches, padded by GE's own staircase (FieldOfViewPad's "chord" rule, now its default; stages 4-6 padded by
 # voxel centres, 480 voxels of a 512 x 512 slice off the held-out scans' rim). Stage 8: stage 7 again from its shipped
-# result (seed 9).
+# result (seed 9), stage 9 from stage 8's (seed 10).
 # Stage "mr" specialises the shipped model for MR alone: --init rmisr_bl64_mr_xS, the nine MR volumes with the
 # pictures at 30 %, lr 5e-5, 3000 iterations, seed 4, in bl64_mr_xS/ (a separate file for the MR entry if it wins).
 # Each run resumes from benchmarks/campaign/<run>/resume.pt when it exists (the hand-over: copy the newest
@@ -58,11 +58,11 @@ case $STAGE in
      PICTURE_SHARE=0.5; RUN=bl64_x${SCALE}s4; SEED=5; FOV_PADDING=(--fov-padding -3024 -2048) ;;
   5|6) START=(--init "rmisr_bl64_ct_x$SCALE"); LR=5e-5; DEFAULT_ITERATIONS=5000; PICTURE_SHARE=0.4;
      RUN=bl64_x${SCALE}s$STAGE; SEED=$((STAGE + 1)); FOV_PADDING=(--fov-padding -3024 -2048 --fov-padding-share 0.25) ;;
-  7|8) START=(--init "rmisr_bl64_ct_x$SCALE"); LR=5e-5; DEFAULT_ITERATIONS=5000; PICTURE_SHARE=0.35;
+  7|8|9) START=(--init "rmisr_bl64_ct_x$SCALE"); LR=5e-5; DEFAULT_ITERATIONS=5000; PICTURE_SHARE=0.35;
      RUN=bl64_x${SCALE}s$STAGE; SEED=$((STAGE + 1)); FOV_PADDING=(--fov-padding -3024 -2048 --fov-padding-share 0.3 --fov-rim-tiles) ;;
   mr) START=(--init "rmisr_bl64_mr_x$SCALE"); LR=5e-5; DEFAULT_ITERATIONS=3000;
      PICTURE_SHARE=0.3; RUN=bl64_mr_x${SCALE}; SEED=4 ;;
-  *) echo "stage 1-8 or mr, not $STAGE" >&2; exit 2 ;;
+  *) echo "stage 1-9 or mr, not $STAGE" >&2; exit 2 ;;
 esac
 PICTURES=()
 if [[ -n $PICTURE_SHARE ]]; then
