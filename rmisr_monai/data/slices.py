@@ -12,11 +12,10 @@ the circle's rim (``fov_rim_tile``), so that every patch cut from them crosses t
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
-
-import math
 
 import numpy as np
 from monai.data import MetaTensor
@@ -103,7 +102,7 @@ def volume_slice_items(
                     continue
                 for i0, j0 in rim_tile_corners(*label.shape[1:], fov_rim_tile):  # copies: the slice is not kept
                     tile = label[:, i0 : i0 + fov_rim_tile, j0 : j0 + fov_rim_tile]
-                    tile = tile.clone() if normalize else tile.copy()
+                    tile = tile.copy() if normalize is None else tile.clone()
                     items.append({"label": tile, "source": source, "slice": index})
     return items
 
