@@ -372,8 +372,8 @@ class SuperResolutionLogic(ScriptedLoadableModuleLogic):
 
     def start(self, inputVolume, model: str, scale: float, **options):
         """Start a run; ``model`` is a menu key (:meth:`modelChoices`), ``options`` are those of
-        ``SuperResolutionLib.job.start_job`` (mode, thick_axis_plane, roi, device, self_ensemble, reference, checkpoint, output_node,
-        table_node, quality, log). Returns the job (``SuperResolutionLib.job.UpscaleJob``)."""
+        ``SuperResolutionLib.job.start_job`` (mode, thick_axis_plane, roi, device, self_ensemble, reference, checkpoint,
+        output_node, table_node, quality, log). Returns the job (``SuperResolutionLib.job.UpscaleJob``)."""
         choices = {c.key: c for c in self.modelChoices()}
         if model not in choices:
             raise ValueError(f"unknown model {model!r}; available: {', '.join(choices)}")
