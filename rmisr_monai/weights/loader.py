@@ -11,6 +11,9 @@ Checkpoint format (``CONTRIBUTING.md``): a dict saved with :func:`torch.save` an
 plus ``"arbitrary_scale": true`` for a Meta-SR network that serves every scale, and ``"self_ensemble": n`` (2, 4
 or 8) for a model whose measured figures are those of its geometric self-ensemble
 (:mod:`rmisr_monai.inference.ensemble`): the run options use it unless the user chooses (``--self-ensemble``).
+``"default": true`` marks the one entry per modality and scale (or per modality, for arbitrary-scale entries) that
+:func:`default_model` picks; ``"status"`` is ``"current"`` (shipped) or ``"superseded"`` (no file in the package
+any more: the entry stays so that the name is answered with its ``"replaced_by"`` successor).
 The sha256 of a shipped file is verified before it is unpickled.
 """
 
@@ -37,6 +40,7 @@ __all__ = [
     "save_checkpoint",
     "read_registry",
     "default_model",
+    "is_shipped",
     "sha256_of",
 ]
 
@@ -90,26 +94,30 @@ def default_model(
 ) -> dict:
     """The registry entry of the shipped default model for ``scale`` and ``modality`` (and ``network``, if given).
 
+    Only entries with ``"status": "current"`` (the default when absent) are shipped. Without ``network`` only the
+    entries marked ``"default": true`` (the default when absent) are candidates; with ``network`` every current entry
+    of that network is, the defaults first. A sub-pixel entry of exactly ``scale`` wins over an arbitrary-scale one
+    (``"arbitrary_scale": true``, a Meta-SR network that fits every scale); ``arbitrary_scale=True`` (through-plane
+    upscaling) accepts only arbitrary-scale entries. Remaining ties go by registry order.
+
     ``modality`` ``"CT"``/``"MR"`` must match the entry; ``None`` or ``"OT"`` (unknown, e.g. NIfTI) accepts any entry
     of that scale, preferring MR: an MR model normalises each volume by its own percentiles and so adapts to any
     intensity range, where a CT model's fixed HU window suits only Hounsfield units (CT files are recognised by
     their air, :func:`rmisr_monai.io.read.guess_modality`). For the same reason a CT input that no CT entry serves
-    gets the MR entry, with a warning (the shipped arbitrary-scale model is percentile-normalised and trained on CT
-    and MR, benchmarks/RESULTS.md §12); an MR input never gets a CT entry. An entry with ``"arbitrary_scale": true`` (a
-    Meta-SR network) fits every scale; ``arbitrary_scale=True`` (through-plane upscaling) accepts only such entries.
-    The first matching entry in registry order wins.
+    gets the MR entry, with a warning; an MR input never gets a CT entry.
 
     Raises:
         WeightsError: no shipped model fits; the message names the available ones and the way out (the ``"bicubic"``
             model or a checkpoint; ``--model bicubic`` or ``--weights PATH`` in the CLI's words).
     """
-    entries = read_registry(registry)
+    entries = [e for e in read_registry(registry) if is_shipped(e)]
     fits = [
         e
         for e in entries
         if (e.get("arbitrary_scale") or not arbitrary_scale and _same_scale(e.get("scale"), scale))
-        and network in (None, e.get("network"))
+        and (e.get("default", True) if network is None else e.get("network") == network)
     ]
+    fits.sort(key=lambda e: (bool(e.get("arbitrary_scale")), not e.get("default", True)))
     if modality in ("CT", "MR"):
         same = [e for e in fits if _entry_modality(e) == modality]
         adapting = [e for e in fits if _entry_modality(e) == "MR"]
@@ -136,6 +144,12 @@ def default_model(
     return fits[0]
 
 
+def is_shipped(entry: dict) -> bool:
+    """Whether a registry entry's weights are in the package (``"status": "current"``, the default when absent);
+    ``"superseded"`` entries stay listed so that their names get a clear answer (:func:`load_model`)."""
+    return entry.get("status", "current") == "current"
+
+
 def _entry_modality(entry: dict) -> str:
     """A registry entry's modality, upper case (``""`` when it names none)."""
     return str(entry.get("modality", "")).upper()
@@ -154,7 +168,7 @@ def _where_it_belongs() -> str:
 
 def _valid_names() -> str:
     """The names :func:`load_model` takes besides a checkpoint path."""
-    shipped = ", ".join(str(e.get("name")) for e in read_registry()) or "none"
+    shipped = ", ".join(str(e.get("name")) for e in read_registry() if is_shipped(e)) or "none"
     return f"shipped models: {shipped}; interpolators (no weights): {', '.join(INTERPOLATORS)}"
 
 
@@ -182,6 +196,11 @@ def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cp
         meta = {"format": CHECKPOINT_FORMAT, "network": name, "network_kwargs": {}, "intensity": None, "info": {}}
         return net.to(device).eval(), {**meta, "path": None, "self_ensemble": 1}
     entry = _registry_entry(name) if not Path(name).exists() else None
+    if entry is not None and not is_shipped(entry):
+        raise WeightsError(
+            f"model {name!r} is {entry.get('status')} and no longer shipped; its successor is "
+            f"{entry.get('replaced_by')!r} ({_valid_names()})"
+        )
     if entry is not None:
         path = WEIGHTS_DIR / entry["file"]
         if not path.is_file():

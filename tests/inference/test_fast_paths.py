@@ -82,7 +82,7 @@ def _slices(a: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize(
     "modality, name",
-    [("CT", "rmisr_bl_ct_x2"), ("CT", "rmisr_bl64_ct_x2"), ("MR", "rmisr_bl_mr_x2"), ("MR", "rmisr_bl64_mr_x2")],
+    [("CT", "rmisr_bl64_ct_x2"), ("MR", "rmisr_bl64_mr_x2")],
 )
 def test_fast_paths_equal_the_fp32_reference_on_real_slices(modality, name):
     """Default engine path, and bf16 / fp16 autocast, against the level-by-level fp32 network, on held-out crops:

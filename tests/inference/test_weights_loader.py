@@ -136,8 +136,14 @@ def test_ct_input_without_ct_model_gets_the_mr_model_with_a_warning(registry, ca
 
 
 def test_shipped_registry_entries_are_consistent():
-    """Every shipped entry names an existing file with the recorded sha256 and a loadable network."""
+    """Every shipped entry names an existing file with the recorded sha256 and a loadable network; a superseded
+    name is answered with its successor."""
     for entry in loader.read_registry():
+        if entry["status"] == "superseded":
+            with pytest.raises(WeightsError, match=f"{entry['name']}' is superseded.*'{entry['replaced_by']}'"):
+                load_model(entry["name"])
+            assert loader.is_shipped(loader._registry_entry(entry["replaced_by"]))
+            continue
         assert {"name", "file", "network", "scale", "modality", "sha256", "description"} <= set(entry)
         assert sha256_of(loader.WEIGHTS_DIR / entry["file"]) == entry["sha256"]
         assert entry.get("self_ensemble", 1) in (1, 2, 4, 8)
