@@ -1,6 +1,12 @@
 """Train an SR network on 2D slices of CT/MR volumes, or on pictures: ``python -m rmisr_monai.training --help``.
 
-Example (the command that trained the shipped ``rmisr_bl_ct_x2`` model is recorded in benchmarks/RESULTS.md)::
+Every shipped model's last training stage is a recipe (a JSON file of these options, its registry entry's
+``recipe``; :mod:`rmisr_monai.training.recipe`); options after it override the recipe's::
+
+    python -m rmisr_monai.training --recipe benchmarks/recipes/rmisr_bl64_x4.json \\
+        --seed 10 --checkpoint-dir runs/bl64_x4s9 --output runs/rmisr_bl64_x4s9.pt
+
+A run from options alone::
 
     python -m rmisr_monai.training --network rmisr_bl --scale 2 --modality CT \\
         --volumes ../shared/data/medical/ct/totalseg_chest_cta_crop_1p5mm.nii.gz ... \\
@@ -28,6 +34,7 @@ from monai.engines.utils import default_prepare_batch
 from rmisr_monai.networks import get_network
 from rmisr_monai.training.data import PrepareScaledBatch, image_patch_loader, random_scale_loader, slice_patch_loader
 from rmisr_monai.training.datasets import picture_files
+from rmisr_monai.training.recipe import default_shared, load_recipe, recipe_arguments
 from rmisr_monai.training.trainer import INITIAL_LR, ITERATIONS_PER_EPOCH, build_trainer, sr_loss
 from rmisr_monai.weights.loader import load_model, save_checkpoint
 
@@ -41,13 +48,24 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
         return super()._get_help_string(action)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """The training command's options; a recipe holds them by ``dest`` (:mod:`rmisr_monai.training.recipe`)."""
     parser = argparse.ArgumentParser(
         prog="python -m rmisr_monai.training",
         description="Train an SR network on random paired patches of volume slices or of pictures "
         "(LR = MATLAB bicubic of HR).",
         formatter_class=_HelpFormatter,
         epilog=__doc__,
+    )
+    parser.add_argument(
+        "--recipe", type=Path, default=None, metavar="FILE",
+        help="a JSON training recipe (benchmarks/recipes/*.json): its options come first, so the ones given here "
+        "override them",
+    )
+    parser.add_argument(
+        "--shared", type=Path, default=default_shared(), metavar="DIR",
+        help="the shared data folder the recipe's volumes, images and pictures are relative to ($RMISR_SHARED, else "
+        "../shared)",
     )
     parser.add_argument("--network", default="rmisr_bl", help="a name of rmisr_monai.networks.get_network")
     parser.add_argument("--network-kwargs", default="{}", help='JSON constructor arguments, e.g. \'{"features": 32}\'')
@@ -78,7 +96,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--axes", type=int, nargs="+", default=[2], help="slice axes of the volumes (2 = axial)")
     parser.add_argument(
         "--iterations", type=int, default=2000,
-        help="optimiser steps, run exactly (in all when resuming); the learning rate halves every quarter of them",
+        help="optimiser steps, run exactly (in all when resuming); the learning rate halves every quarter of them "
+        "unless --halve-every says otherwise",
+    )
+    parser.add_argument(
+        "--halve-every", type=int, default=None, metavar="N",
+        help="halve the learning rate every N iterations (default: a quarter of --iterations)",
     )
     parser.add_argument(
         "--epoch-length", type=int, default=ITERATIONS_PER_EPOCH, help="iterations per epoch (keep it when resuming)"
@@ -109,7 +132,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "as their slices)",
     )
     parser.add_argument(
-        "--fov-rim-tiles", action="store_true",
+        "--fov-rim-tiles", action=argparse.BooleanOptionalAction, default=False,
         help="with --fov-padding: give the padded copies as squares on the reconstruction circle's rim (up to 8 per "
         "slice, 5/4 of the HR patch wide) instead of whole slices, so that every patch drawn from them crosses the rim",
     )
@@ -136,7 +159,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "x2 model into an x3 or arbitrary-scale network; the rest starts fresh",
     )
     parser.add_argument("--output", type=Path, required=True, help="the model checkpoint to write (weights/ format)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv`` after the arguments of its ``--recipe``, if any; ``arguments`` is the whole list parsed.
+
+    Raises:
+        InputFileError: the recipe cannot be read or holds an unknown key or a value of the wrong kind.
+    """
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    locate = argparse.ArgumentParser(add_help=False)
+    locate.add_argument("--recipe", type=Path, default=None)
+    locate.add_argument("--shared", type=Path, default=default_shared())
+    where, _ = locate.parse_known_args(argv)
+    arguments = argv
+    if where.recipe is not None:
+        arguments = [*recipe_arguments(load_recipe(where.recipe, parser), parser, where.shared), *argv]
+    args = parser.parse_args(arguments)
+    args.arguments = arguments
+    if args.halve_every is not None and args.halve_every < 1:
+        parser.error(f"--halve-every must be >= 1, not {args.halve_every}")
     if args.volumes is not None and args.modality is None:
         parser.error("--volumes needs --modality CT or MR")
     if args.images is not None and (args.modality, args.ct_window, args.scale_range) != (None, None, None):
@@ -209,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     loss = sr_loss(args.network, **json.loads(args.loss_kwargs))
     trainer = build_trainer(
         network, loader, loss, iterations=args.iterations, checkpoint_dir=args.checkpoint_dir, device=args.device,
-        learning_rate=args.lr, resume_from=args.resume, epoch_length=args.epoch_length,
+        learning_rate=args.lr, halve_every=args.halve_every, resume_from=args.resume, epoch_length=args.epoch_length,
         prepare_batch=prepare_batch, checkpoint_every=args.checkpoint_every, log_every=args.log_every,
         amp=args.precision == "auto",
     )
@@ -218,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     minutes = (time.time() - start) / 60
     info = {
         "command": "python -m rmisr_monai.training " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "recipe": None if args.recipe is None else str(args.recipe),
+        "arguments": args.arguments,  # the recipe's options, then the command line's
         "data": [Path(v).name for v in args.volumes or args.images],
         "pictures": None if args.pictures is None else [Path(p).name for p in args.pictures],
         "pictures_share": None if args.pictures is None else args.pictures_share,

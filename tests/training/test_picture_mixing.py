@@ -16,19 +16,6 @@ from rmisr_monai.training.data import normalised_images, slice_patch_loader
 from rmisr_monai.transforms.intensity import IntensityNormalization
 
 
-@pytest.fixture()
-def data(tmp_path):
-    rng = np.random.default_rng(3)
-    volume = tmp_path / "mr.nii.gz"
-    nib.save(nib.Nifti1Image(rng.normal(500, 80, (40, 40, 6)).astype(np.int16), np.eye(4)), volume)
-    pictures = []
-    for i, shape in enumerate([(48, 56), (40, 40), (20, 60)]):  # the last one is narrower than the HR patch
-        path = tmp_path / f"p{i}.png"
-        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode="L").save(path)
-        pictures.append(path)
-    return volume, pictures
-
-
 def test_each_picture_is_normalised_by_its_own_percentiles(data):
     _, pictures = data
     items = normalised_images(pictures, IntensityNormalization.mr(), min_size=32)
@@ -65,16 +52,6 @@ def test_pictures_are_refused_in_a_hounsfield_window(data):
     with pytest.raises(SystemExit):  # the CLI: pictures only with per-volume percentiles
         parse_args(["--volumes", str(volume), "--modality", "CT", "--pictures", str(pictures[0]),
                     "--checkpoint-dir", "c", "--output", "o.pt"])
-
-
-@pytest.fixture()
-def ct(tmp_path):
-    """Two 256 x 256 CT slices of a whole, unpadded field: air with a soft-tissue body."""
-    path = tmp_path / "ct.nii.gz"
-    body = np.full((256, 256, 2), -1000, np.int16)
-    body[90:170, 60:200] = 40
-    nib.save(nib.Nifti1Image(body, np.eye(4)), path)
-    return path
 
 
 def test_fov_padding_only_under_per_volume_percentiles(data, ct):

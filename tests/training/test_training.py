@@ -81,7 +81,7 @@ def test_iterations_run_exactly_with_the_schedule_and_log_interval_of_what_runs(
     ]
     caplog.set_level(logging.INFO)
     # --transfer logs before the trainer exists (this once silenced every loss line); no tensor of rmisr_bl fits srcnn
-    assert main([*args, "--transfer", "rmisr_bl_ct_x2"]) == 0
+    assert main([*args, "--transfer", "rmisr_bl64_ct_x2"]) == 0
     assert [int(m) for m in re.findall(r"Iter: (\d+)/", caplog.text)] == [2, 4, 6]
     caplog.clear()
     assert main(args) == 0
@@ -100,6 +100,21 @@ def test_iterations_run_exactly_with_the_schedule_and_log_interval_of_what_runs(
     assert torch.load(tmp_path / "b.pt", weights_only=True)["info"]["iterations"] == 9
     state = torch.load(tmp_path / "ckpt" / "checkpoint_final_iteration=9.pt", weights_only=False)
     assert {int(s["step"]) for s in state["optimizer"]["state"].values()} == {9}
+
+
+def test_halve_every_replaces_the_quarter_schedule(tmp_path, capsys):
+    """--halve-every 4 over 6 iterations: one halving (after 4), where the quarter schedule halves three times."""
+    _synthetic_ct(tmp_path / "ct.nii.gz")
+    args = [
+        "--network", "srcnn", "--network-kwargs", '{"features": [8, 4]}', "--scale", "2", "--modality", "CT",
+        "--volumes", str(tmp_path / "ct.nii.gz"), "--patch", "8", "--batch", "2", "--iterations", "6",
+        "--checkpoint-dir", str(tmp_path / "ckpt"), "--output", str(tmp_path / "a.pt"),
+    ]
+    assert main([*args, "--halve-every", "4"]) == 0
+    assert torch.load(tmp_path / "a.pt", weights_only=True)["info"]["final_lr"] == pytest.approx(2e-4 * 0.5)
+    with pytest.raises(SystemExit):
+        main([*args, "--halve-every", "0"])
+    assert "--halve-every must be >= 1, not 0" in capsys.readouterr().err
 
 
 def test_help_shows_the_defaults(capsys):
