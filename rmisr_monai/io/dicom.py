@@ -25,12 +25,28 @@ Reading rules
 * Pixels are decoded by pydicom (compressed transfer syntaxes through the pylibjpeg plugins); PixelRepresentation
   gives signed/unsigned; each frame's RescaleSlope/RescaleIntercept is applied. MONOCHROME1 values are kept as
   stored (not inverted). Colour images are refused.
+* Siemens MOSAIC (ImageType ``MOSAIC``): one file holds a whole volume as ``n x n`` tiles,
+  ``n = ceil(sqrt(NumberOfImagesInMosaic))`` (CSA image header, else the private tag (0019,100A)); tile ``t`` is at
+  tile row ``t // n``, tile column ``t % n``; the first tile's position is ImagePositionPatient moved by half the
+  mosaic-minus-tile size (Siemens' mosaic position, corrected as nibabel and dcm2niix do), and tile ``t`` lies
+  ``t`` slice spacings (SpacingBetweenSlices, else SliceThickness) along the CSA SliceNormalVector (else
+  ``row x column``). A mosaic whose pixels do not divide into its tiles is refused, naming the sizes.
+* Multi-frame images without functional groups: an RT Dose grid (ImagePositionPatient + GridFrameOffsetVector,
+  frame ``f`` at ``GridFrameOffsetVector[f] - GridFrameOffsetVector[0]`` mm along the normal, values times
+  DoseGridScaling, in Gy) is read; other multi-frame files without per-frame positions are refused.
+* A single-frame projection image (CR, DX, MG, IO, US, SC, XA, RF...) read on its own, without ImagePositionPatient
+  and ImageOrientationPatient, but with PixelSpacing (else ImagerPixelSpacing, else NominalScannedPixelSpacing) is a
+  one-slice volume in the patient's row/column directions (identity orientation, origin 0); without any of these
+  spacings it is refused (its pixel size is unknown).
+* DICOM SEG (Segmentation Storage, often 1-bit packed frames) is a label map, not an image: it is refused with
+  that reason.
 
 Writing
 -------
 :func:`write_dicom_series` writes a DERIVED\\SECONDARY series, one uncompressed Explicit VR Little Endian file per slice
-(see its docstring for the tags). Patient and study modules are copied from the source series when there is one:
-this is the only place where patient data is written, and it is never logged.
+(see its docstring for the tags). Patient and study modules are copied from the source series when there is one,
+and every output slice copies the acquisition attributes of the source slice in its plane (thickness, windows,
+kernel, tilt, dates...): this is the only place where patient data is written, and it is never logged.
 """
 
 from __future__ import annotations
@@ -38,12 +54,14 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import warnings
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian, generate_uid
@@ -90,13 +108,37 @@ LO_MAX = 64  # DICOM LO value representation: at most 64 characters
 
 
 @dataclass(repr=False)
+class SliceSource:
+    """What a derived slice copies from the source slice in its plane: that file's header (no pixels), the
+    per-frame values of an enhanced image under their classic keywords, and the frame number to reference."""
+
+    header: Dataset
+    values: Dataset = field(default_factory=Dataset)
+    frame: int | None = None  # 1-based ReferencedFrameNumber in a multi-frame file; None for a single frame
+
+    def element(self, keyword: str):
+        """The data element for ``keyword`` (per-frame value first), or None."""
+        for source in (self.values, self.header):
+            if keyword in source:
+                return source[keyword]
+        return None
+
+    def __repr__(self) -> str:
+        return f"SliceSource(frame={self.frame})"  # headers hold patient data: never printed
+
+
+@dataclass(repr=False)
 class DicomTemplate:
-    """What a derived series needs from its source: the first slice's header (no pixels), and the source grid."""
+    """What a derived series needs from its source: the first slice's header (no pixels), the source grid, and
+    per slice (in array order ``k``) what each derived slice copies (:class:`SliceSource`)."""
 
     header: Dataset
     geometry: Geometry
     shape: tuple[int, int, int]
     frames_summary: str = ""  # plain words for ``rmisr info``: files, frames, stacks (no patient data)
+    slices: tuple[SliceSource, ...] = ()
+    padding_value: float | None = None  # PixelPaddingValue after the source's rescale (HU for CT)
+    rescaled: bool = True  # the source's top level carries Rescale Slope/Intercept (an MR output keeps them then)
 
     def __repr__(self) -> str:
         return f"DicomTemplate(shape={self.shape})"  # headers hold patient data: never printed
@@ -151,7 +193,8 @@ def _select_series(
 
 @dataclass
 class _Frame:
-    """One 2D image of the input: a single-frame file, or frame ``number`` (0-based) of a multi-frame file."""
+    """One 2D image of the input: a single-frame file, frame ``number`` (0-based) of a multi-frame file, or tile
+    ``tile = (first row, first column, rows, columns)`` of a Siemens mosaic."""
 
     file: Path
     number: int | None
@@ -162,9 +205,14 @@ class _Frame:
     intercept: float
     stack: str
     labels: dict[str, float]  # candidate fourth-axis values (temporal position, echo time, b-value...)
+    tile: tuple[int, int, int, int] | None = None
+    group: Dataset | None = None  # the per-frame functional group of an enhanced image
+    tile_index: int = 0  # of a mosaic tile
 
     @property
     def name(self) -> str:
+        if self.tile is not None:
+            return f"{self.file.name} tile {self.tile_index + 1}"
         return self.file.name if self.number is None else f"{self.file.name} frame {self.number + 1}"
 
 
@@ -186,8 +234,25 @@ ENHANCED_TAGS = {  # keyword -> functional group sequence holding it in an enhan
     "RescaleIntercept": "PixelValueTransformationSequence",
     "StackID": "FrameContentSequence",
 }
+# Per-frame attributes of an enhanced image that a derived (classic) slice carries at its top level:
+# classic keyword -> (functional group sequence, keyword in it).
+ENHANCED_PER_FRAME = {
+    "SliceThickness": ("PixelMeasuresSequence", "SliceThickness"),
+    "WindowCenter": ("FrameVOILUTSequence", "WindowCenter"),
+    "WindowWidth": ("FrameVOILUTSequence", "WindowWidth"),
+    "AcquisitionDateTime": ("FrameContentSequence", "FrameAcquisitionDateTime"),
+    "ConvolutionKernel": ("CTReconstructionSequence", "ConvolutionKernel"),
+    "KVP": ("CTXRayDetailsSequence", "KVP"),
+    "FlipAngle": ("MRTimingAndRelatedParametersSequence", "FlipAngle"),
+    "RepetitionTime": ("MRTimingAndRelatedParametersSequence", "RepetitionTime"),
+    "EchoTime": ("MREchoSequence", "EffectiveEchoTime"),
+}
 # rounding (mm) that decides which frames share a slice position (DICOM positions carry ~1e-4 mm of decimals)
 POSITION_DECIMALS = 2
+SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+# Pixel size of a projection image without an image plane, in order of preference.
+PROJECTION_SPACING_TAGS = ("PixelSpacing", "ImagerPixelSpacing", "NominalScannedPixelSpacing")
+SIEMENS_MOSAIC_COUNT_TAG = (0x0019, 0x100A)  # private NumberOfImagesInMosaic, when the CSA header lacks it
 
 
 def _group_value(header: Dataset, group: Dataset | None, sequence: str, keyword: str):
@@ -200,17 +265,167 @@ def _group_value(header: Dataset, group: Dataset | None, sequence: str, keyword:
     return header.get(keyword)
 
 
-def _frames_of(file: Path, header: Dataset) -> list[_Frame]:
-    """The frames of one image file with their geometry (functional groups for enhanced multi-frame images)."""
+def _labels(header: Dataset, group: Dataset | None, enhanced: bool) -> dict[str, float]:
+    labels = {}
+    for kind, unit, single, in_group in FOURTH_AXIS_TAGS:
+        if not enhanced:
+            found = header.get(single)
+        else:
+            found = _group_value(header, group, *in_group) if in_group else None
+        if found not in (None, ""):
+            labels[f"{kind}|{unit}|{single}"] = float(np.atleast_1d(found)[0])
+    return labels
+
+
+def _floats(values) -> tuple[float, ...]:
+    return tuple(float(v) for v in values)
+
+
+def _refuse_segmentation(file: Path, header: Dataset) -> None:
+    if str(header.get("SOPClassUID", "")) != SEGMENTATION_STORAGE:
+        return
+    segments = len(header.get("SegmentSequence", None) or [])
+    kind = str(header.get("SegmentationType", "") or "").lower() or "unknown type"
+    bits = int(header.get("BitsAllocated", 0) or 0)
+    raise InputFileError(
+        file, f"a DICOM SEG ({segments} segment(s), {kind}, {bits}-bit frames) is a label map, not an image: "
+        "super-resolution does not apply to labels; resample it with nearest-neighbour interpolation instead"
+    )  # fmt: skip
+
+
+def _mosaic_count(header: Dataset) -> tuple[int | None, np.ndarray | None]:
+    """``(NumberOfImagesInMosaic, SliceNormalVector)`` of a Siemens mosaic from its CSA image header (nibabel's
+    reader), else the private tag; None where absent."""
+    count, normal = None, None
+    try:
+        with warnings.catch_warnings():  # nibabel.nicom warns that its DICOM readers are experimental
+            warnings.simplefilter("ignore", UserWarning)
+            from nibabel.nicom import csareader
+
+        csa = csareader.get_csa_header(header, "image")
+        if csa is not None:
+            count = csareader.get_n_mosaic(csa)
+            normal = csareader.get_slice_normal(csa)
+    except Exception as exc:  # a damaged CSA header: fall back to the private tag
+        logger.debug("unreadable CSA header: %s", type(exc).__name__)
+    if not count and SIEMENS_MOSAIC_COUNT_TAG in header:
+        count = header[SIEMENS_MOSAIC_COUNT_TAG].value
+    count = int(count) if count else None
+    normal = np.asarray(normal, dtype=np.float64) if normal is not None and len(normal) == 3 else None
+    return count, normal
+
+
+def _mosaic_frames(file: Path, header: Dataset) -> list[_Frame] | None:
+    """The tiles of a Siemens mosaic as frames (rules in the module docstring); None when not a mosaic."""
+    if "MOSAIC" not in [str(v).upper() for v in np.atleast_1d(header.get("ImageType", []) or [])]:
+        return None
+    count, normal = _mosaic_count(header)
+    if not count:
+        raise InputFileError(
+            file, "Siemens MOSAIC without NumberOfImagesInMosaic (CSA header or (0019,100A)): the slice count is "
+            "unknown, so the tiles cannot be read as a volume"
+        )  # fmt: skip
+    grid = int(np.ceil(np.sqrt(count)))
+    rows, columns = int(header.Rows), int(header.Columns)
+    if rows % grid or columns % grid:
+        raise InputFileError(
+            file, f"Siemens MOSAIC of {count} images in {grid} x {grid} tiles, but its {rows} x {columns} pixels do "
+            f"not divide into {grid} x {grid} tiles: the pixel data do not match the mosaic header"
+        )  # fmt: skip
+    for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
+        if header.get(keyword) is None:
+            raise InputFileError(file, f"Siemens MOSAIC: {keyword} is missing: the slice positions are unknown")
+    tile_rows, tile_columns = rows // grid, columns // grid
+    orientation = _floats(header.ImageOrientationPatient)
+    spacing = _floats(header.PixelSpacing)
+    row_dir, col_dir = np.asarray(orientation[:3]), np.asarray(orientation[3:])
+    if normal is None or np.linalg.norm(normal) == 0:
+        normal = np.cross(row_dir, col_dir)
+    normal = normal / np.linalg.norm(normal)
+    # Siemens writes the position of the mosaic's first pixel as if the tile were the whole mosaic (nibabel
+    # dicomwrappers.MosaicWrapper.image_position, dcm2niix nii_SaveMosaic): move it by half the size difference
+    first = np.asarray(_floats(header.ImagePositionPatient)) + (
+        col_dir * spacing[0] * (rows - tile_rows) / 2.0 + row_dir * spacing[1] * (columns - tile_columns) / 2.0
+    )
+    step = float(header.get("SpacingBetweenSlices") or header.get("SliceThickness") or 1.0)
+    slope, intercept = float(header.get("RescaleSlope", 1) or 1), float(header.get("RescaleIntercept", 0) or 0)
+    labels = _labels(header, None, False)
+    frames = []
+    for t in range(count):
+        frames.append(
+            _Frame(
+                file=file, number=None, position=tuple(first + t * step * normal), orientation=orientation,
+                pixel_spacing=spacing, slope=slope, intercept=intercept, stack="", labels=labels,
+                tile=((t // grid) * tile_rows, (t % grid) * tile_columns, tile_rows, tile_columns), tile_index=t,
+            )
+        )  # fmt: skip
+    return frames
+
+
+def _dose_frames(file: Path, header: Dataset, n_frames: int) -> list[_Frame]:
+    """The frames of a multi-frame RT Dose grid placed by GridFrameOffsetVector (see the module docstring)."""
+    offsets = [float(v) for v in np.atleast_1d(header.GridFrameOffsetVector)]
+    if len(offsets) != n_frames:
+        raise InputFileError(
+            file, f"GridFrameOffsetVector has {len(offsets)} values for {n_frames} frames: the frame positions are "
+            "unknown"
+        )  # fmt: skip
+    for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
+        if header.get(keyword) is None:
+            raise InputFileError(file, f"RT Dose: {keyword} is missing: the frame positions are unknown")
+    orientation = _floats(header.ImageOrientationPatient)
+    normal = np.cross(orientation[:3], orientation[3:])
+    first = np.asarray(_floats(header.ImagePositionPatient))
+    # offsets are relative to the first frame when they start at 0, absolute along the normal otherwise: their
+    # differences place the frames either way
+    scaling = float(header.get("DoseGridScaling", 1) or 1)
+    return [
+        _Frame(file=file, number=f, position=tuple(first + (offsets[f] - offsets[0]) * normal),
+               orientation=orientation, pixel_spacing=_floats(header.PixelSpacing), slope=scaling, intercept=0.0,
+               stack="", labels={})
+        for f in range(n_frames)
+    ]  # fmt: skip
+
+
+def _projection_frame(file: Path, header: Dataset) -> _Frame | None:
+    """A single-frame image without an image plane as a 1-slice volume, when its pixel size is known."""
+    keyword = next((k for k in PROJECTION_SPACING_TAGS if header.get(k)), None)
+    if keyword is None:
+        return None
+    spacing = _floats(header.get(keyword))
+    if len(spacing) != 2 or min(spacing) <= 0:
+        return None
+    return _Frame(
+        file=file, number=None, position=(0.0, 0.0, 0.0), orientation=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0),
+        pixel_spacing=spacing, slope=float(header.get("RescaleSlope", 1) or 1),
+        intercept=float(header.get("RescaleIntercept", 0) or 0), stack="", labels={},
+    )  # fmt: skip
+
+
+def _frames_of(file: Path, header: Dataset, alone: bool = False) -> list[_Frame]:
+    """The frames of one image file with their geometry (functional groups for enhanced multi-frame images);
+    ``alone``: the file is the whole input (only then may it be a projection image without an image plane)."""
+    _refuse_segmentation(file, header)
     if int(header.get("SamplesPerPixel", 1)) != 1:
         raise InputFileError(file, f"expected a 3D scalar volume, got {header.SamplesPerPixel} samples per pixel")
+    mosaic = _mosaic_frames(file, header)
+    if mosaic is not None:
+        return mosaic
     n_frames = int(header.get("NumberOfFrames", 1) or 1)
     per_frame = header.get("PerFrameFunctionalGroupsSequence")
+    if n_frames > 1 and per_frame is None and header.get("GridFrameOffsetVector") is not None:
+        return _dose_frames(file, header, n_frames)
     if n_frames > 1 and (per_frame is None or len(per_frame) != n_frames):
         raise InputFileError(
-            file, f"multi-frame DICOM ({n_frames} frames) without per-frame functional groups: the frame positions "
-            "are unknown (only enhanced multi-frame images are supported)"
+            file, f"multi-frame DICOM ({n_frames} frames) without per-frame functional groups or a "
+            "GridFrameOffsetVector: the frame positions are unknown (enhanced multi-frame images and RT Dose grids "
+            "are supported)"
         )  # fmt: skip
+    plane = [header.get(k) for k in ("ImagePositionPatient", "ImageOrientationPatient")]
+    if alone and per_frame is None and plane == [None, None]:
+        frame = _projection_frame(file, header)
+        if frame is not None:
+            return [frame]
     frames = []
     for number in range(n_frames):
         group = per_frame[number] if per_frame is not None else None
@@ -222,26 +437,22 @@ def _frames_of(file: Path, header: Dataset) -> list[_Frame]:
         for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
             if value(keyword) is None:
                 where = f" ({ENHANCED_TAGS[keyword]})" if per_frame is not None else ""
-                raise InputFileError(file, f"{label}: {keyword}{where} is missing: the slice position is unknown")
-        labels = {}
-        for kind, unit, single, enhanced in FOURTH_AXIS_TAGS:
-            if per_frame is None:
-                found = header.get(single)
-            else:
-                found = _group_value(header, group, *enhanced) if enhanced else None
-            if found not in (None, ""):
-                labels[f"{kind}|{unit}|{single}"] = float(np.atleast_1d(found)[0])
+                hint = "" if per_frame is not None else (
+                    " (a projection image needs PixelSpacing or ImagerPixelSpacing to be read as one slice)"
+                )  # fmt: skip
+                raise InputFileError(file, f"{label}: {keyword}{where} is missing: the slice position is unknown{hint}")
         frames.append(
             _Frame(
                 file=file,
                 number=None if per_frame is None else number,
-                position=tuple(float(v) for v in value("ImagePositionPatient")),
-                orientation=tuple(float(v) for v in value("ImageOrientationPatient")),
-                pixel_spacing=tuple(float(v) for v in value("PixelSpacing")),
+                position=_floats(value("ImagePositionPatient")),
+                orientation=_floats(value("ImageOrientationPatient")),
+                pixel_spacing=_floats(value("PixelSpacing")),
                 slope=float(value("RescaleSlope") or 1),
                 intercept=float(value("RescaleIntercept") or 0),
                 stack=str(value("StackID") or ""),
-                labels=labels,
+                labels=_labels(header, group, per_frame is not None),
+                group=group,
             )
         )
     return frames
@@ -328,14 +539,24 @@ class _PixelSource:
             self.file = frame.file
             self.dtypes.add(self.stored.dtype)
         stored = self.stored if frame.number is None else self.stored[frame.number]
+        if frame.tile is not None:
+            row, column, rows, columns = frame.tile
+            stored = stored[row : row + rows, column : column + columns]
         return (stored.astype(np.float64) * frame.slope + frame.intercept).T
 
 
 def _frames_summary(files: list[tuple[Path, Dataset]], all_frames: list[_Frame], frames: list[_Frame]) -> str:
     multi = sum(int(h.get("NumberOfFrames", 1) or 1) > 1 for _, h in files)
     text = f"{len(all_frames)} frames in {len(files)} file(s)"
-    if multi:
+    if all_frames[0].tile is not None:
+        grid = int(np.ceil(np.sqrt(len(all_frames) / len(files))))
+        text += f" (Siemens MOSAIC: {grid} x {grid} tiles per file, read as slices)"
+    elif multi and all(h.get("PerFrameFunctionalGroupsSequence") is None for _, h in files):
+        text += f" ({multi} multi-frame placed by GridFrameOffsetVector)"
+    elif multi:
         text += f" ({multi} enhanced multi-frame)"
+    elif files[0][1].get("ImagePositionPatient") is None:
+        text += " (a projection image without an image plane: one slice, rows and columns along L and P, origin 0)"
     stacks = _stacks(all_frames)
     if len(stacks) > 1:
         chosen = next(key for key, group in stacks.items() if group[0] is frames[0])
@@ -344,14 +565,82 @@ def _frames_summary(files: list[tuple[Path, Dataset]], all_frames: list[_Frame],
 
 
 def _template_header(header: Dataset, thickness) -> Dataset:
-    """The source header a derived series copies from, without the (large) functional groups."""
-    header = copy.copy(header)
-    for keyword in ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence"):
-        if keyword in header:
-            delattr(header, keyword)
-    if thickness is not None and not header.get("SliceThickness"):
-        header.SliceThickness = thickness
-    return header
+    """The source header a derived series copies from, without the (large) functional groups (a new dataset:
+    the source header is left as it is)."""
+    skip = {0x52009229, 0x52009230}  # SharedFunctionalGroupsSequence, PerFrameFunctionalGroupsSequence
+    stripped = Dataset({tag: element for tag, element in header.items() if int(tag) not in skip})
+    if hasattr(header, "file_meta"):
+        stripped.file_meta = header.file_meta
+    if thickness is not None and not stripped.get("SliceThickness"):
+        stripped.SliceThickness = thickness
+    return stripped
+
+
+def _as_classic(keyword: str, value):
+    """A functional-group value under its classic keyword's VR (decimal strings fitted to 16 characters)."""
+    if dictionary_VR(keyword) == "DS":
+        values = [_ds(float(v)) for v in np.atleast_1d(value)]
+        return values if len(values) > 1 else values[0]
+    return value
+
+
+def _slice_sources(
+    frames: list[_Frame], order: list[int], headers: dict[Path, Dataset], stripped: dict[Path, Dataset]
+) -> tuple[SliceSource, ...]:
+    """One :class:`SliceSource` per slice ``k`` (``frames[order[k]]``)."""
+    sources = []
+    for index in order:
+        frame = frames[index]
+        values = Dataset()
+        if frame.group is not None:
+            for keyword, (sequence, inner) in ENHANCED_PER_FRAME.items():
+                found = _group_value(headers[frame.file], frame.group, sequence, inner)
+                if found not in (None, ""):
+                    setattr(values, keyword, _as_classic(keyword, found))
+        multi = int(headers[frame.file].get("NumberOfFrames", 1) or 1) > 1
+        number = frame.number + 1 if multi and frame.number is not None else None
+        sources.append(SliceSource(stripped[frame.file], values, number))
+    return tuple(sources)
+
+
+def _template(
+    path: Path,
+    files: list[tuple[Path, Dataset]],
+    all_frames: list[_Frame],
+    frames: list[_Frame],
+    first_volume: list[_Frame],
+    order: list[int],
+    geometry: Geometry,
+    shape: tuple[int, ...],
+    thickness,
+) -> DicomTemplate:
+    """The :class:`DicomTemplate` of a read series (headers without pixels or functional groups)."""
+    headers = dict(files)
+    used = {first_volume[i].file for i in order}
+    stripped = {file: _template_header(headers[file], thickness) for file in used}
+    first = first_volume[order[0]]
+    header = stripped[first.file]
+    return DicomTemplate(
+        header=header,
+        geometry=geometry,
+        shape=tuple(int(n) for n in shape),
+        frames_summary=_frames_summary(files, all_frames, frames),
+        slices=_slice_sources(first_volume, order, headers, stripped),
+        padding_value=_padding_value(header, first),
+        rescaled="RescaleSlope" in header or "RescaleIntercept" in header,
+    )
+
+
+def _padding_value(header: Dataset, frame: _Frame) -> float | None:
+    """PixelPaddingValue after the rescale; a signed image's value written as unsigned (GE: 63536 for -2000) is
+    read as the signed value it stands for."""
+    value = header.get("PixelPaddingValue")
+    if value is None or value == "":
+        return None
+    value = int(np.atleast_1d(value)[0])
+    if int(header.get("PixelRepresentation", 0) or 0) == 1 and value > np.iinfo(np.int16).max:
+        value -= 1 << 16
+    return value * frame.slope + frame.intercept
 
 
 def read_dicom(path: str | os.PathLike, series_uid: str | None = None, stack: str | None = None) -> Volume:
@@ -384,7 +673,9 @@ def read_dicom(path: str | os.PathLike, series_uid: str | None = None, stack: st
         if (int(header.Rows), int(header.Columns)) != (rows, columns):
             size = f"{header.Rows} x {header.Columns}"
             raise InputFileError(file, f"Rows x Columns {size} differ from {rows} x {columns}")
-    all_frames = [f for file, header in files for f in _frames_of(file, header)]
+    all_frames = [f for file, header in files for f in _frames_of(file, header, alone=len(files) == 1)]
+    if all_frames[0].tile is not None:  # a mosaic: the slices are its tiles
+        rows, columns = all_frames[0].tile[2:]
     frames = _select_stack(path, all_frames, stack)
     volumes, fourth_axis = _split_fourth_axis(path, frames)
     orientation = _common(path, frames, "orientation", 1e-4)
@@ -403,19 +694,22 @@ def read_dicom(path: str | os.PathLike, series_uid: str | None = None, stack: st
     n_frames = len(order) * len(volumes)
     syntaxes = [getattr(getattr(h, "file_meta", None), "TransferSyntaxUID", None) for h in headers.values()]
     raw = all(uid is not None and not UID(uid).is_compressed for uid in syntaxes)
-    stored_bytes = max(1, int(first.get("BitsAllocated", 16)) // 8)
-    on_disk = sum(file.stat().st_size for file in headers) if raw else None  # compressed: memory bound only
+    bits = int(first.get("BitsAllocated", 16) or 16)
+    stored_bytes = max(1, bits // 8)
+    # compressed or packed (bits < 8) pixels: memory bound only
+    on_disk = sum(file.stat().st_size for file in headers) if raw and bits >= 8 else None
     check_claimed_size(path, (columns, rows, n_frames), stored_bytes, on_disk, False, memory_itemsize=8)
     pixels = _PixelSource(headers)
     array = np.empty((columns, rows, len(order), len(volumes)), dtype=np.float64)
     for t, volume_frames in enumerate(volumes):
         for k, index in enumerate(order):
             array[:, :, k, t] = pixels(volume_frames[index])
-    source_dtype = exact_dtype(array, np.result_type(*pixels.dtypes))
+    stored_dtype = np.result_type(*pixels.dtypes)
+    if any(f.slope != int(f.slope) or f.intercept != int(f.intercept) for f in frames):
+        stored_dtype = np.result_type(stored_dtype, np.float32)  # e.g. DoseGridScaling 1e-6: Gy, not integers
+    source_dtype = exact_dtype(array, stored_dtype)
     modality = str(first.get("Modality", "")).upper()
-    template_header = _template_header(headers[volumes[0][order[0]].file], thickness)
-    summary = _frames_summary(files, all_frames, frames)
-    template = DicomTemplate(template_header, geometry, tuple(array.shape[:3]), summary)
+    template = _template(path, files, all_frames, frames, volumes[0], order, geometry, array.shape[:3], thickness)
     return Volume(
         array=(array[..., 0] if fourth_axis is None else array).astype(source_dtype),
         geometry=geometry,
