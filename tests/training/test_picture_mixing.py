@@ -94,7 +94,7 @@ def test_padded_copies_are_drawn_at_their_share(data, tmp_path):
 
 def test_rim_tiles_make_every_padded_patch_cross_the_rim(data, ct):
     volume, _ = data
-    loader, _ = slice_patch_loader([ct, volume], "MR", scale=4, patch=16, batch=8, samples=400, seed=5,
+    loader, _ = slice_patch_loader([ct, volume], "MR", scale=4, patch=16, batch=8, samples=160, seed=5,
                                    fov_padding=(-3024,), fov_padding_share=0.5, fov_rim_tiles=True)
     sources = [item["source"] for item in loader.dataset.data]
     assert sources.count(f"{ct} (padded with -3024 outside the field of view)") == 2 * 8  # 8 tiles a slice
@@ -103,7 +103,7 @@ def test_rim_tiles_make_every_padded_patch_cross_the_rim(data, ct):
         for label, source in zip(batch["label"], batch["source"]):
             if source.endswith(" outside the field of view)"):  # padding at 0, air well above it
                 crossing.append(bool(label.min() < 1e-6 and label.max() > 0.3))
-    assert len(crossing) > 150 and all(crossing)
+    assert len(crossing) > 50 and all(crossing)  # about 80 of 160 drawn from the tiles
     with pytest.raises(ConfigurationError, match="fov_rim_tiles"):
         slice_patch_loader([ct], "MR", scale=2, patch=16, batch=8, samples=8, fov_rim_tiles=True)
     with pytest.raises(SystemExit):
