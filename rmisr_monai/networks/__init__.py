@@ -16,6 +16,7 @@ from rmisr_monai.networks.nets import (
     DenseSR,
     EDSRBaseline,
     Interpolation,
+    RLFN,
     rmisr_bl,
     rmisr_vp,
 )
@@ -31,6 +32,7 @@ _FACTORIES: dict[str, Callable[..., nn.Module]] = {
     "vdsr": VDSR,
     "edsr_baseline": EDSRBaseline,
     "imdn": IMDN,
+    "rlfn": RLFN,
     "bicubic": Interpolation,
     "bilinear": Interpolation,
     "nearest": Interpolation,

@@ -22,6 +22,7 @@ SMALL = {
     "vdsr": dict(depth=3, features=8),
     "edsr_baseline": dict(features=8, num_blocks=1),
     "imdn": dict(features=16, num_modules=1, distilled=4),
+    "rlfn": dict(features=8, num_blocks=1, esa_channels=4),
 }
 SCALES = [("subpixel", 2), ("subpixel", 3), ("subpixel", 4), ("meta", 1.5), ("meta", 2.5), ("meta", 3.7)]
 SCALES.append(("meta", (2.0, 1.0)))

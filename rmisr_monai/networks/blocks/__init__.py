@@ -1,9 +1,10 @@
-"""Reusable parts of the networks: RMISR's SRB, PyConv-3/PYB, CCA/ICCA, PFMDB, and the upsamplers."""
+"""Reusable parts of the networks: RMISR's SRB, PyConv-3/PYB, CCA/ICCA, PFMDB, RLFN's ESA, and the upsamplers."""
 
 from __future__ import annotations
 
 from rmisr_monai.networks.blocks.activation import make_activation
 from rmisr_monai.networks.blocks.attention import ICCA, ContrastChannelAttention
+from rmisr_monai.networks.blocks.esa import ESA
 from rmisr_monai.networks.blocks.pfmdb import PFMDB
 from rmisr_monai.networks.blocks.pyconv import PyConv3, PyramidalBlock
 from rmisr_monai.networks.blocks.srb import ShallowResidualBlock
@@ -13,6 +14,7 @@ __all__ = [
     "make_activation",
     "ICCA",
     "ContrastChannelAttention",
+    "ESA",
     "PFMDB",
     "PyConv3",
     "PyramidalBlock",

@@ -7,6 +7,7 @@ from rmisr_monai.networks.nets.edsr import EDSRBaseline
 from rmisr_monai.networks.nets.fsrcnn import FSRCNN
 from rmisr_monai.networks.nets.imdn import IMDN
 from rmisr_monai.networks.nets.interpolate import Interpolation
+from rmisr_monai.networks.nets.rlfn import RLFN
 from rmisr_monai.networks.nets.rmisr import RMISR, rmisr_bl, rmisr_vp
 from rmisr_monai.networks.nets.srcnn import SRCNN
 from rmisr_monai.networks.nets.vdsr import VDSR
@@ -17,6 +18,7 @@ __all__ = [
     "FSRCNN",
     "IMDN",
     "Interpolation",
+    "RLFN",
     "RMISR",
     "rmisr_bl",
     "rmisr_vp",
