@@ -21,6 +21,7 @@ from rmisr_monai.networks.blocks import (
     as_scale_pair,
     make_upsampler,
 )
+from rmisr_monai.networks.blocks.attention import STD_EPS
 
 
 def test_pyconv3_weight_count_is_the_papers():
@@ -230,3 +231,32 @@ def test_pfmdb_and_srb_without_autograd_equal_the_autograd_path_and_leave_their_
             without = block(x.detach())
         torch.testing.assert_close(without, with_grad.detach(), rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(x.detach(), kept, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("cls", [ContrastChannelAttention, ICCA])
+def test_statistics_of_disjoint_parts_merge_to_the_whole_maps(cls):
+    """``partial_statistics`` of a partition merged by ``merge_statistics`` equals ``statistic`` of the whole map (the
+    exact tiles of the engine rest on it), against the float64 numpy reference, with parts of uneven sizes, a
+    single pixel among them, and values far apart (the log-sum-exp rescaling of ICCA's entropy sums)."""
+    torch.manual_seed(1)
+    att = cls(16, reduction=4)
+    x = torch.randn(2, 16, 23, 17) * 4 + 2
+    x[:, :, 0, 0] = 40.0  # one dominant pixel: exp(x - max) underflows everywhere else in the other parts
+    parts = [x[..., :1, :1], x[..., :1, 1:], x[..., 1:9, :], x[..., 9:, :5], x[..., 9:, 5:]]
+    merged = att.merge_statistics([att.partial_statistics(p) for p in parts])
+    flat = x.double().reshape(2, 16, -1).numpy()
+    ref = _icca_statistic_numpy(x.numpy()) if cls is ICCA else flat.std(axis=2) + flat.mean(axis=2)
+    np.testing.assert_allclose(merged[..., 0, 0].numpy(), ref, rtol=2e-6, atol=2e-6)
+    torch.testing.assert_close(merged, att.statistic(x), rtol=2e-6, atol=2e-6)
+    # half the map alone is another statistic: the merge is not a no-op
+    assert (att.merge_statistics([att.partial_statistics(parts[2])]) - merged).abs().max() > 1e-2
+
+
+def test_partial_statistics_of_bfloat16_maps_are_summed_in_float32():
+    """Under bf16 autocast the attention input is bfloat16; its parts are summed in float32, so a map of 4096 equal
+    values merges to that value, where a bfloat16 running sum would stall at 256 x the value."""
+    att = ContrastChannelAttention(4, reduction=2)
+    x = torch.full((1, 4, 64, 64), 0.75, dtype=torch.bfloat16)
+    part = att.partial_statistics(x)
+    assert part.dtype == torch.float64
+    torch.testing.assert_close(att.merge_statistics([part]), torch.full((1, 4, 1, 1), 0.75 + STD_EPS**0.5))

@@ -6,6 +6,14 @@
   statistic = scaled entropy term + standard deviation + mean.
 
 Both then apply ``1x1 conv (C -> C/r) -> ReLU -> 1x1 conv (C/r -> C) -> sigmoid`` and rescale the input channels.
+
+The statistics are global (over the whole ``H x W`` map), so a window of a slice sees other statistics than the whole
+slice. They are also *mergeable*: :meth:`ContrastChannelAttention.partial_statistics` gives sums over a part of the
+map (count, mean and centred sum of squares; for ICCA also the maximum, ``sum exp(x - max)`` and
+``sum x exp(x - max)``) and :meth:`~ContrastChannelAttention.merge_statistics` combines the parts of disjoint regions
+into the statistic of their union (Chan et al.'s pairwise variance update and a log-sum-exp rescaling, in float64),
+equal to the whole-map statistic within float32 rounding. :mod:`rmisr_monai.inference.tiling` uses them for tiles that
+give the whole-slice result.
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ from rmisr_monai.errors import ConfigurationError
 __all__ = [
     "channel_mean_std",
     "spatial_entropy_term",
+    "merge_moments",
+    "merge_entropy_terms",
     "ContrastChannelAttention",
     "ICCA",
     "CCA_REDUCTION",
@@ -70,6 +80,57 @@ def spatial_entropy_term(x: torch.Tensor, norm: float = ICCA_ENTROPY_NORM) -> to
     return plogp / (math.log(2.0) * norm)
 
 
+def _moment_parts(x: torch.Tensor) -> torch.Tensor:
+    """``(N, C, 3)`` float64: count, mean and centred sum of squares of each channel of ``x`` over ``(H, W)``,
+    computed in float32 or better (two passes over the part, as :func:`channel_mean_std`) and returned in float64."""
+    x = x if x.dtype in (torch.float32, torch.float64) else x.float()
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    m2 = (x - mean).square_().sum(dim=(2, 3))
+    count = torch.full_like(m2, float(x.shape[-2] * x.shape[-1]))
+    return torch.stack([count, mean[..., 0, 0], m2], dim=-1).double()
+
+
+def merge_moments(parts: list[torch.Tensor], eps: float = STD_EPS) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and population standard deviation ``(N, C, 1, 1)`` (float64) of the union of the parts
+    (:func:`_moment_parts` of disjoint regions), by Chan, Golub and LeVeque's pairwise update
+    ``M2 = M2_a + M2_b + delta^2 n_a n_b / n``; the variance is floored at ``eps`` as in :func:`channel_mean_std`."""
+    total = parts[0]
+    n, mean, m2 = total.unbind(-1)
+    for part in parts[1:]:
+        nb, mb, m2b = part.unbind(-1)
+        count = n + nb
+        delta = mb - mean
+        mean = mean + delta * (nb / count)
+        m2 = m2 + m2b + delta.square() * (n * nb / count)
+        n = count
+    var = (m2 / n).clamp_min(eps)
+    return mean[..., None, None], var.sqrt()[..., None, None]
+
+
+def _entropy_parts(x: torch.Tensor) -> torch.Tensor:
+    """``(N, C, 3)`` float64: ``max``, ``sum exp(x - max)`` and ``sum x exp(x - max)`` of each channel over ``(H, W)``
+    (the sums of :func:`spatial_entropy_term`, in float32 or better)."""
+    x = x if x.dtype in (torch.float32, torch.float64) else x.float()
+    shift = x.amax(dim=(2, 3), keepdim=True)
+    e = (x - shift).exp_()
+    total = e.sum(dim=(2, 3))
+    weighted = e.mul_(x).sum(dim=(2, 3))
+    return torch.stack([shift[..., 0, 0], total, weighted], dim=-1).double()
+
+
+def merge_entropy_terms(parts: list[torch.Tensor], norm: float = ICCA_ENTROPY_NORM) -> torch.Tensor:
+    """The entropy term of :func:`spatial_entropy_term` ``(N, C, 1, 1)`` (float64) of the union of the parts
+    (:func:`_entropy_parts` of disjoint regions): the sums are rescaled to the common maximum ``M``,
+    ``S = sum_t S_t exp(m_t - M)``, ``T = sum_t T_t exp(m_t - M)``, then ``sum p log p = T / S - (M + log S)``."""
+    stacked = torch.stack(parts)  # (parts, N, C, 3)
+    shifts, totals, weighted = stacked.unbind(-1)
+    top = shifts.amax(dim=0)
+    scale = (shifts - top).exp()
+    total = (totals * scale).sum(dim=0)
+    plogp = (weighted * scale).sum(dim=0) / total - (top + total.log())
+    return (plogp / (math.log(2.0) * norm))[..., None, None]
+
+
 class ContrastChannelAttention(nn.Module):
     """IMDN's contrast-aware channel attention (CCA): statistic ``std + mean`` per channel.
 
@@ -98,6 +159,18 @@ class ContrastChannelAttention(nn.Module):
         """IMDN: ``contrast (population std) + mean`` per channel, ``(N, C, 1, 1)``."""
         mean, std = channel_mean_std(x)
         return std + mean
+
+    def partial_statistics(self, x: torch.Tensor) -> torch.Tensor:
+        """Mergeable sums of ``x`` over its ``(H, W)`` (a part of the map), ``(N, C, 3)`` float64: count, mean and
+        centred sum of squares; :meth:`merge_statistics` of the parts of a partition gives :meth:`statistic` of the
+        whole map."""
+        return _moment_parts(x)
+
+    def merge_statistics(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """:meth:`statistic` ``(N, C, 1, 1)`` (float32) of the union of disjoint regions from their
+        :meth:`partial_statistics`."""
+        mean, std = merge_moments(parts)
+        return (std + mean).float()
 
     def channel_weights(self, x: torch.Tensor) -> torch.Tensor:
         """The attention factors ``sigmoid(bottleneck(statistic(x)))``, ``(N, C, 1, 1)``; ``forward`` is ``x`` times
@@ -128,3 +201,12 @@ class ICCA(ContrastChannelAttention):
         """Eq. 14: entropy term + standard deviation + mean, ``(N, C, 1, 1)``."""
         mean, std = channel_mean_std(x)
         return spatial_entropy_term(x, self.entropy_norm) + std + mean
+
+    def partial_statistics(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, C, 6)`` float64: the moment sums of CCA, then ``max``, ``sum exp(x - max)``, ``sum x exp(x - max)``."""
+        return torch.cat([_moment_parts(x), _entropy_parts(x)], dim=-1)
+
+    def merge_statistics(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        mean, std = merge_moments([p[..., :3] for p in parts])
+        entropy = merge_entropy_terms([p[..., 3:] for p in parts], self.entropy_norm)
+        return (entropy + std + mean).float()
