@@ -1,10 +1,12 @@
-"""Side-by-side SR quality on held-out CT/MR scans: bicubic, IMDN (published weights), every shipped model.
+"""Side-by-side SR quality on held-out CT/MR scans: bicubic, IMDN and RLFN (published weights), every shipped model.
 
-Protocol (the one of issue 15's table; results in benchmarks/RESULTS.md):
+Protocol (issue 15's table, issue 32's validation / test split; results in benchmarks/RESULTS.md):
 
-* **Data.** Each held-out scan (:data:`HELD_OUT`, never used for training) is read with
-  :func:`rmisr_monai.io.read.read_volume`; ``--max-slices`` axial slices evenly spaced over the middle 60 % of the
-  scan are kept (the end slices of a head scan hold little but air).
+* **Data.** The scans of ``--set`` (``validation``, ``test`` or both) named in ``benchmarks/scans.json``
+  (:data:`SCANS`): *validation* scans are the ones stages, recipes and defaults are chosen on; *test* scans are looked
+  at only to report; neither is in any shipped model's training data (the file lists that too, with the reasons).
+  Each scan is read with :func:`rmisr_monai.io.read.read_volume`; ``--max-slices`` axial slices evenly spaced over
+  the middle 60 % of the scan are kept (the end slices of a head scan hold little but air).
 * **In-plane** (scales 2, 3, 4, 2.5, 3.5): the two in-plane axes are cropped to what the scale reaches exactly and
   shrunk by MATLAB-compatible bicubic (:class:`rmisr_monai.transforms.degrade.BicubicDegrade`), then **rounded and
   stored as int16**, as a low-resolution file would be. **Through-plane** (2.5, 4): the same along the first
@@ -12,20 +14,22 @@ Protocol (the one of issue 15's table; results in benchmarks/RESULTS.md):
 * **Methods** run through the volume engine (:func:`rmisr_monai.inference.upscale_volume`), as ``rmisr upscale``
   runs them: bicubic; the shipped default that ``rmisr upscale --scale S`` picks (no ``--model``); every other
   shipped model that serves the scale (each with its registry recipe's geometric self-ensemble, as ``rmisr
-  upscale`` runs it); IMDN at integer scales with its published RGB weights (the grey slice
-  replicated to 3 channels, the output channels averaged), fed the scan's robust range mapped to ``[0, 1]``.
-  Every method sees whole slices (one slice per call, no tiles): IMDN's contrast-aware channel attention and
-  RMISR's ICCA pool over the whole input, so a tiled run would score a network below itself (IMDN CT x2: 0.18 dB).
-  IMDN runs in fp32, as published; ours as ``rmisr upscale`` runs them (bf16 autocast for MR on CPUs with native
-  bf16).
+  upscale`` runs it; ``--defaults-only`` skips them); the two peers with their published DIV2K RGB weights, at the
+  integer scales they exist for: IMDN (x2, x3, x4; ``--imdn-dir``) and RLFN (x2, x4; ``--rlfn-dir``), each on the
+  grey slice replicated to 3 channels with the output channels averaged, fed the scan's robust range mapped to
+  ``[0, 1]``, in fp32 as published. Every method sees whole slices (one slice per call, no tiles): IMDN's
+  contrast-aware channel attention and RMISR's ICCA pool over the whole input, so a tiled run would score a
+  network below itself (IMDN CT x2: 0.18 dB). Ours run as ``rmisr upscale`` runs them (bf16 autocast for MR on CPUs
+  with native bf16).
 * **Scores** on each scan's robust intensity range (0.5 / 99.5 percentiles of HR mapped to ``[0, 1]``, outputs
-  clipped to it), per axial slice with ``ceil(s)`` border pixels shaved, averaged over the slices of both scans:
-  PSNR, SSIM, edge PSNR (Laplacian maps) and back-projection consistency (the output degraded again vs the LR).
-* ``--figures DIR`` writes one PNG per modality and mode (x2 in-plane, 2.5 through-plane): LR, bicubic, IMDN, ours,
-  HR, error maps, zoomed inset (:func:`rmisr_monai.evaluation.figure.quality_figure`).
+  clipped to it), per axial slice with ``ceil(s)`` border pixels shaved, averaged over the slices of all scans of
+  the set: PSNR, SSIM, edge PSNR (Laplacian maps) and back-projection consistency (the output degraded again vs the
+  LR). ``--per-scan`` also prints each scan's PSNR.
+* ``--figures DIR`` writes one PNG per set, modality and mode (x2 in-plane, 2.5 through-plane): LR, bicubic, the
+  peers, ours, HR, error maps, zoomed inset (:func:`rmisr_monai.evaluation.figure.quality_figure`).
 
-    python benchmarks/quality.py --shared ../shared --imdn-dir ../shared/peers/imdn --max-slices 3 \\
-        --figures benchmarks/figures
+    python benchmarks/quality.py --shared ../shared --imdn-dir ../shared/peers/imdn --rlfn-dir ../shared/peers/rlfn \\
+        --set validation test --max-slices 3 --figures benchmarks/figures
 """
 
 from __future__ import annotations
@@ -48,13 +52,18 @@ from rmisr_monai.io.read import read_volume
 from rmisr_monai.io.volume import Volume
 from rmisr_monai.networks import get_network
 from rmisr_monai.networks.nets.imdn import IMDN
+from rmisr_monai.networks.nets.rlfn import RLFN
 from rmisr_monai.transforms.intensity import IntensityNormalization
 from rmisr_monai.weights.loader import default_model, load_model, read_registry
 
-# scans never used for training (the training data of each shipped model: benchmarks/RESULTS.md)
-HELD_OUT = {
-    "CT": ["data/medical/dicom_series/ct_ge_lightspeedplus_chest", "data/medical/dicom_compressed/cq500_head_ct/693_UNCR.dcm"],
-    "MR": ["data/medical/mr/stroke_t2_uint8.nii.gz", "data/medical/dicom_series/mr_siemens_avanto_t1_mprage_brain_subset"],
+# the validation and test scans (and, for the record, the training scans), relative to the shared folder
+SCANS = json.loads(Path(__file__).with_name("scans.json").read_text())
+SETS = ("validation", "test")
+HELD_OUT = SCANS["validation"]  # the name of issue 15's scans, which became the validation set
+# the published peers: file pattern and the scales a file exists for (shared/peers/*/MANIFEST.md)
+PEERS = {
+    "IMDN (published weights)": (IMDN, "IMDN_x{s}.pth", (2, 3, 4)),
+    "RLFN (published weights)": (RLFN, "rlfn_x{s}.pth", (2, 4)),
 }
 IN_PLANE_SCALES = (2.0, 3.0, 4.0, 2.5, 3.5)
 THROUGH_PLANE_SCALES = (2.5, 4.0)
@@ -73,10 +82,10 @@ class Replicate3(torch.nn.Module):
         return self.net(x.repeat(1, 3, 1, 1)).mean(dim=1, keepdim=True)
 
 
-def held_out(shared: Path, modality: str, max_slices: int) -> list[Volume]:
-    """The held-out scans of a modality, each cut to ``max_slices`` axial slices of its middle 60 %."""
+def held_out(shared: Path, modality: str, max_slices: int, scan_set: str = "validation") -> list[Volume]:
+    """The scans of ``scan_set`` for a modality, each cut to ``max_slices`` axial slices of its middle 60 %."""
     volumes = []
-    for rel in HELD_OUT[modality]:
+    for rel in SCANS[scan_set][modality]:
         v = read_volume(shared / rel)
         n = v.array.shape[2]
         keep = sorted({int(k) for k in np.linspace(0.2 * (n - 1), 0.8 * (n - 1), min(n, max_slices)).round()})
@@ -102,12 +111,12 @@ def axial_stack(array: np.ndarray, norm: IntensityNormalization) -> torch.Tensor
 
 def methods_for(
     modality: str, scale: float, through_plane: bool, imdn_dir: Path | None, weights: dict[str, Path] | None = None,
-    weights_ensemble: int = 1,
+    weights_ensemble: int = 1, rlfn_dir: Path | None = None, defaults_only: bool = False,
 ) -> dict:
     """``{name: (network, intensity recipe or None, engine options)}``: bicubic, the default, other shipped models
-    (each with its registry recipe's self-ensemble, as ``rmisr upscale`` runs it), IMDN (plain and in fp32, as
-    published), and the checkpoints in ``weights`` (``{name: path}``, e.g. a model in training; ``weights_ensemble``)
-    that serve the case."""
+    (each with its registry recipe's self-ensemble, as ``rmisr upscale`` runs it; none with ``defaults_only``), the
+    checkpoints in ``weights`` (``{name: path}``, e.g. a model in training; ``weights_ensemble``) that serve the case,
+    and the peers IMDN and RLFN (plain, in fp32, as published) where their folder is given and a file exists."""
     methods = {"bicubic": (get_network("bicubic", scale=scale if scale.is_integer() else 2).eval(), None, {})}
     fits = []
     try:
@@ -118,7 +127,7 @@ def methods_for(
         default = None
     for entry in read_registry():
         serves = entry.get("arbitrary_scale") or (not through_plane and float(entry["scale"]) == scale)
-        if entry["modality"] == modality and serves and entry["name"] != default:
+        if entry["modality"] == modality and serves and entry["name"] != default and not defaults_only:
             fits.append((entry["name"], entry["name"]))
     for label, name in fits:
         net, meta = load_model(name)
@@ -128,20 +137,25 @@ def methods_for(
         trained_scale = float(meta["network_kwargs"].get("scale", 0))
         if getattr(net, "arbitrary_scale", False) or not through_plane and trained_scale == scale:
             methods[label] = (net, intensity_for(meta, modality), {"ensemble": weights_ensemble})
-    if imdn_dir is not None and scale.is_integer() and not through_plane:
-        path = imdn_dir / f"IMDN_x{int(scale)}.pth"
+    for label, folder in zip(PEERS, (imdn_dir, rlfn_dir)):
+        cls, pattern, scales = PEERS[label]
+        if folder is None or through_plane or not scale.is_integer() or int(scale) not in scales:
+            continue
+        path = folder / pattern.format(s=int(scale))
         if path.exists():
-            methods["IMDN (published weights)"] = (
-                Replicate3(IMDN.from_official(path, int(scale))).eval(), ROBUST_RANGE, {"precision": "fp32"}
-            )
+            peer = Replicate3(cls.from_official(path, int(scale))).eval()
+            methods[label] = (peer, ROBUST_RANGE, {"precision": "fp32"})
     return methods
 
 
 def run_case(volumes: list[Volume], modality: str, scale: float, through_plane: bool, imdn_dir: Path | None,
-             weights: dict[str, Path] | None = None, weights_ensemble: int = 1):
-    """Mean scores per method over the slices of all scans, and the first scan's figure report."""
-    methods = methods_for(modality, scale, through_plane, imdn_dir, weights, weights_ensemble)
+             weights: dict[str, Path] | None = None, weights_ensemble: int = 1, rlfn_dir: Path | None = None,
+             defaults_only: bool = False):
+    """Mean scores per method over the slices of all scans, the first scan's figure report, and
+    ``{scan: {method: PSNR}}`` (each scan's mean over its slices)."""
+    methods = methods_for(modality, scale, through_plane, imdn_dir, weights, weights_ensemble, rlfn_dir, defaults_only)
     sums: dict[str, list[MethodScores]] = {name: [] for name in methods}
+    per_scan: dict[str, dict[str, float]] = {}
     report = None
     for volume in volumes:
         hr, lr = degrade(volume, scale, through_plane)
@@ -165,6 +179,7 @@ def run_case(volumes: list[Volume], modality: str, scale: float, through_plane: 
             sr_s = axial_stack(sr.array, norm)
             factors = (scale, 1.0) if through_plane else (scale, scale)
             sums[name].append(score_slices(name, sr_s, hr_s, lr_s, factors, seconds, shave=shave))
+            per_scan.setdefault(Path(str(volume.source_path)).name, {})[name] = sums[name][-1].psnr
             if report.input == str(volume.source_path):
                 report.images[name] = sr_s[figure_k, 0].numpy()
     means = []
@@ -173,20 +188,25 @@ def run_case(volumes: list[Volume], modality: str, scale: float, through_plane: 
                   for f in ("psnr", "ssim", "edge_psnr", "backprojection_psnr", "seconds")}
         means.append(MethodScores(method=name, **fields))
     report.scores = means
-    return means, report
+    return means, report, per_scan
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
+    parser.add_argument("--set", nargs="+", choices=SETS, default=["validation"], dest="sets",
+                        help="scans of benchmarks/scans.json to score: validation (choose on it), test (report only)")
     parser.add_argument("--modalities", nargs="+", default=["CT", "MR"])
     parser.add_argument(
         "--scales", type=float, nargs="*", default=list(IN_PLANE_SCALES), help="in-plane scales (none: through-plane only)"
     )
     parser.add_argument("--through-plane-scales", type=float, nargs="*", default=list(THROUGH_PLANE_SCALES))
     parser.add_argument("--imdn-dir", type=Path, default=None, help="folder with IMDN_x{2,3,4}.pth")
-    parser.add_argument("--max-slices", type=int, default=3, help="axial slices per held-out scan")
-    parser.add_argument("--figures", type=Path, default=None, help="write a PNG per modality and mode here")
+    parser.add_argument("--rlfn-dir", type=Path, default=None, help="folder with rlfn_x{2,4}.pth")
+    parser.add_argument("--defaults-only", action="store_true", help="of the shipped models, only the default")
+    parser.add_argument("--max-slices", type=int, default=3, help="axial slices per scan")
+    parser.add_argument("--per-scan", action="store_true", help="also print each scan's PSNR per method")
+    parser.add_argument("--figures", type=Path, default=None, help="write a PNG per set, modality and mode here")
     parser.add_argument("--json", type=Path, default=None, help="write every score here")
     parser.add_argument(
         "--weights", nargs="*", default=[], metavar="MOD:NAME=PATH",
@@ -198,29 +218,37 @@ def main() -> None:
     )
     args = parser.parse_args()
     rows = []
-    print(f"{'modality':8} {'case':16} {'method':34} {'PSNR':>7} {'gain':>6} {'SSIM':>7} {'edge':>7} {'backproj':>8}")
-    for modality in args.modalities:
-        volumes = held_out(args.shared, modality, args.max_slices)
-        cases = [(s, False) for s in args.scales] + [(s, True) for s in args.through_plane_scales]
-        for scale, through in cases:
-            case = f"x{scale:g}{' through-plane' if through else ''}"
-            extra = {}
-            for spec in args.weights:
-                mod, _, rest = spec.partition(":")
-                name, _, path = rest.partition("=")
-                if mod.upper() == modality:
-                    extra[name] = Path(path)
-            means, report = run_case(volumes, modality, float(scale), through, args.imdn_dir, extra,
-                                     args.weights_ensemble)
-            base = means[0].psnr
-            for m in means:
-                print(f"{modality:8} {case:16} {m.method:34} {m.psnr:7.2f} {m.psnr - base:+6.2f} {m.ssim:7.4f} "
-                      f"{m.edge_psnr:7.2f} {m.backprojection_psnr:8.2f}", flush=True)
-                rows.append({"modality": modality, "case": case, **vars(m)})
-            if args.figures is not None and (scale, through) in ((2.0, False), (2.5, True)):
-                args.figures.mkdir(parents=True, exist_ok=True)
-                name = f"quality_{modality.lower()}_{case.replace(' ', '_').replace('.', 'p')}.png"
-                quality_figure(report, args.figures / name, overwrite=True)
+    print(f"{'set':10} {'modality':8} {'case':16} {'method':34} {'PSNR':>7} {'gain':>6} {'SSIM':>7} {'edge':>7} "
+          f"{'backproj':>8}")
+    for scan_set in args.sets:
+        for modality in args.modalities:
+            volumes = held_out(args.shared, modality, args.max_slices, scan_set)
+            cases = [(s, False) for s in args.scales] + [(s, True) for s in args.through_plane_scales]
+            for scale, through in cases:
+                case = f"x{scale:g}{' through-plane' if through else ''}"
+                extra = {}
+                for spec in args.weights:
+                    mod, _, rest = spec.partition(":")
+                    name, _, path = rest.partition("=")
+                    if mod.upper() == modality:
+                        extra[name] = Path(path)
+                means, report, per_scan = run_case(volumes, modality, float(scale), through, args.imdn_dir, extra,
+                                                   args.weights_ensemble, args.rlfn_dir, args.defaults_only)
+                base = means[0].psnr
+                for m in means:
+                    print(f"{scan_set:10} {modality:8} {case:16} {m.method:34} {m.psnr:7.2f} {m.psnr - base:+6.2f} "
+                          f"{m.ssim:7.4f} {m.edge_psnr:7.2f} {m.backprojection_psnr:8.2f}", flush=True)
+                    rows.append({"set": scan_set, "modality": modality, "case": case, **vars(m)})
+                if args.per_scan:
+                    for scan, scores in per_scan.items():
+                        cells = ", ".join(f"{name} {value:.2f}" for name, value in scores.items())
+                        print(f"{'':10} {'':8} {'':16} {scan}: {cells}", flush=True)
+                for row in rows[-len(means):]:
+                    row["per_scan_psnr"] = {scan: scores[row["method"]] for scan, scores in per_scan.items()}
+                if args.figures is not None and (scale, through) in ((2.0, False), (2.5, True)):
+                    args.figures.mkdir(parents=True, exist_ok=True)
+                    name = f"quality_{scan_set}_{modality.lower()}_{case.replace(' ', '_').replace('.', 'p')}.png"
+                    quality_figure(report, args.figures / name, overwrite=True)
     if args.json is not None:
         args.json.write_text(json.dumps(rows, indent=1))
 
