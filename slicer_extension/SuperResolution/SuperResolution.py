@@ -2,8 +2,13 @@
 
 Thin module file (Slicer's scripted-module template, Utilities/Templates/Modules/Scripted/TemplateKey.py): Module,
 parameter node, Widget, Logic facade and Test. Everything that is not GUI lives in ``SuperResolutionLib`` and the
-heavy work in a worker process (``Scripts/super_resolution_worker.py``). Nothing here imports torch or rmisr_monai
-when Slicer starts; they are installed, with consent, on first use.
+heavy work in a worker process (``Scripts/super_resolution_worker.py``). The engine, ``rmisr_monai``, is part of the
+module folder (``slicer_extension/package.py``, the CMake install rule); PyTorch and the engine's requirements
+are installed from the package index, with consent, on first use (``SuperResolutionLib.dependencies``). Neither
+Slicer's start-up nor opening the module imports torch: the model menu is read from the registry file.
+
+Supported: Slicer >= 5.10. Its Python is 3.12; the engine needs Python >= 3.10 (and torch >= 2.8 for MONAI 1.6),
+so Slicer 5.4-5.8 (Python 3.9) cannot run it: there the module loads and says so on Apply.
 """
 
 import logging
@@ -33,11 +38,14 @@ from SuperResolutionLib.models import (
     CHECKPOINT,
     SAMPLE_SHA256,
     SCALE_RANGE,
+    engine_dir,
     model_choices,
+    registry_entries,
     sample_ct_path,
 )
 
 POLL_MILLISECONDS = 100
+MINIMUM_PYTHON = (3, 10)  # the engine's python_requires; Slicer >= 5.10
 
 
 class SuperResolution(ScriptedLoadableModule):
@@ -75,7 +83,7 @@ def registerSampleData():
 
     path = sample_ct_path()
     if path is None:
-        logging.info("Super-resolution: the demo CT appears in Sample Data once rmisr-monai is installed")
+        logging.info("Super-resolution: the demo CT is not in this module folder (rmisr_monai/sample)")
         return
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
         category="Super-resolution",
@@ -176,7 +184,7 @@ class SuperResolutionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
         if not self._parameterNode.inputVolume:
-            self._parameterNode.inputVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+            self._parameterNode.inputVolume = firstImageVolume()
 
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
@@ -189,7 +197,7 @@ class SuperResolutionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._updateGUI()
 
     def refreshModels(self) -> None:
-        """Fill the model menu from the registry of the installed rmisr_monai (bicubic and checkpoint otherwise)."""
+        """Fill the model menu from the engine's registry file (bicubic and checkpoint without one); no torch."""
         self._choices = self.logic.modelChoices()
         self.ui.modelComboBox.blockSignals(True)
         self.ui.modelComboBox.clear()
@@ -261,9 +269,12 @@ class SuperResolutionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.checkpointPath = path
 
     def onApplyButton(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Super-resolution could not start."), waitCursor=True):
-            if not self.logic.setupDependencies():
+        # no wait cursor over the consent question and the install (minutes); the status line says what happens
+        with slicer.util.tryWithErrorDisplay(_("Super-resolution could not start."), waitCursor=False):
+            if not self.logic.setupDependencies(status=self._showStatus):
+                self.ui.statusLabel.text = _("Not started: the packages it needs are not installed")
                 return
+        with slicer.util.tryWithErrorDisplay(_("Super-resolution could not start."), waitCursor=True):
             self.refreshModels()
             p = self._parameterNode
             self._job = self.logic.start(
@@ -288,6 +299,10 @@ class SuperResolutionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._timer.start()
             self._updateGUI()
 
+    def _showStatus(self, text: str) -> None:
+        self.ui.statusLabel.text = text
+        slicer.app.processEvents()
+
     def onPoll(self) -> None:
         """Timer: progress from the worker's lines; when it has ended, the result into the scene."""
         job = self._job
@@ -310,7 +325,10 @@ class SuperResolutionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     self._parameterNode.outputVolume = outputNode
                     if tableNode is not None:
                         self._parameterNode.qualityTable = tableNode
-                self.ui.statusLabel.text = _("Done: {name}").format(name=outputNode.GetName())
+                self.ui.statusLabel.text = _("Done: {name} ({summary})").format(
+                    name=outputNode.GetName(), summary=job.summary_text()
+                )
+                logging.info("Super-resolution: %s (%s)", outputNode.GetName(), job.summary_text())
         finally:
             self._endRun()
 
@@ -329,6 +347,15 @@ class SuperResolutionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updateGUI()
 
 
+def firstImageVolume():
+    """The first scalar volume of the scene that is not a labelmap (``GetFirstNodeByClass`` also returns
+    labelmaps, a subclass), or None."""
+    return next(
+        (n for n in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode") if not n.IsA("vtkMRMLLabelMapVolumeNode")),
+        None,
+    )
+
+
 class SuperResolutionLogic(ScriptedLoadableModuleLogic):
     """Facade usable without the GUI: ``process`` runs to the end; ``start`` returns a job the GUI polls.
 
@@ -343,32 +370,42 @@ class SuperResolutionLogic(ScriptedLoadableModuleLogic):
     def getParameterNode(self):
         return SuperResolutionParameterNode(super().getParameterNode())
 
-    def setupDependencies(self) -> bool:
-        """Install PyTorch and rmisr-monai on first use, after asking; False when the user declined."""
+    def setupDependencies(self, status=None) -> bool:
+        """Install PyTorch and the engine's requirements on first use, after asking; False when the user declined.
+
+        Raises:
+            RuntimeError: this Slicer's Python is too old, the module folder lacks its engine, or a package cannot
+                be had (in words).
+        """
+        if sys.version_info[:2] < MINIMUM_PYTHON:
+            raise RuntimeError(
+                "this module needs Slicer 5.10 or later (Python {}.{}+); this Slicer has Python {}.{}".format(
+                    *MINIMUM_PYTHON, *sys.version_info[:2]
+                )
+            )
+        if engine_dir() is None:
+            raise RuntimeError("the module folder has no rmisr_monai engine; reinstall the extension")
         if not dependencies.missing_packages():
             return True
         if slicer.app.testingEnabled():
-            raise RuntimeError("rmisr-monai is not installed (dependencies are not installed in testing mode)")
-        source = os.environ.get("RMISR_PACKAGE_SOURCE") or qt.QSettings().value(
-            dependencies.PACKAGE_SOURCE_SETTING, dependencies.DEFAULT_PACKAGE_SOURCE
-        )
-        installed = dependencies.install_dependencies(
-            slicer.util.confirmOkCancelDisplay,
-            slicer.util.pip_install,
-            os.path.join(os.path.dirname(__file__), "Resources", "requirements.txt"),
-            str(source),
-        )
-        if installed:
-            registerSampleData()
-        return installed
+            raise RuntimeError(
+                "not installed in Slicer's Python (nothing is installed in testing mode): "
+                + ", ".join(dependencies.missing_packages())
+            )
+
+        def confirm(question):
+            if not slicer.util.confirmOkCancelDisplay(question):
+                return False
+            if status is not None:
+                status(_("Installing PyTorch and the packages it needs (see the Python console)..."))
+            return True
+
+        return dependencies.install_dependencies(confirm, slicer.util.pip_install)
 
     def modelChoices(self):
-        """The model menu: registry models of the installed rmisr_monai, bicubic, checkpoint file."""
-        try:
-            from rmisr_monai.weights import read_registry
-        except ImportError:
-            return model_choices([])
-        return model_choices(read_registry())
+        """The model menu: the engine's shipped models (read from its registry file, no torch), bicubic,
+        checkpoint file."""
+        return model_choices(registry_entries())
 
     def start(self, inputVolume, model: str, scale: float, **options):
         """Start a run; ``model`` is a menu key (:meth:`modelChoices`), ``options`` are those of
@@ -402,14 +439,41 @@ class SuperResolutionTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
+        """The node <-> engine geometry and the requirements always (no torch needed); the two runs through the
+        worker when torch and the engine's requirements are installed (they are not on a bare Slicer: said so)."""
         self.setUp()
+        self.test_NodeRoundTrip()
+        self.setUp()
+        self.test_RequirementsAndEngine()
         missing = dependencies.missing_packages()
         if missing:
-            self.delayDisplay(f"Skipped: not installed in Slicer's Python: {', '.join(missing)}")
+            self.delayDisplay(f"Worker runs not tested: not installed in Slicer's Python: {', '.join(missing)}")
             return
+        self.setUp()
         self.test_InPlaneGeometry()
         self.setUp()
         self.test_ThroughPlaneAndROI()
+
+    def test_NodeRoundTrip(self):
+        """A node's voxels and oblique geometry through the engine's Volume and back into a new node: exact."""
+        import numpy as np
+
+        from SuperResolutionLib import nodes
+
+        ijkToRAS = self._ijkToRAS((0.7, 0.9, 2.5))
+        node, array = self._volume(ijkToRAS)
+        copy = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "Copy")
+        nodes.update_node_from_volume(copy, nodes.volume_from_node(node))
+        np.testing.assert_array_equal(slicer.util.arrayFromVolume(copy), array)
+        np.testing.assert_allclose(self._matrix(copy), ijkToRAS, atol=1e-12)
+
+    def test_RequirementsAndEngine(self):
+        """The module folder holds its engine with its default weights; every requirement line parses."""
+        entries = registry_entries()
+        self.assertTrue(entries, "no shipped models in the engine's registry")
+        self.assertIsNotNone(sample_ct_path())
+        for line in dependencies.read_requirements():
+            dependencies.Requirement(line)
 
     @staticmethod
     def _ijkToRAS(spacing, angle=0.3):

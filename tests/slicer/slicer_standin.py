@@ -18,6 +18,19 @@ Slicer cannot be installed on the test machines, so these tests import the modul
   and threshold accessors; ``Modules/Loadable/Markups/MRML/vtkMRMLMarkupsROINode``: centre, size and
   ``GetRASBounds`` (axis-aligned box in world coordinates); ``vtkMRMLTableNode.GetTable`` is a ``vtkTable``.
 
+* Class hierarchy as in MRML: ``vtkMRMLLabelMapVolumeNode`` is a ``vtkMRMLScalarVolumeNode`` (``IsA``,
+  ``GetFirstNodeByClass`` return labelmaps for the scalar class); volumes observe a parent transform node
+  (``SetAndObserveTransformNodeID`` / ``GetParentTransformNode``); ``updateVolumeFromArray`` refuses int64 ("long
+  long") and turns 1D/2D arrays into single-slice volumes and 4D arrays into multi-component ones.
+* Qt and the module framework (what ``slicer-core`` lacks): ``qt.QTimer`` fires its slots while active when the test
+  calls ``slicer.app.processEvents()`` (the event loop); ``ScriptedLoadableModuleWidget.setup()`` gives ``layout``
+  and ``resourcePath``; ``slicer.util.loadUI`` builds a widget per named widget of the .ui file (properties and
+  calls the module uses) and ``childWidgetVariables`` returns them by name; ``parameterNodeWrapper`` gives a class
+  whose instances hold the annotated defaults.
+
+Which tests use what: test_widget.py and test_logic.py run the module file (SuperResolution.py) under this stand-in;
+the same Lib and Logic code runs on REAL MRML nodes from the ``slicer-core`` wheel in test_real_mrml.py (see
+tests/slicer/real_mrml/), with this stand-in providing only qt, slicer.app and slicer.ScriptedLoadableModule there.
 Only these calls exist here; anything else the module might call fails loudly (AttributeError).
 """
 
@@ -49,8 +62,16 @@ class StandInScene:
         node = NODE_CLASSES[className]()
         self._count += 1
         node.SetName(name or f"{className.removeprefix('vtkMRML')}_{self._count}")
+        node._id = f"{className}{self._count}"
+        node._scene = self
         self.nodes.append(node)
         return node
+
+    def GetNodeByID(self, node_id):
+        return next((n for n in self.nodes if n.GetID() == node_id), None)
+
+    def GetNodesByClass(self, className: str) -> list:
+        return [n for n in self.nodes if isinstance(n, NODE_CLASSES[className])]
 
     def RemoveNode(self, node) -> None:
         self.nodes.remove(node)
@@ -63,9 +84,22 @@ class StandInScene:
 
 
 class _Named:
+    CLASS_NAME = "vtkMRMLNode"
+
     def __init__(self) -> None:
         self._name = ""
+        self._id = None
+        self._scene = None
         self.modified = 0
+
+    def GetID(self):
+        return self._id
+
+    def GetClassName(self) -> str:
+        return self.CLASS_NAME
+
+    def IsA(self, className: str) -> bool:
+        return any(getattr(k, "CLASS_NAME", None) == className for k in type(self).__mro__)
 
     def GetName(self) -> str:
         return self._name
@@ -132,9 +166,42 @@ class StandInScalarVolumeDisplayNode(_Named):
         self._threshold = (float(lower), float(upper))
 
 
-class StandInScalarVolumeNode(_Named):
+class _TransformableNode(_Named):
+    """``vtkMRMLTransformableNode``: observes a parent transform node by ID."""
+
+    CLASS_NAME = "vtkMRMLTransformableNode"
+    _transform_id = None
+
+    def SetAndObserveTransformNodeID(self, node_id) -> None:
+        self._transform_id = node_id or None
+
+    def GetTransformNodeID(self):
+        return self._transform_id
+
+    def GetParentTransformNode(self):
+        return None if self._transform_id is None else self._scene.GetNodeByID(self._transform_id)
+
+
+class StandInLinearTransformNode(_TransformableNode):
+    """``vtkMRMLLinearTransformNode``: a matrix to parent."""
+
+    CLASS_NAME = "vtkMRMLLinearTransformNode"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._matrix = vtk.vtkMatrix4x4()
+
+    def SetMatrixTransformToParent(self, matrix) -> None:
+        self._matrix.DeepCopy(matrix)
+
+    def GetMatrixTransformToParent(self, matrix) -> None:
+        matrix.DeepCopy(self._matrix)
+
+
+class StandInScalarVolumeNode(_TransformableNode):
     """``vtkMRMLScalarVolumeNode``: image data + spacing/origin/directions (vtkMRMLVolumeNode's storage)."""
 
+    CLASS_NAME = "vtkMRMLScalarVolumeNode"
     ImageDataModifiedEvent = "ImageDataModifiedEvent"
 
     def __init__(self) -> None:
@@ -173,9 +240,6 @@ class StandInScalarVolumeNode(_Named):
     def GetOrigin(self) -> tuple:
         return tuple(self._origin)
 
-    def GetParentTransformNode(self):
-        return None
-
     def CreateDefaultDisplayNodes(self) -> None:
         if self._display is None:
             self._display = StandInScalarVolumeDisplayNode()
@@ -190,8 +254,16 @@ class StandInScalarVolumeNode(_Named):
         self.events.append(event)
 
 
+class StandInLabelMapVolumeNode(StandInScalarVolumeNode):
+    """``vtkMRMLLabelMapVolumeNode``: a scalar volume subclass (as in MRML)."""
+
+    CLASS_NAME = "vtkMRMLLabelMapVolumeNode"
+
+
 class StandInMarkupsROINode(_Named):
     """``vtkMRMLMarkupsROINode`` (not rotated, no parent transform): centre, size, world bounds."""
+
+    CLASS_NAME = "vtkMRMLMarkupsROINode"
 
     def __init__(self) -> None:
         super().__init__()
@@ -212,6 +284,8 @@ class StandInMarkupsROINode(_Named):
 class StandInTableNode(_Named):
     """``vtkMRMLTableNode``: a real ``vtkTable``."""
 
+    CLASS_NAME = "vtkMRMLTableNode"
+
     def __init__(self) -> None:
         super().__init__()
         self._table = vtk.vtkTable()
@@ -228,6 +302,8 @@ class StandInTableNode(_Named):
 
 NODE_CLASSES = {
     "vtkMRMLScalarVolumeNode": StandInScalarVolumeNode,
+    "vtkMRMLLabelMapVolumeNode": StandInLabelMapVolumeNode,
+    "vtkMRMLLinearTransformNode": StandInLinearTransformNode,
     "vtkMRMLMarkupsROINode": StandInMarkupsROINode,
     "vtkMRMLTableNode": StandInTableNode,
 }
@@ -239,19 +315,30 @@ NODE_CLASSES = {
 def arrayFromVolume(volumeNode) -> np.ndarray:
     image = volumeNode.GetImageData()
     shape = tuple(reversed(image.GetDimensions()))
+    # scalar volume classes: the scalars reshaped to KJI (a multi-component image does not fit: Slicer raises too)
     return numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(shape)
 
 
 def updateVolumeFromArray(volumeNode, narray: np.ndarray) -> None:
-    if narray.ndim != 3:
-        raise RuntimeError(f"Unsupported numpy array shape: {narray.shape}")
+    narray = np.asarray(narray)
+    components = 1
+    if narray.ndim in (1, 2):  # a line or a slice: a single-slice 3D volume (float64, as Slicer's np.zeros)
+        narray = np.asarray(narray, dtype=np.float64).reshape((1,) * (3 - narray.ndim) + narray.shape)
+    elif narray.ndim == 4:
+        components = narray.shape[-1]
+    elif narray.ndim != 3:
+        raise RuntimeError("Unsupported numpy array shape: " + str(narray.shape))
+    vtype = numpy_support.get_vtk_array_type(narray.dtype)
+    if vtype == vtk.VTK_LONG_LONG:
+        raise RuntimeError("Unsupported numpy array type: long long")
     image = volumeNode.GetImageData()
     if image is None:
         image = vtk.vtkImageData()
         volumeNode.SetAndObserveImageData(image)
-    image.SetDimensions(tuple(reversed(narray.shape)))
-    image.AllocateScalars(numpy_support.get_vtk_array_type(narray.dtype), 1)
-    arrayFromVolume(volumeNode)[:] = narray
+    image.SetDimensions(tuple(reversed(narray.shape[:3])))
+    image.AllocateScalars(vtype, components)
+    target = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())
+    target[:] = narray.reshape(target.shape)
     volumeNode.StorableModified()
     volumeNode.Modified()
     volumeNode.InvokeEvent(StandInScalarVolumeNode.ImageDataModifiedEvent, volumeNode)
@@ -277,6 +364,10 @@ def addVolumeFromArray(narray, ijkToRAS=None, name=None, nodeClassName=None):
     return node
 
 
+def getNodesByClass(className: str) -> list:
+    return scene.GetNodesByClass(className)
+
+
 def launchConsoleProcess(args, useStartupEnvironment=True, updateEnvironment=None, cwd=None):
     env = os.environ.copy()  # the stand-in's "startup environment" is this process's
     if updateEnvironment:
@@ -296,6 +387,9 @@ def setSliceViewerLayers(background=None, fit=False, **layers) -> None:
 scene = StandInScene()
 
 
+timers: list = []
+
+
 class _App:
     def testingEnabled(self) -> bool:
         return True
@@ -303,15 +397,98 @@ class _App:
     def connect(self, *args) -> None:
         pass
 
+    def processEvents(self) -> None:
+        """One turn of the event loop: every active timer fires once."""
+        for timer in list(timers):
+            if timer.active:
+                for slot in list(timer.slots):
+                    slot()
+
 
 class _ScriptedLoadableModule:
     def __init__(self, parent=None) -> None:
         self.parent = parent
 
 
+class _Layout:
+    def __init__(self) -> None:
+        self.widgets: list = []
+
+    def addWidget(self, widget) -> None:
+        self.widgets.append(widget)
+
+
 class _ScriptedLoadableModuleWidget:
     def __init__(self, parent=None) -> None:
-        self.parent = parent
+        self.parent = parent if parent is not None else types.SimpleNamespace(isEntered=True)
+
+    def setup(self) -> None:
+        self.layout = _Layout()
+
+    def resourcePath(self, filename: str) -> str:
+        module = sys.modules[type(self).__module__]
+        return os.path.join(os.path.dirname(module.__file__), "Resources", filename)
+
+
+class QtWidget:
+    """A Qt widget of the .ui file: the properties and calls the module uses (signals are recorded)."""
+
+    def __init__(self, name: str = "") -> None:
+        self.objectName = name
+        self.enabled, self.visible, self.text, self.toolTip = True, True, "", ""
+        self.value, self.minimum, self.maximum = 0.0, 0.0, 99.0
+        self.currentIndex, self.currentPath = -1, ""
+        self.items: list = []
+        self.blocked = False
+        self.connections: dict = {}
+
+    def setVisible(self, visible: bool) -> None:
+        self.visible = bool(visible)
+
+    def blockSignals(self, block: bool) -> None:
+        self.blocked = bool(block)
+
+    def clear(self) -> None:
+        self.items, self.currentIndex = [], -1
+
+    def addItem(self, text: str, data=None) -> None:
+        self.items.append(text)
+        self.currentIndex = max(self.currentIndex, 0)
+
+    def setItemData(self, index: int, value, role) -> None:
+        assert 0 <= index < len(self.items)
+
+    def connect(self, signal: str, slot) -> None:
+        self.connections.setdefault(signal, []).append(slot)
+
+    def setMRMLScene(self, scene) -> None:
+        self.scene = scene
+
+    @property
+    def count(self) -> int:
+        return len(self.items)
+
+
+class _UIWidget(QtWidget):
+    def __init__(self, path: str) -> None:
+        import xml.etree.ElementTree as ET
+
+        super().__init__("ui")
+        names = [w.get("name") for w in ET.parse(path).getroot().iter("widget")]
+        self.children = {name: QtWidget(name) for name in names}
+
+
+def loadUI(path: str):
+    if not os.path.isfile(path):
+        raise RuntimeError(f"Could not load UI file {path}")
+    return _UIWidget(path)
+
+
+def childWidgetVariables(widget):
+    return types.SimpleNamespace(**widget.children)
+
+
+observed: list = []  # (object, event, method) of every observer, so that a parameter node can notify
 
 
 class _VTKObservationMixin:
@@ -320,11 +497,14 @@ class _VTKObservationMixin:
 
     def addObserver(self, obj, event, method) -> None:
         self.observations.append((obj, event, method))
+        observed.append((obj, event, method))
 
     def removeObserver(self, obj, event, method) -> None:
         self.observations = [o for o in self.observations if o != (obj, event, method)]
+        observed[:] = [o for o in observed if o != (obj, event, method)]
 
     def removeObservers(self) -> None:
+        observed[:] = [o for o in observed if o not in self.observations]
         self.observations.clear()
 
 
@@ -343,11 +523,12 @@ def tryWithErrorDisplay(message=None, show=True, waitCursor=False):
 
 
 class _QTimer:
-    """``qt.QTimer``: the tests call the connected slot themselves."""
+    """``qt.QTimer``: fires its slots on ``slicer.app.processEvents()`` while active."""
 
     def __init__(self) -> None:
         self.active = False
         self.slots: list = []
+        timers.append(self)
 
     def setInterval(self, msec: int) -> None:
         self.interval = msec
@@ -365,6 +546,36 @@ class _QTimer:
 class _ScriptedLoadableModuleLogic:
     def __init__(self, parent=None) -> None:
         self.moduleName = self.__class__.__name__.removesuffix("Logic")
+        self._parameter_node = None
+
+    def getParameterNode(self):
+        if self._parameter_node is None:
+            self._parameter_node = types.SimpleNamespace(moduleName=self.moduleName)
+        return self._parameter_node
+
+
+def _parameter_node_wrapper(cls):
+    """``parameterNodeWrapper``: instances hold the annotated defaults (nodes: None); setting a parameter invokes
+    the ModifiedEvent observers (as the wrapped vtkMRMLScriptedModuleNode does)."""
+    names = tuple(getattr(cls, "__annotations__", {}))
+
+    def __init__(self, node) -> None:
+        object.__setattr__(self, "node", node)
+        for name in names:
+            object.__setattr__(self, name, getattr(cls, name, None))
+
+    def __setattr__(self, name, value) -> None:
+        object.__setattr__(self, name, value)
+        if name in names:
+            for obj, event, method in list(observed):
+                if obj is self and event == vtk.vtkCommand.ModifiedEvent:
+                    method(self, event)
+
+    cls.__init__ = __init__
+    cls.__setattr__ = __setattr__
+    cls.connectGui = lambda self, ui: "gui-tag"
+    cls.disconnectGui = lambda self, tag: None
+    return cls
 
 
 class _ScriptedLoadableModuleTest(unittest.TestCase):
@@ -383,12 +594,15 @@ def install(monkeypatch) -> types.ModuleType:
     scene.Clear()
     shown.clear()
     errors.clear()
+    timers.clear()
+    observed.clear()
     slicer = types.ModuleType("slicer")
     slicer.__doc__ = "STAND-IN for 3D Slicer's Python API (tests/slicer/slicer_standin.py)"
     util = types.ModuleType("slicer.util")
     for function in (
         arrayFromVolume, updateVolumeFromArray, arrayFromVTKMatrix, vtkMatrixFromArray, addVolumeFromArray,
-        launchConsoleProcess, setSliceViewerLayers, tryWithErrorDisplay,
+        launchConsoleProcess, setSliceViewerLayers, tryWithErrorDisplay, getNodesByClass, loadUI,
+        childWidgetVariables,
     ):  # fmt: skip
         setattr(util, function.__name__, function)
     util.VTKObservationMixin = _VTKObservationMixin
@@ -400,7 +614,7 @@ def install(monkeypatch) -> types.ModuleType:
     slm.ScriptedLoadableModuleLogic = _ScriptedLoadableModuleLogic
     slm.ScriptedLoadableModuleTest = _ScriptedLoadableModuleTest
     pnw = types.ModuleType("slicer.parameterNodeWrapper")
-    pnw.parameterNodeWrapper = lambda cls: cls
+    pnw.parameterNodeWrapper = _parameter_node_wrapper
     pnw.WithinRange = pnw.Choice = _Validator
     i18n = types.ModuleType("slicer.i18n")
     i18n.tr = lambda text: text
@@ -410,6 +624,7 @@ def install(monkeypatch) -> types.ModuleType:
     slicer.vtkMRMLMarkupsROINode = StandInMarkupsROINode
     slicer.vtkMRMLTableNode = StandInTableNode
     slicer.vtkMRMLVolumeNode = StandInScalarVolumeNode
+    slicer.vtkMRMLLabelMapVolumeNode = StandInLabelMapVolumeNode
     qt = types.ModuleType("qt")
     qt.QTimer = _QTimer
     qt.Qt = types.SimpleNamespace(ToolTipRole=3)

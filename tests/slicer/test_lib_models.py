@@ -1,25 +1,33 @@
-"""The model menu from the registry, worker arguments, the demo CT, dependency installation (SuperResolutionLib)."""
+"""The model menu from the registry (read without torch), worker arguments, the demo CT (SuperResolutionLib.models)."""
 
 from __future__ import annotations
 
 import hashlib
-import shlex
+import subprocess
 import sys
-import types
 
 import pytest
-from rmisr_monai.weights import read_registry
-from SuperResolutionLib import dependencies
+from rmisr_monai.weights import is_shipped, read_registry
 from SuperResolutionLib.models import (
     BICUBIC,
     CHECKPOINT,
     SAMPLE_SHA256,
     model_choices,
+    registry_entries,
     sample_ct_path,
     worker_model_arguments,
 )
 
 from tests.slicer.conftest import MODULE_DIR
+
+
+def test_registry_entries_are_the_loaders_shipped_entries_read_without_torch():
+    assert registry_entries() == [e for e in read_registry() if is_shipped(e) and "file" in e]
+    code = (
+        f"import sys; sys.path.insert(0, {str(MODULE_DIR)!r}); from SuperResolutionLib.models import registry_entries;"
+        "assert registry_entries(); assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_shipped_registry_becomes_one_item_per_network_and_modality():
@@ -66,62 +74,6 @@ def test_demo_ct_is_found_and_its_checksum_is_the_registered_one():
     path = sample_ct_path()
     assert path is not None and path.name == "ct_demo_abdomen_int16.nii.gz"
     assert hashlib.sha256(path.read_bytes()).hexdigest() == SAMPLE_SHA256
-
-
-def test_package_requirements_come_from_the_metadata_without_torch_or_extras():
-    import importlib.metadata
-
-    declared = importlib.metadata.requires("rmisr-monai")
-    kept = dependencies.package_requirements()
-    assert kept == [r for r in declared if not r.startswith("torch") and "extra" not in r]
-    assert any(r.startswith("monai") for r in kept) and not any(r.startswith(("torch", "pytest")) for r in kept)
-    assert dependencies.read_requirements(MODULE_DIR / "Resources" / "requirements.txt") == ["psutil>=5.9"]
-
-
-def _fake_torch_utils(monkeypatch, installed: bool):
-    calls = []
-
-    class Logic:
-        def torchInstalled(self):
-            return installed or bool(calls)
-
-        def installTorch(self, askConfirmation=False, torchVersionRequirement=None):
-            calls.append(torchVersionRequirement)
-
-    monkeypatch.setitem(sys.modules, "PyTorchUtils", types.SimpleNamespace(PyTorchUtilsLogic=Logic))
-    return calls
-
-
-def test_install_asks_first_and_installs_torch_then_rmisr_monai_without_deps(monkeypatch):
-    missing = {"torch", "rmisr_monai", "psutil"}
-    monkeypatch.setattr(dependencies.importlib.util, "find_spec", lambda name: None if name in missing else object())
-    declared = ["monai>=1.6.1,<1.7", 'x>=1; python_version < "4"']
-    monkeypatch.setattr(dependencies, "package_requirements", lambda: declared)
-    torch_calls = _fake_torch_utils(monkeypatch, installed=False)
-    pip = []
-
-    def pip_install(arguments):
-        pip.append(arguments)
-        missing.clear()  # the second pip call installs the rest
-
-    requirements = MODULE_DIR / "Resources/requirements.txt"
-    assert not dependencies.install_dependencies(lambda q: False, pip_install, requirements)
-    assert pip == [] and torch_calls == []  # declined: nothing touched
-    questions = []
-    assert dependencies.install_dependencies(
-        lambda q: questions.append(q) or True, pip_install, MODULE_DIR / "Resources/requirements.txt", "/src/rmisr"
-    )
-    assert "PyTorch, rmisr-monai, psutil" in questions[0]
-    assert torch_calls == [dependencies.TORCH_REQUIREMENT]
-    assert pip[0] == "--no-deps /src/rmisr"
-    assert shlex.split(pip[1]) == ["monai>=1.6.1,<1.7", 'x>=1; python_version < "4"', "psutil>=5.9"]
-
-
-def test_install_without_the_pytorch_extension_says_so(monkeypatch):
-    monkeypatch.setattr(dependencies.importlib.util, "find_spec", lambda name: None)
-    monkeypatch.setitem(sys.modules, "PyTorchUtils", None)  # import fails
-    with pytest.raises(RuntimeError, match="needs the PyTorch extension"):
-        dependencies.install_dependencies(lambda q: True, lambda a: None, MODULE_DIR / "Resources/requirements.txt")
 
 
 def test_a_second_entry_for_a_scale_is_its_own_item_and_the_first_stays_the_default():

@@ -1,8 +1,11 @@
-"""The module's Widget under the Slicer stand-in: model menu, scale controls, Apply with progress, Cancel, errors.
+"""The module's Widget under the Slicer stand-in: setup(), model menu, scale controls, Apply with progress driven by
+the timer, Cancel, errors.
 
-The widgets of the .ui file are replaced by the small Qt stand-ins below (the names come from the .ui file, checked
-in test_extension_files.py), and the worker by a fast fake that answers on the line protocol, so these tests check
-the Widget's own logic; the real worker runs in test_logic.py.
+Stand-in pieces (tests/slicer/slicer_standin.py; slicer-core has no Qt): the widgets of the .ui file (``loadUI``
+builds one per named widget; the names are checked against the .ui in test_extension_files.py), the QTimer (fired
+by ``slicer.app.processEvents()``), the parameter node wrapper and the MRML scene; the worker is a fast fake that
+answers on the line protocol, so these tests check the Widget's own logic. The real worker runs in test_logic.py
+and, on real MRML nodes, in test_real_mrml.py.
 """
 
 from __future__ import annotations
@@ -10,11 +13,12 @@ from __future__ import annotations
 import sys
 import time
 import types
-import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.slicer.conftest import MODULE_DIR, bright_volume, oblique_ijk_to_ras
+import numpy as np
+
+from tests.slicer.conftest import bright_volume, oblique_ijk_to_ras
 
 FAKE_WORKER = f"""#!{sys.executable}
 import json, shutil, sys
@@ -30,55 +34,9 @@ shutil.copy(value("--input"), value("--output"))
 report = {{"shape_in": [12, 14, 6], "shape_out": [12, 14, 6], "data_range": 3000.0,
           "back_projection_psnr": None, "back_projection_mae": 0.0}}
 open(value("--quality"), "w").write(json.dumps(report))
-say(kind="done", output=value("--output"), quality=value("--quality"))
+say(kind="done", output=value("--output"), quality=value("--quality"), model="bicubic", device="CPU",
+    precision="fp32", seconds=0.25)
 """
-
-
-class Widget:
-    """A Qt widget stand-in: the properties and calls the module uses."""
-
-    def __init__(self) -> None:
-        self.enabled, self.visible, self.text, self.toolTip = True, True, "", ""
-        self.value, self.minimum, self.maximum = 0.0, 0.0, 99.0
-        self.currentIndex, self.currentPath = -1, ""
-        self.items: list = []
-        self.blocked = False
-
-    def setVisible(self, visible: bool) -> None:
-        self.visible = bool(visible)
-
-    def blockSignals(self, block: bool) -> None:
-        self.blocked = bool(block)
-
-    def clear(self) -> None:
-        self.items, self.currentIndex = [], -1
-
-    def addItem(self, text: str, data=None) -> None:
-        self.items.append(text)
-        self.currentIndex = max(self.currentIndex, 0)
-
-    def setItemData(self, index: int, value, role) -> None:
-        assert 0 <= index < len(self.items)
-
-    def connect(self, signal: str, slot) -> None:
-        pass
-
-    @property
-    def count(self) -> int:
-        return len(self.items)
-
-
-def _ui():
-    names = [w.get("name") for w in ET.parse(MODULE_DIR / "Resources/UI/SuperResolution.ui").getroot().iter("widget")]
-    return types.SimpleNamespace(**{name: Widget() for name in names})
-
-
-def _parameters(node):
-    fields = dict(inputVolume=node, outputVolume=None, roi=None, referenceVolume=None, qualityTable=None,
-                  model="bicubic", scale=2.0, mode="axial", thickAxis="auto", device="cpu", selfEnsemble="model",
-                  checkpointPath="",
-                  computeQuality=True)
-    return types.SimpleNamespace(**fields, connectGui=lambda ui: "tag", disconnectGui=lambda tag: None)
 
 
 @pytest.fixture
@@ -88,23 +46,25 @@ def widget(slicer, tmp_path):
     fake = tmp_path / "PythonSlicer"
     fake.write_text(FAKE_WORKER)
     fake.chmod(0o755)
+    labels = slicer.util.addVolumeFromArray(np.ones((6, 14, 12), np.uint8), nodeClassName="vtkMRMLLabelMapVolumeNode")
     node = slicer.util.addVolumeFromArray(bright_volume(), oblique_ijk_to_ras(), name="CT")
     node.CreateDefaultDisplayNodes()
     w = SuperResolution.SuperResolutionWidget()
-    w.ui = _ui()
-    w.ui.progressBar.visible = w.ui.cancelButton.visible = False  # as setup() leaves them
-    w.logic = SuperResolution.SuperResolutionLogic()
+    w.setup()
+    assert w._parameterNode.inputVolume is node and labels.IsA("vtkMRMLScalarVolumeNode")  # not the labelmap
+    assert not w.ui.progressBar.visible and not w.ui.cancelButton.visible
     w.logic.pythonExecutable = str(fake)
-    w._parameterNode = _parameters(node)
-    w.refreshModels()
+    w._parameterNode.device = "cpu"
     return w
 
 
 def _run_until_done(widget, seconds=30.0):
+    import slicer
+
     deadline = time.monotonic() + seconds
     values = []
     while widget._job is not None and time.monotonic() < deadline:
-        widget.onPoll()
+        slicer.app.processEvents()  # the event loop: the timer polls the worker
         values.append(widget.ui.progressBar.value)
         time.sleep(0.02)
     assert widget._job is None, "the fake worker did not finish"
@@ -144,7 +104,7 @@ def test_apply_shows_progress_and_puts_the_result_in_the_scene(widget, slicer):
     assert max(values) == 100 and values == sorted(values)
     p = widget._parameterNode
     assert p.outputVolume in slicer.mrmlScene.nodes and p.qualityTable in slicer.mrmlScene.nodes
-    assert widget.ui.statusLabel.text == f"Done: {p.outputVolume.GetName()}"
+    assert widget.ui.statusLabel.text == f"Done: {p.outputVolume.GetName()} (bicubic on CPU, fp32, 0.2 s)"
     assert not widget.ui.progressBar.visible and not widget.ui.cancelButton.visible and widget.ui.applyButton.enabled
     assert not widget._timer.active and slicer.util.errors == []
 
@@ -196,3 +156,57 @@ def test_apply_refuses_an_impossible_choice_in_words(widget, slicer):
     assert slicer.util.errors[0].startswith(start)
     assert widget._job is None and not widget.ui.progressBar.visible
 
+
+
+class BrokenTorch(types.ModuleType):
+    """A torch whose CUDA libraries fail to load: any use raises OSError (not ImportError)."""
+
+    def __getattr__(self, name):
+        raise OSError("libcudart.so.12: cannot open shared object file")
+
+
+def test_setup_and_the_model_menu_do_not_touch_torch(slicer, monkeypatch):
+    import SuperResolution
+
+    monkeypatch.setitem(sys.modules, "torch", BrokenTorch("torch"))
+    slicer.util.addVolumeFromArray(bright_volume(), name="CT")
+    w = SuperResolution.SuperResolutionWidget()
+    w.setup()  # no OSError: neither setup() nor refreshModels() uses torch
+    assert "RMISR-BL CT (x2, x3, x4)" in w.ui.modelComboBox.items and w.ui.applyButton.enabled
+
+
+def test_selectors_offer_one_way_to_create_a_node():
+    import xml.etree.ElementTree as ET
+
+    from tests.slicer.conftest import MODULE_DIR
+
+    root = ET.parse(MODULE_DIR / "Resources/UI/SuperResolution.ui").getroot()
+    for combo in root.iter("widget"):
+        if combo.get("class") != "qMRMLNodeComboBox":
+            continue
+        props = {p.get("name"): p for p in combo.findall("property")}
+        add = props.get("addEnabled") is not None and props["addEnabled"].find("bool").text == "true"
+        creates = props.get("noneDisplay") is not None and "create" in props["noneDisplay"].find("string").text.lower()
+        assert not (add and creates), combo.get("name")  # two "Create new ..." entries
+
+
+def test_apply_without_packages_asks_without_a_wait_cursor(widget, slicer, monkeypatch):
+    from SuperResolutionLib import dependencies
+
+    cursors = []
+    real = slicer.util.tryWithErrorDisplay
+
+    def recording(message=None, show=True, waitCursor=False):
+        cursors.append(waitCursor)
+        return real(message, show, waitCursor)
+
+    monkeypatch.setattr(slicer.util, "tryWithErrorDisplay", recording)
+    monkeypatch.setattr(dependencies, "missing_packages", lambda *a: ["monai >=1.6.1,<1.7"])
+    monkeypatch.setattr(slicer.app, "testingEnabled", lambda: False, raising=False)
+    pip = []
+    monkeypatch.setattr(slicer.util, "pip_install", pip.append, raising=False)
+    asked = []
+    monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", lambda q: asked.append(cursors[:]) or False, raising=False)
+    widget.onApplyButton()
+    assert asked == [[False]]  # the question came with no wait cursor on
+    assert widget._job is None and "Not started" in widget.ui.statusLabel.text and pip == []

@@ -2,8 +2,9 @@
 
 :func:`start_job` copies the input (or its ROI) to a temporary ``.mha`` (exact geometry), chooses the engine axis
 from the mode and starts the worker; :meth:`UpscaleJob.finish` reads the result back into the output node (created
-only now, so a cancelled or failed run leaves no node behind), copies the input's display settings, fills the
-quality table and removes the temporary folder; :meth:`UpscaleJob.cancel` kills the worker and removes the folder.
+only now, so a cancelled or failed run leaves no node behind), puts it under the input's parent transform (so it
+is shown where the input is), copies the input's display settings, fills the quality table and removes the
+temporary folder; :attr:`UpscaleJob.summary` then says what ran (model, device, precision, seconds); :meth:`UpscaleJob.cancel` kills the worker and removes the folder.
 The input node is only read.
 """
 
@@ -61,6 +62,14 @@ class UpscaleJob:
     output_name: str
     quality: bool = True
     closed: bool = field(default=False)
+    summary: dict = field(default_factory=dict)
+
+    def summary_text(self) -> str:
+        """``"bicubic on CPU, fp32, 1.2 s"`` for a finished run (empty before)."""
+        s = self.summary
+        if not s:
+            return ""
+        return f"{s.get('model', '?')} on {s.get('device', '?')}, {s.get('precision', '?')}, {s.get('seconds', 0):.1f} s"
 
     def finish(self, show: bool = True):
         """Read the finished result into the output node (a new one unless one was given) and the quality table.
@@ -89,11 +98,14 @@ class UpscaleJob:
                 table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", f"{self.output_name} quality")
                 created.append(table)
             nodes.update_node_from_volume(node, result)
+            # the result's geometry is that of the input's voxels: under the same parent transform it sits on them
+            node.SetAndObserveTransformNodeID(self.input_node.GetTransformNodeID())
             nodes.copy_display(self.input_node, node)
             if report is not None:
                 nodes.fill_table(table, TABLE_COLUMNS, table_rows(report))
             if show:
                 slicer.util.setSliceViewerLayers(background=node, fit=True)
+            self.summary = {k: done.fields[k] for k in ("model", "device", "precision", "seconds") if k in done.fields}
             return node, table
         except BaseException:
             for partial in created:  # no half-made node stays in the scene

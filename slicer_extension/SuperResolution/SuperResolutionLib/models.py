@@ -10,6 +10,7 @@ worker when it loads it (the engine refuses a scale the network cannot do, in wo
 from __future__ import annotations
 
 import importlib.util
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,8 @@ __all__ = [
     "SAMPLE_FILE",
     "SAMPLE_SHA256",
     "sample_ct_path",
+    "engine_dir",
+    "registry_entries",
 ]
 
 BICUBIC = "bicubic"
@@ -162,12 +165,39 @@ def worker_model_arguments(choice: ModelChoice, scale: float, checkpoint: str = 
     return ["--model", next(name for s, name in choice.names.items() if abs(s - scale) < 1e-9)]
 
 
-def sample_ct_path() -> Path | None:
-    """The shipped demo CT: in the installed rmisr_monai package, else in the source tree this extension sits in;
-    ``None`` when neither exists. Locating the package does not import it (no torch at Slicer start-up)."""
-    candidates = []
+# the engine inside the module folder (slicer_extension/package.py, the CMake install rule)
+PACKAGED_ENGINE = Path(__file__).resolve().parents[1] / "rmisr_monai"
+
+
+def engine_dir() -> Path | None:
+    """The ``rmisr_monai`` folder the module uses: the one packaged in the module folder, else an importable one
+    (a source checkout's, for development); ``None`` when there is none. Nothing is imported (no torch)."""
+    if (PACKAGED_ENGINE / "__init__.py").is_file():
+        return PACKAGED_ENGINE
     spec = importlib.util.find_spec("rmisr_monai")
     if spec is not None and spec.submodule_search_locations:
-        candidates += [Path(p) / "sample" / SAMPLE_FILE for p in spec.submodule_search_locations]
-    candidates.append(Path(__file__).resolve().parents[3] / "rmisr_monai" / "sample" / SAMPLE_FILE)
-    return next((p for p in candidates if p.is_file()), None)
+        return Path(next(iter(spec.submodule_search_locations)))
+    return None
+
+
+def registry_entries() -> list[dict[str, Any]]:
+    """The shipped entries (``"status": "current"``, file present) of the engine's ``weights/registry.json``, read as
+    JSON (the weights loader imports torch; the model menu must not); empty without an engine or registry."""
+    engine = engine_dir()
+    path = None if engine is None else engine / "weights" / "registry.json"
+    if path is None or not path.is_file():
+        return []
+    data = json.loads(path.read_text(encoding="utf-8"))
+    models = data.get("models", []) if isinstance(data, dict) else data
+    return [
+        entry
+        for entry in models
+        if entry.get("status", "current") == "current" and "file" in entry and (path.parent / entry["file"]).is_file()
+    ]
+
+
+def sample_ct_path() -> Path | None:
+    """The shipped demo CT (``rmisr_monai/sample``) of :func:`engine_dir`; ``None`` when absent."""
+    engine = engine_dir()
+    path = None if engine is None else engine / "sample" / SAMPLE_FILE
+    return path if path is not None and path.is_file() else None

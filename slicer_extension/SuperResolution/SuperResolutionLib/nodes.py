@@ -19,6 +19,8 @@ __all__ = ["volume_from_node", "update_node_from_volume", "copy_display", "fill_
 
 # voxel types the rmisr_monai writers take; other types (int64...) travel as float64, exact up to 2**53
 _FALLBACK_DTYPE = np.float64
+# numpy types Slicer's updateVolumeFromArray refuses (VTK "long long": not rendered correctly)
+_REFUSED_BY_SLICER = (np.dtype(np.int64), np.dtype(np.uint64))
 
 
 def ijk_to_ras_of(node) -> np.ndarray:
@@ -48,6 +50,11 @@ def volume_from_node(node, roi=None):
 
     if node is None or node.GetImageData() is None:
         raise ValueError("select an input volume that holds an image")
+    if node.IsA("vtkMRMLLabelMapVolumeNode"):
+        raise ValueError("the input is a labelmap (segment labels); super-resolution upscales images: pick a volume")
+    components = node.GetImageData().GetNumberOfScalarComponents()
+    if components != 1:
+        raise ValueError(f"the input has {components} values per voxel; super-resolution takes one (a scalar volume)")
     kji = slicer.util.arrayFromVolume(node)
     if kji.ndim != 3:
         raise ValueError(f"the input must be a 3D scalar volume, its voxel array has shape {kji.shape}")
@@ -78,7 +85,10 @@ def update_node_from_volume(node, volume) -> None:
     """Put a ``Volume``'s voxels and geometry into a scalar volume node (its previous content is replaced)."""
     from SuperResolutionLib.geometry import ijk_to_ras_from_geometry, kji_from_ijk
 
-    slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(kji_from_ijk(volume.array)))
+    array = kji_from_ijk(volume.array)
+    if array.dtype in _REFUSED_BY_SLICER:  # read back as int64 from some formats: float64 is exact to 2**53
+        array = array.astype(_FALLBACK_DTYPE)
+    slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(array))
     node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(ijk_to_ras_from_geometry(volume.geometry)))
 
 

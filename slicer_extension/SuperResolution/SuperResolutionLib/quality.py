@@ -136,4 +136,8 @@ def table_rows(report: dict[str, Any]) -> list[tuple[str, str, str]]:
         )
     if "seconds" in report:
         rows.append(("Time", f"{report['seconds']:.1f} s", "reading, super-resolution, writing and scoring"))
+    if "device" in report:
+        rows.append(("Device", str(report["device"]), "where the network ran (GPU name or CPU)"))
+    if "precision" in report:
+        rows.append(("Precision", str(report["precision"]), "arithmetic of the network call (fp32, bf16 or fp16)"))
     return rows
