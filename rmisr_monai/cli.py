@@ -14,16 +14,21 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from rmisr_monai.core.options import RunOptions
 from rmisr_monai.errors import ConfigurationError, RmisrError
 
-__all__ = ["main", "build_parser", "SAMPLE_PATH", "EXIT_ERROR", "EXIT_OS_ERROR", "EXIT_INTERRUPTED"]
+__all__ = ["main", "build_parser", "SAMPLE_PATH", "EXIT_ERROR", "EXIT_OS_ERROR", "EXIT_INTERRUPTED", "RUN_FIELDS"]
 
 SAMPLE_PATH = Path(__file__).resolve().parent / "sample" / "ct_demo_abdomen_int16.nii.gz"
 EXIT_ERROR = 2  # bad input, option or weights (argparse uses 2 for bad usage too)
 EXIT_OS_ERROR = 1  # the system refused (permissions, disk full...)
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 THIRD_PARTY_LOGGERS = ("pydicom", "nibabel", "nibabel.global")
-DTYPES = ("int16", "uint16", "int32", "uint32", "int8", "uint8", "float32", "float64")  # io.write.OUTPUT_DTYPES
+# the RunOptions fields every command that runs a network takes (scale, axis, model, weights are per command)
+RUN_FIELDS = (
+    "device", "precision", "batch", "tile", "tile_overlap", "self_ensemble", "memory_limit", "adapt", "seed",
+    "allow_extrapolation",
+)
 
 
 _DESCRIPTION = """\
@@ -108,23 +113,6 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def _scale(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not (value > 0 and value < float("inf")):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse with usage errors as one line ``rmisr: error: ...`` (exit 2) like every other error."""
 
@@ -133,56 +121,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    from rmisr_monai.inference.engine import DEFAULT_TILE_OVERLAP
-    from rmisr_monai.inference.ensemble import SELF_ENSEMBLE_SIZES
-
-    p.add_argument(
-        "--device",
-        default="auto",
-        choices=("auto", "cpu", "cuda"),
-        help="where the network runs: auto = CUDA when available, else CPU (default: auto)",
-    )
-    p.add_argument(
-        "--tile",
-        type=_positive_int,
-        default=None,
-        metavar="N",
-        help="process large slices in N x N input-pixel windows (default: whole slices when they fit the memory "
-        "budget, else the largest tile that does). "
-        "On CUDA out-of-memory the tile is halved automatically, then the CPU is used",
-    )
-    p.add_argument(
-        "--tile-overlap",
-        type=_non_negative_int,
-        default=DEFAULT_TILE_OVERLAP,
-        metavar="N",
-        help=f"input pixels of context around each window (default: {DEFAULT_TILE_OVERLAP}); windows equal the "
-        "untiled result when N covers the network's receptive radius",
-    )
-    p.add_argument(
-        "--batch",
-        type=_positive_int,
-        default=None,
-        metavar="N",
-        help="slices per network call (default: with the tile, from the memory budget 1.5 x (input + output) + 1 GiB)",
-    )
-    p.add_argument(
-        "--precision",
-        default="auto",
-        choices=("auto", "fp32"),
-        help="network arithmetic: fp32 = the reference; auto = float16 on CUDA, bfloat16 on CPUs with native bf16 "
-        "(AMX / AVX512-BF16) except for CT, else fp32 (default: auto)",
-    )
-    p.add_argument(
-        "--self-ensemble",
-        type=int,
-        default=None,
-        choices=SELF_ENSEMBLE_SIZES,
-        metavar="N",
-        help="average the network over N flipped/rotated copies of each slice: 1 (off), 2, 4 or 8, N times the work; "
-        "4 adds about 0.13 dB, 8 about 0.15 (EDSR+ style geometric self-ensemble). Default: the model's recipe "
-        "(`rmisr_monai/weights/registry.json`: 4 for the x3/x4 defaults; 1 for other weights)",
-    )
+    """The run options (:class:`~rmisr_monai.core.options.RunOptions`, help from its fields) and the command's
+    own ``--overwrite`` and ``--quiet``."""
+    RunOptions.add_arguments(p, RUN_FIELDS)
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists (default: refuse)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no messages, only errors")
 
@@ -190,7 +131,6 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The ``rmisr`` argument parser (sub-commands ``upscale``, ``info``, ``demo``)."""
     from rmisr_monai import __version__
-    from rmisr_monai.networks import NETWORK_NAMES
 
     parser = _Parser(
         prog="rmisr",
@@ -220,33 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the result; its extension picks the format (.nii.gz, .nii, .nrrd, .nhdr, .mha), a folder for DICOM; "
         "the output folder for many volumes",
     )
-    up.add_argument("--scale", type=_scale, required=True, metavar="S", help="upscaling factor, e.g. 2, 3, 1.5")
-    up.add_argument(
-        "--model",
-        metavar="NAME",
-        default=None,
-        help="a shipped model name (weights/registry.json) or a network name; 'bicubic', 'bilinear' and "
-        "'nearest' need no weights, the learned networks need --weights. "
-        f"Network names: {', '.join(NETWORK_NAMES)}. Default: the shipped model for the scale and modality",
-    )
-    up.add_argument(
-        "--weights",
-        metavar="PATH",
-        default=None,
-        help="a checkpoint (.pt, rmisr-monai format, read weights-only) to use instead of the shipped model",
-    )
-    up.add_argument(
-        "--axis",
-        default="z",
-        choices=("x", "y", "z", "0", "1", "2"),
-        help="index axis (x=i=0, y=j=1, z=k=2 of the image array): the slice axis in-plane, the thick axis "
-        "with --through-plane (default: z)",
-    )
-    up.add_argument(
-        "--through-plane",
-        action="store_true",
-        help="upscale only --axis (thick slices) with an arbitrary-scale network, instead of each slice in-plane",
-    )
+    RunOptions.add_arguments(up, ("scale", "model", "weights", "axis", "through_plane"), scale={"required": True})
     up.add_argument("--series-uid", metavar="UID", default=None, help="DICOM folder with several series: pick one")
     up.add_argument("--stack", metavar="N", default=None, help=_STACK_HELP)
     up.add_argument(
@@ -264,12 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder or CSV mode: suffix of the outputs, e.g. .nii.gz (default: the input's; a DICOM series gives a "
         "DICOM folder)",
     )
-    up.add_argument(
-        "--dtype",
-        choices=DTYPES,
-        default=None,
-        help="voxel type of OUTPUT (default: the input's type; integers are rounded and clipped to the type)",
-    )
+    RunOptions.add_arguments(up, ("out_dtype",))
     _add_run_options(up)
 
     info = sub.add_parser(
@@ -291,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ev.add_argument("input", metavar="HR", help="a high-resolution scan: an image file or a DICOM series folder")
-    ev.add_argument("--scale", type=_scale, default=2.0, metavar="S", help="SR factor to test (default: 2)")
+    RunOptions.add_arguments(ev, ("scale",), scale={"help": "SR factor to test (default: 2)"})
     ev.add_argument(
         "--model",
         metavar="NAME",
@@ -301,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Default: the shipped model for the scale and modality, if any",
     )
     ev.add_argument("--weights", metavar="PATH", action="append", default=[], help="a checkpoint to score (repeatable)")
-    ev.add_argument("--axis", default="z", choices=("x", "y", "z", "0", "1", "2"), help="slice axis (default: z)")
+    RunOptions.add_arguments(ev, ("axis",), axis={"help": "slice axis (default: z)"})
     ev.add_argument(
         "--max-slices", type=_positive_int, default=None, metavar="N", help="score N evenly spaced slices (default: all)"
     )
@@ -328,34 +237,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _upscaler(args: argparse.Namespace, **overrides):
-    """The :class:`~rmisr_monai.inference.batch.BatchUpscaler` of the options (the engine's run options)."""
+def _upscaler(args: argparse.Namespace, **changes):
+    """The :class:`~rmisr_monai.inference.batch.BatchUpscaler` of the arguments: their
+    :class:`~rmisr_monai.core.options.RunOptions` (every field the command has) with ``changes``."""
     from rmisr_monai.inference.batch import BatchUpscaler
 
-    options = dict(
-        model=getattr(args, "model", None),
-        weights=getattr(args, "weights", None),
-        scale=getattr(args, "scale", 2.0),
-        axis=getattr(args, "axis", "z"),
-        through_plane=getattr(args, "through_plane", False),
-        device=args.device,
-        tile=args.tile,
-        tile_overlap=args.tile_overlap,
-        batch_size=args.batch,
-        precision=args.precision,
-        ensemble=args.self_ensemble,
-        dtype=getattr(args, "dtype", None),
+    return BatchUpscaler(
+        RunOptions.from_arguments(args, **changes),
         output_ext=getattr(args, "output_ext", None),
         overwrite=args.overwrite,
         progress=not args.quiet,
         resample=getattr(args, "resample", False),
     )
-    return BatchUpscaler(**{**options, **overrides})
+
+
+def _evaluation_options(args: argparse.Namespace) -> dict:
+    """What ``rmisr evaluate`` and ``rmisr demo`` hand to :func:`rmisr_monai.evaluation.evaluate_volume`: every run
+    option of the command except those it sets itself, and the progress bar."""
+    given = RunOptions.from_dict({name: getattr(args, name) for name in RUN_FIELDS}).to_dict()
+    return {**{name: given[name] for name in RUN_FIELDS}, "progress": not args.quiet}
 
 
 def _is_many(path: str) -> bool:
     """A CSV list or a folder of volumes (not a DICOM series folder): see :mod:`rmisr_monai.inference.batch`."""
-    from rmisr_monai.inference.batch import is_dicom_series_folder
+    from rmisr_monai.inference.jobs import is_dicom_series_folder
 
     source = Path(path)
     if source.is_file():
@@ -440,8 +345,7 @@ def _demo(args: argparse.Namespace) -> int:
     for model, seconds, rate, path in rows:
         print(f"  {model:<16} {seconds:7.2f} s  {rate:7.1f} slices/s  -> {path}")
     # what the model does, in a picture with numbers: the sample shrunk x2, upscaled back, scored against itself
-    options = dict(device=args.device, tile=args.tile, tile_overlap=args.tile_overlap, batch_size=args.batch)
-    report = evaluate_volume(volume, 2.0, models=models, progress=not args.quiet, **options)
+    report = evaluate_volume(volume, 2.0, models=models, **_evaluation_options(args))
     paths = write_report(report, out_dir, overwrite=args.overwrite)
     print(format_table(report))
     print(f"figure: {paths['png']} (scores also in {paths['csv'].name}, {paths['json'].name})")
@@ -466,11 +370,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         weights=args.weights,
         axis=args.axis,
         max_slices=args.max_slices,
-        device=args.device,
-        tile=args.tile,
-        tile_overlap=args.tile_overlap,
-        batch_size=args.batch,
-        progress=not args.quiet,
+        **_evaluation_options(args),
     )
     print(format_table(report))
     if args.report is not None:

@@ -37,11 +37,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import logging
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -50,25 +49,32 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from rmisr_monai.core.arrays import cast_to_dtype
+from rmisr_monai.core.axes import resolve_axis, scaled_length
+from rmisr_monai.core.intensity import IntensityNormalization
+from rmisr_monai.core.options import DEFAULT_TILE_OVERLAP, PRECISIONS, RunOptions
+from rmisr_monai.core.runtime import cpu_has_fast_bf16, resolve_device
 from rmisr_monai.errors import ConfigurationError, RmisrError
 from rmisr_monai.inference.allocator import keep_freed_memory
 from rmisr_monai.inference.ensemble import dihedral_transforms, self_ensemble
 from rmisr_monai.inference.tiling import (
-    DEFAULT_TILE_OVERLAP,
+    SKIP_RANGE,
     forward_peak_bytes,
+    global_statistics_layers,
     halved_tile,
+    memory_limit_from_free,
     plan_tiles,
     run_tiled,
-    scaled_length,
+    run_tiled_exact,
     tile_sides,
 )
-from rmisr_monai.io.write import cast_to_dtype
 from rmisr_monai.ops.resize import imresize
-from rmisr_monai.transforms.intensity import IntensityNormalization
 
 __all__ = [
+    "RunOptions",
     "upscale_volume",
     "upscale_array",
+    "run_options",
     "output_spatial_shape",
     "resolve_axis",
     "resolve_device",
@@ -83,8 +89,6 @@ __all__ = [
 
 # outputs larger than this go to an unlinked temporary memmap instead of RAM
 MEMMAP_THRESHOLD_BYTES = 2 << 30
-AXIS_NAMES = {"x": 0, "y": 1, "z": 2, "i": 0, "j": 1, "k": 2}
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 GIB = 1 << 30
 # kept free of the budget for what the probe does not see (oneDNN scratch, Python objects, the progress bar)
@@ -110,32 +114,6 @@ CPU_CALL_PIXELS = 512 * 512
 PROBE_SIDE = 64
 
 logger = logging.getLogger(__name__)
-
-
-def resolve_axis(axis: str | int) -> int:
-    """``"x"|"y"|"z"`` (or ``"i"|"j"|"k"``, or ``0|1|2``, also as strings) -> index axis of the ``(i, j, k)`` array."""
-    if isinstance(axis, str):
-        key = axis.strip().lower()
-        if key in AXIS_NAMES:
-            return AXIS_NAMES[key]
-        if key in ("0", "1", "2"):
-            return int(key)
-    elif isinstance(axis, (int, np.integer)) and not isinstance(axis, bool) and 0 <= int(axis) <= 2:
-        return int(axis)
-    raise ConfigurationError(f"axis must be x, y, z or 0, 1, 2, got {axis!r}")
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available else CPU; ``"cuda"`` without CUDA -> ``ConfigurationError``."""
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ConfigurationError(f"unknown device {device!r}; use auto, cpu or cuda") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigurationError("device 'cuda' requested but CUDA is not available; use --device cpu")
-    return dev
 
 
 def slice_layout(
@@ -184,34 +162,18 @@ def _network_in_channels(net: nn.Module) -> int | None:
     return None
 
 
-@functools.lru_cache(maxsize=1)
-def cpu_has_fast_bf16() -> bool:
-    """Whether the CPU computes bfloat16 natively (AMX-BF16 or AVX512-BF16 in ``/proc/cpuinfo``; ``False`` where it
-    cannot be read). Elsewhere oneDNN emulates bf16 convolutions, far slower than fp32."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.partition(":")[2].split())
-                    return bool(flags & {"amx_bf16", "avx512_bf16"})
-    except OSError:
-        pass
-    return False
-
-
 def resolve_precision(
     precision: str,
     device: torch.device,
     intensity: IntensityNormalization | None = None,
-    amp: bool = True,
     learned: bool = True,
     hounsfield: bool = False,
 ) -> torch.dtype | None:
     """The autocast dtype of the network call, or ``None`` for fp32.
 
     ``"fp32"``: ``None``. ``"bf16"`` / ``"fp16"``: that dtype on any device. ``"auto"``: fp32 for a network without
-    parameters (``learned=False``: the interpolators are references, and cheap); else float16 on CUDA (unless
-    ``amp=False``); bfloat16 on a CPU with native bf16 (:func:`cpu_has_fast_bf16`) unless the input is in
+    parameters (``learned=False``: the interpolators are references, and cheap); else float16 on CUDA; bfloat16 on
+    a CPU with native bf16 (:func:`cpu_has_fast_bf16`) unless the input is in
     Hounsfield units: ``intensity`` is a CT window, or ``hounsfield`` (a CT input under any recipe, e.g. the
     percentile-normalised CT defaults): bf16's 8-bit mantissa gave 22-33 HU maximum errors on CT slices
     (benchmarks/RESULTS.md §7, §13; float16 2.9 HU); fp32 elsewhere.
@@ -223,7 +185,7 @@ def resolve_precision(
     if not learned:
         return None
     if device.type == "cuda":
-        return torch.float16 if amp else None
+        return torch.float16
     in_hounsfield = hounsfield or (intensity is not None and intensity.kind == "ct")
     if device.type == "cpu" and cpu_has_fast_bf16() and not in_hounsfield:
         return torch.bfloat16
@@ -298,17 +260,64 @@ class _Runner:
         self.overlap = overlap
         self.autocast_dtype = autocast_dtype
         self.fell_back = False
+        # CCA/ICCA pool over the whole slice: their windows run with the whole slice's statistics (run_tiled_exact)
+        self.global_layers = global_statistics_layers(net)
+        # constant windows get bicubic (tiling.constant_window_output); only for learned networks whose output has
+        # the input's channels (checked on the first batch, which runs every window)
+        self.skip_range = SKIP_RANGE if any(True for _ in net.parameters()) else None
+        self.channels_kept: bool | None = None
+
+    # kept in float32 under bfloat16 autocast: the first convolution (bf16 would round the image itself to 8
+    # significant bits: ~5 HU of soft tissue in a CT normalised over -2048..542 HU) and the reconstruction after the
+    # body, which carries the global residual (the image's level). The held-out CT x2 crops of test_fast_paths with
+    # the 64-feature default: all bf16 -0.078 dB against fp32 (max 32.9 HU); first and last layers in fp32
+    # +0.001 dB (max 2.9 HU); the attention statistics in fp32 changed nothing. These layers are ~10 % of its MACs.
+    FP32_UNDER_BF16 = ("head", "tail.lr_conv", "tail.out_conv", "fusion", "lr_conv", "upsampler")
+
+    def _context(self) -> contextlib.ExitStack:
+        """Inference mode and the autocast of a network call (bf16: with :attr:`FP32_UNDER_BF16` in float32)."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.inference_mode())
+        if self.autocast_dtype is not None:
+            stack.enter_context(torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype))
+        if self.autocast_dtype == torch.bfloat16:
+            device_type, states = self.device.type, []
+
+            def pre(module: nn.Module, args: tuple) -> tuple:
+                states.append(torch.is_autocast_enabled(device_type))
+                torch.set_autocast_enabled(device_type, False)
+                return tuple(a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args)
+
+            def post(module: nn.Module, args: tuple, output: Any) -> None:
+                torch.set_autocast_enabled(device_type, states.pop())
+
+            for name, module in self.net.named_modules():
+                if name in self.FP32_UNDER_BF16:
+                    stack.callback(module.register_forward_pre_hook(pre).remove)
+                    stack.callback(module.register_forward_hook(post, always_call=True).remove)
+        return stack
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, memory_format=torch.channels_last, non_blocking=True)
-        autocast = (
-            torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
-            if self.autocast_dtype is not None
-            else contextlib.nullcontext()
-        )
-        with torch.inference_mode(), autocast:
+        with self._context():
             y = self_ensemble(self._network, x, self.ensemble, self.scale_arg)
         return y.contiguous()
+
+    def _forward_exact(self, x: torch.Tensor, pair: tuple[float, float], skip: float | None) -> torch.Tensor:
+        """Windows of a network with global statistics, inside the self-ensemble: each transformed copy gets its own
+        whole-slice statistics."""
+
+        def member(t: torch.Tensor, member_pair: tuple[float, float] | None) -> torch.Tensor:
+            def window(w: torch.Tensor) -> torch.Tensor:
+                w = w.to(self.device, memory_format=torch.channels_last, non_blocking=True)
+                return self._network(w, member_pair).float()
+
+            # a fixed-scale network gets no pair (its scale is the same on both axes)
+            pair_t = pair if member_pair is None else member_pair
+            return run_tiled_exact(window, t, pair_t, self.tile, self.overlap, self.global_layers, skip)
+
+        with self._context():
+            return self_ensemble(member, x, self.ensemble, self.scale_arg).contiguous()
 
     def _network(self, x: torch.Tensor, pair: tuple[float, float] | None) -> torch.Tensor:
         y = self.net(x, pair) if self.arbitrary else self.net(x)
@@ -320,7 +329,13 @@ class _Runner:
         h, w = int(x.shape[-2]), int(x.shape[-1])
         while True:
             try:
-                out = run_tiled(self._forward, x, pair, self.tile, self.overlap)
+                skip = self.skip_range if self.channels_kept else None
+                if self.global_layers and self.tile is not None:
+                    out = self._forward_exact(x, pair, skip)
+                else:
+                    out = run_tiled(self._forward, x, pair, self.tile, self.overlap, skip_range=skip)
+                if self.channels_kept is None:
+                    self.channels_kept = out.shape[1] == x.shape[1]
                 return out.cpu()
             except torch.cuda.OutOfMemoryError:
                 if self.device.type == "cuda":
@@ -345,58 +360,66 @@ class _Runner:
                 ) from None
 
 
+def run_options(
+    options: RunOptions | Mapping[str, Any] | None = None, scale: float | None = None, **changes: Any
+) -> RunOptions:
+    """The :class:`RunOptions` of an engine call: ``options`` (a ``RunOptions``, its dict, or ``None`` for the
+    defaults), then ``scale`` and ``changes`` (field names, or the keyword names of earlier releases:
+    ``batch_size`` for ``batch``, ``ensemble`` for ``self_ensemble``)."""
+    if options is None:
+        options = RunOptions()
+    elif isinstance(options, Mapping):
+        options = RunOptions.from_dict(options)
+    elif not isinstance(options, RunOptions):
+        raise ConfigurationError(f"options must be RunOptions, its dict or None, got {type(options).__name__}")
+    for old, new in _RENAMED_OPTIONS.items():
+        if old in changes:
+            changes[new] = changes.pop(old)
+    if scale is not None:
+        changes["scale"] = scale
+    return options.replace(**changes) if changes else options
+
+
+# keyword names of upscale_array before RunOptions, still accepted
+_RENAMED_OPTIONS = {"batch_size": "batch", "ensemble": "self_ensemble"}
+# what reports progress: True / False for a tqdm bar, or a callable progress(done, total) called after each batch
+Progress = bool | Callable[[int, int], None]
+
+
 def upscale_array(
     array: np.ndarray | torch.Tensor,
     network: nn.Module,
-    scale: float,
+    scale: float | None = None,
     *,
-    axis: str | int = "z",
-    through_plane: bool = False,
+    options: RunOptions | Mapping[str, Any] | None = None,
     intensity: IntensityNormalization | Mapping[str, Any] | None = None,
-    device: str | torch.device = "auto",
-    tile: int | None = None,
-    tile_overlap: int = DEFAULT_TILE_OVERLAP,
-    batch_size: int | None = None,
-    amp: bool = True,
-    progress: bool = True,
-    memmap_threshold: int = MEMMAP_THRESHOLD_BYTES,
-    out_dtype: np.dtype | str | None = None,
-    precision: str = "auto",
-    memory_limit: int | None = None,
     modality: str | None = None,
-    ensemble: int = 1,
+    progress: Progress = True,
+    memmap_threshold: int = MEMMAP_THRESHOLD_BYTES,
+    **changes: Any,
 ) -> np.ndarray:
     """Upscale a channel-first volume ``(C, I, J, K)`` (or ``(I, J, K)``) slice by slice; float32 result.
 
     Args:
         array: the volume, numpy or torch (any dtype; the network sees ``float32``).
         network: a 2D SR network (network contract); put in eval mode here. Subpixel networks must be at ``scale``.
-        scale: factor of each upscaled axis (integer or fractional for arbitrary-scale networks).
-        axis: the slice axis (in-plane) or the thick axis (through-plane): ``"x"|"y"|"z"`` or ``0|1|2``.
-        through_plane: upscale only ``axis`` with ``(s, 1.0)`` (arbitrary-scale networks only).
+        scale: factor of each upscaled axis; given, it replaces ``options.scale``.
+        options: the :class:`RunOptions` (or their dict): axis, through-plane, device, precision (``"auto"``:
+            :func:`resolve_precision`), batch and tile (``None``: from the memory budget ``memory_limit``, default
+            :func:`default_memory_limit`; whole slices when one fits), tile overlap, self-ensemble (``None`` here
+            means 1: the model's recipe is applied by :mod:`rmisr_monai.inference.selection`), output dtype (each
+            batch of slices is cast on the way in by :func:`rmisr_monai.core.arrays.cast_to_dtype`, so a volume
+            written as int16 never exists in float32 as a whole). ``model``, ``weights`` and ``adapt`` are for the
+            front ends that choose and adapt the network.
         intensity: the normalisation to ``[0, 1]`` (``IntensityNormalization`` or its dict, e.g. a checkpoint's
             ``"intensity"``); fitted on the whole volume (MR percentiles), applied before the network and undone
             after. ``None``: intensities go to the network as they are (right for the non-learned interpolators).
-        device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``.
-        tile: window side in input pixels for large slices (``None``: whole slices when ``batch_size`` is given, else
-            chosen with the batch from the memory budget: whole slices when one fits).
-        tile_overlap: context pixels kept around each window's core; tiled equals untiled when it covers the
-            network's receptive radius (see :mod:`~rmisr_monai.inference.tiling` for networks with global pooling).
-        batch_size: slices per network call (``None``: from the memory budget, at most ``MAX_AUTO_BATCH``).
-        amp: ``False`` turns off the float16 autocast that ``precision="auto"`` uses on CUDA.
-        progress: show a tqdm progress bar over slices.
-        memmap_threshold: outputs above this many bytes are held in an unlinked temporary memory map.
-        out_dtype: dtype of the result (default ``float32``); each batch of slices is cast on the way in by
-            :func:`rmisr_monai.io.write.cast_to_dtype` (integers: clipped, rounded half to even), so a volume
-            written as int16 never exists in float32 as a whole.
-        precision: ``"auto"`` (default, :func:`resolve_precision`), ``"fp32"`` (the reference path), ``"bf16"`` or
-            ``"fp16"`` (autocast to that dtype on any device).
         modality: the input's modality (``Volume.modality``; :func:`upscale_volume` passes it): ``"CT"`` keeps
             ``"auto"`` off bf16 whatever the intensity recipe (:func:`resolve_precision`).
-        memory_limit: peak resident bytes the automatic batch and tile aim at (default
-            :func:`default_memory_limit` of this input and output).
-        ensemble: geometric self-ensemble, the mean over 1 (off), 2, 4 or 8 flipped and rotated copies of each
-            window (:mod:`rmisr_monai.inference.ensemble`): ``n`` times the network's work.
+        progress: a tqdm progress bar over slices (``True``), none (``False``), or ``progress(done, total)`` called
+            after each batch of slices is stored.
+        memmap_threshold: outputs above this many bytes are held in an unlinked temporary memory map.
+        changes: run options by field name, applied over ``options`` (:func:`run_options`).
 
     Returns:
         Array ``(C', I', J', K')`` (``(I', J', K')`` for a 3D input), ``C'`` the network's output channels.
@@ -404,16 +427,16 @@ def upscale_array(
     Raises:
         ConfigurationError: bad axis/scale/device/tile, or a network that cannot do the requested mode.
     """
-    scale = float(scale)
-    ax = resolve_axis(axis)
-    dtype = np.dtype(np.float32 if out_dtype is None else out_dtype)
-    if batch_size is not None and batch_size < 1:
-        raise ConfigurationError(f"batch_size must be >= 1, got {batch_size}")
-    if tile is not None and tile < 1:
-        raise ConfigurationError(f"tile must be >= 1, got {tile}")
+    options = run_options(options, scale, **changes)
+    scale = options.scale
+    ax = resolve_axis(options.axis)
+    through_plane = options.through_plane
+    tile, batch_size, tile_overlap = options.tile, options.batch, options.tile_overlap
+    ensemble = options.self_ensemble or 1
+    dtype = np.dtype(np.float32 if options.out_dtype is None else options.out_dtype)
     network.eval()
     arbitrary = _check_network(network, scale, through_plane)
-    dev = resolve_device(device)
+    dev = resolve_device(options.device)
     if dev.type == "cpu":
         keep_freed_memory()
     squeeze = array.ndim == 3
@@ -450,7 +473,7 @@ def upscale_array(
     # NHWC: oneDNN (CPU) and cuDNN (CUDA, AMP) convolutions run 2-3x faster than with NCHW (benchmarks/RESULTS.md)
     network.to(dev, memory_format=torch.channels_last)
     learned = any(True for _ in network.parameters())
-    autocast_dtype = resolve_precision(precision, dev, norm, amp, learned, hounsfield=modality == "CT")
+    autocast_dtype = resolve_precision(options.precision, dev, norm, learned, hounsfield=modality == "CT")
     dihedral_transforms(ensemble)  # refuse a bad size before any work
     runner = _Runner(network, scale_arg, arbitrary, dev, tile, int(tile_overlap), autocast_dtype, ensemble)
     n_slices = src.shape[0]
@@ -468,7 +491,7 @@ def upscale_array(
         tile, batch_size = _plan(
             runner, RESIDENT_PER_COUNTED_BYTE * calls * peak / probe[0, 0].numel(), (h, w), channels,
             net_out * calls, pair, dtype,
-            n_slices, vol.nbytes, out_bytes, memory_limit, int(tile_overlap), tile,
+            n_slices, vol.nbytes, out_bytes, options.memory_limit, int(tile_overlap), tile,
         )
         runner.tile = runner.initial_tile = tile
     logger.debug("batches of %d slice(s), tile %s, autocast %s", batch_size, runner.tile, autocast_dtype)
@@ -485,8 +508,8 @@ def upscale_array(
         dst[s0 : s0 + y.shape[0]] = cast_to_dtype(y.numpy(), dtype)
 
     # one writer thread: the inverse normalisation, the cast and the store of a batch overlap the next network call
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rmisr-store") as writer, tqdm(
-        total=n_slices, desc="super-resolution", unit="slice", disable=not progress, leave=False
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rmisr-store") as writer, _SliceProgress(
+        progress, n_slices
     ) as bar:
         pending: Future | None = None
         for s0 in range(0, n_slices, batch_size):
@@ -515,6 +538,28 @@ def upscale_array(
         bar.update(n)
     assert out is not None
     return out[0] if squeeze and out.shape[0] == 1 else out
+
+
+class _SliceProgress:
+    """Slices stored so far, reported to a tqdm bar (``progress`` a bool) or to ``progress(done, total)``."""
+
+    def __init__(self, progress: Progress, total: int) -> None:
+        self.callback = progress if callable(progress) else None
+        self.bar = tqdm(total=total, desc="super-resolution", unit="slice", disable=not progress or
+                        self.callback is not None, leave=False)
+        self.done, self.total = 0, total
+
+    def __enter__(self) -> _SliceProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+
+    def update(self, n: int) -> None:
+        self.done += n
+        self.bar.update(n)
+        if self.callback is not None:
+            self.callback(self.done, self.total)
 
 
 # (network structure, probe shape, scale pair, device, autocast) -> (peak bytes, output channels) of the probe call
@@ -554,12 +599,15 @@ def _plan(
     overlap: int,
     tile: int | None,
 ) -> tuple[int | None, int]:
-    """``(tile, batch)`` from the memory budget: the limit, less the process base (:data:`PROCESS_BASE_BYTES`), the
-    input, the output and a margin. A slice costs ``network`` bytes per input pixel plus the engine's
+    """``(tile, batch)`` from the memory budget: the limit (default: the peak-RSS target :func:`default_memory_limit`
+    raised towards half the free memory, at most 2 GiB above it, :func:`~rmisr_monai.inference.tiling.
+    memory_limit_from_free`: whole slices whenever they fit, since windows of a network with global statistics cost
+    several passes), less the process base (:data:`PROCESS_BASE_BYTES`), the input, the output and a margin. A slice costs ``network`` bytes per input pixel plus the engine's
     buffers (the float32 input and its normalised copy, the stitched float32 output, its restored copy and the
     cast; two batches of output are alive while the writer thread stores one). A given ``tile`` is kept and only
     the batch is chosen (windows of a batch run together)."""
-    limit = default_memory_limit(input_bytes, output_bytes) if memory_limit is None else int(memory_limit)
+    target = default_memory_limit(input_bytes, output_bytes)
+    limit = memory_limit_from_free(target) if memory_limit is None else int(memory_limit)
     budget = limit - PROCESS_BASE_BYTES - input_bytes - output_bytes - MEMORY_MARGIN_BYTES
     area = pair[0] * pair[1]
     engine = channels * 4 * 2 + 2 * out_channels * area * (4 * 2 + dtype.itemsize)
@@ -595,22 +643,48 @@ def _replace_volume(volume, **changes):
     raise TypeError(f"expected an rmisr_monai.io.volume.Volume, got {type(volume).__name__}")
 
 
-def upscale_volume(volume, network: nn.Module, scale: float, **options: Any):
-    """Super-resolve a :class:`~rmisr_monai.io.volume.Volume`; returns a new ``Volume`` (array of ``out_dtype``,
-    default float32; geometry from :func:`~rmisr_monai.io.geometry.rescaled_geometry`; other fields kept).
-    ``network``, ``scale`` and the keyword-only ``options`` (names and defaults) are those of :func:`upscale_array`,
-    which receives them unchanged; pass the dtype that will be written as ``out_dtype`` to keep the peak memory at
-    input + output as stored.
+def upscale_volume(
+    volume,
+    network: nn.Module,
+    scale: float | None = None,
+    *,
+    options: RunOptions | Mapping[str, Any] | None = None,
+    intensity: IntensityNormalization | Mapping[str, Any] | None = None,
+    progress: Progress = True,
+    **changes: Any,
+):
+    """Super-resolve a :class:`~rmisr_monai.io.volume.Volume`; returns a new ``Volume`` (array of
+    ``options.out_dtype``, default float32; geometry from :func:`~rmisr_monai.io.geometry.rescaled_geometry`; other
+    fields kept). Arguments as for :func:`upscale_array`, which gets the volume's modality; pass the dtype that will
+    be written as ``out_dtype`` to keep the peak memory at input + output as stored.
+
+    A 4D volume (time series, echoes, diffusion weightings: ``fourth_axis``) is upscaled 3D volume by 3D volume
+    with the same options (intensity normalisation fitted per 3D volume, as for a 3D input) into one preallocated
+    ``(I', J', K', T)`` array; the fourth axis (its step, unit, offset, values) is kept unchanged and ``progress``
+    counts the slices of all of them.
     """
     from rmisr_monai.io.geometry import rescaled_geometry
 
-    if getattr(volume, "fourth_axis", None) is not None:  # 4D: each 3D volume comes back through here
-        from rmisr_monai.inference.series import upscale_series
+    options = run_options(options, scale, **changes)
+    frames = volume.frames() if getattr(volume, "fourth_axis", None) is not None else [volume]
+    out = None
+    for t, frame in enumerate(frames):
+        report = progress
+        if callable(progress):  # every frame has the same number of slices
 
-        return upscale_series(volume, network, scale, **options)
-    array = volume.array
-    out = upscale_array(array, network, scale, **{"modality": volume.modality, **options})
-    in_shape = tuple(array.shape[-3:])
-    out_shape = tuple(out.shape[-3:])
+            def report(done: int, total: int, t: int = t) -> None:
+                progress(t * total + done, len(frames) * total)
+
+        array = upscale_array(
+            frame.array, network, options=options, intensity=intensity, modality=volume.modality, progress=report
+        )
+        if len(frames) == 1:
+            out = array
+        else:
+            if out is None:
+                out = np.empty((*array.shape, len(frames)), dtype=array.dtype)
+            out[..., t] = array
+    in_shape = tuple(volume.array.shape[:3])
+    out_shape = tuple(out.shape[:3]) if len(frames) > 1 else tuple(out.shape[-3:])
     geometry = rescaled_geometry(volume.geometry, in_shape, out_shape)
     return _replace_volume(volume, array=out, geometry=geometry)

@@ -20,6 +20,7 @@ from typing import Any
 
 from torch import nn
 
+from rmisr_monai.core.intensity import IntensityNormalization
 from rmisr_monai.errors import ConfigurationError
 
 __all__ = ["model_source", "check_model_available", "select_network", "intensity_for", "self_ensemble_for"]
@@ -90,8 +91,6 @@ def intensity_for(meta: dict[str, Any], modality: str) -> dict[str, Any] | None:
     Raises:
         ConfigurationError: a learned network without a recorded normalisation on an input of unknown modality.
     """
-    from rmisr_monai.transforms.intensity import IntensityNormalization
-
     if meta.get("intensity"):
         return meta["intensity"]
     if meta.get("path") is None:  # an interpolator: no normalisation needed

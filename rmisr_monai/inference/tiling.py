@@ -212,7 +212,15 @@ def run_tiled(
     Returns:
         The stitched result.
     """
-    for r, c in _windows(int(x.shape[-2]), int(x.shape[-1]), scale, tile, overlap):
+    return _run_windows(forward, x, scale, _windows(int(x.shape[-2]), int(x.shape[-1]), scale, tile, overlap), out,
+                        skip_range)
+
+
+def _run_windows(forward, x, scale, windows, out, skip_range, before=None) -> torch.Tensor:
+    """``forward`` (or bicubic for a constant window) on each window, placed into ``out``; ``before(r, c)`` first."""
+    for r, c in windows:
+        if before is not None:
+            before(r, c)
         window = x[..., r.start : r.stop, c.start : c.stop]
         y = constant_window_output(window, scale, skip_range)
         out = _place(out, x, forward(window) if y is None else y, r, c, scale)
@@ -301,13 +309,7 @@ def run_tiled_exact(
         else:
             raise ConfigurationError("a global-statistics layer is called more than once per forward")
         # the last pass: the first window is done, the others follow with every statistic fixed
-        for r, c in windows[1:]:
-            state["window"] = (r, c)
-            window = x[..., r.start : r.stop, c.start : c.stop]
-            y = constant_window_output(window, scale, skip_range)
-            out = _place(out, x, forward(window) if y is None else y, r, c, scale)
-    assert out is not None
-    return out
+        return _run_windows(forward, x, scale, windows[1:], out, skip_range, lambda r, c: state.update(window=(r, c)))
 
 
 def _ceil_div(a: int, b: int) -> int:

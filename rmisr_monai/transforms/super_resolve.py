@@ -32,11 +32,15 @@ from monai.transforms.utils import scale_affine
 from monai.utils import TraceKeys, TransformBackends, convert_to_dst_type
 from torch import nn
 
+from rmisr_monai.core.intensity import IntensityNormalization
+from rmisr_monai.core.options import RunOptions
 from rmisr_monai.errors import ConfigurationError
-
-# the engine imports transforms.intensity, hence this package: it is imported when first used, not here
-from rmisr_monai.inference.tiling import DEFAULT_TILE_OVERLAP
-from rmisr_monai.transforms.intensity import IntensityNormalization
+from rmisr_monai.inference.engine import run_options, upscale_array
+from rmisr_monai.inference.selection import (
+    intensity_for,
+    select_network,
+    self_ensemble_for,
+)
 from rmisr_monai.transforms.resize import regridded
 
 __all__ = ["INVERSE_MODES", "SuperResolve", "SuperResolved", "SuperResolveD", "SuperResolveDict"]
@@ -48,77 +52,77 @@ INVERSE_MODES = ("area", "nearest", "nearest-exact", "trilinear")
 class SuperResolve(InvertibleTransform, Transform):
     """Super-resolve a channel-first image ``(C, I, J, K)`` slice by slice with a 2D network.
 
+    With ``network=None`` the network is the one ``rmisr upscale`` would choose for the options' ``model`` /
+    ``weights`` / scale and ``modality`` (:mod:`rmisr_monai.inference.selection`), with its intensity normalisation
+    and its self-ensemble recipe, so that a ``Compose`` gives what the CLI gives. A given ``network`` is used as it
+    is: ``intensity`` then says how to normalise, and ``self_ensemble`` ``None`` means off.
+
     The transform owns a private copy of ``network``, made here: the caller's module is never changed (its training
-    mode, device and memory format stay as they are), while the copy is put in eval mode, moved to ``device`` and
+    mode, device and memory format stay as they are), while the copy is put in eval mode, moved to the device and
     made channels-last by the engine. Changes made to ``network`` after construction do not reach the transform.
 
     Args:
-        network: a 2D SR network (network contract), e.g. from :func:`rmisr_monai.weights.load_model`.
-        scale: factor of each upscaled axis.
-        axis: slice axis (in-plane) or thick axis (``through_plane``): ``"x"|"y"|"z"`` or ``0|1|2`` (spatial index).
-        through_plane: upscale only ``axis`` (arbitrary-scale networks).
+        network: a 2D SR network (network contract), e.g. from :func:`rmisr_monai.weights.load_model`; ``None``:
+            chosen from the options (above).
+        scale: factor of each upscaled axis (replaces ``options.scale`` when given).
+        options: :class:`~rmisr_monai.core.options.RunOptions` (or their dict): axis, through-plane, device,
+            precision, batch, tile, overlap, self-ensemble, memory budget, ``model`` / ``weights``.
         intensity: normalisation to ``[0, 1]`` applied before and undone after the network (checkpoint
-            ``"intensity"``); ``None`` if the image is already in the network's range.
-        device: ``"auto"``, ``"cpu"``, ``"cuda"``.
-        tile: window side in input pixels (``None``: whole slices).
-        tile_overlap: context pixels around each window core.
-        batch_size: slices per network call.
-        amp: float16 autocast on CUDA.
+            ``"intensity"``); ``None`` with a given network: the image is already in the network's range.
+        modality: ``"CT"`` or ``"MR"``: which shipped default serves ``network=None``; and ``"CT"`` keeps the
+            automatic precision off bf16 (as for a CT file in the CLI).
         progress: tqdm progress bar.
         inverse_mode: ``F.interpolate`` mode of :meth:`inverse`, one of :data:`INVERSE_MODES` (module docstring);
             recorded with the operation, where ``Invertd(nearest_interp=True)`` replaces it by ``"nearest"``.
+        changes: run options by field name over ``options``.
 
-    Returns ``float32`` of the input's kind (MetaTensor with updated affine and pixdim, tensor or numpy).
+    Returns ``float32`` of the input's kind (MetaTensor with updated affine and pixdim, tensor or numpy); an
+    integer ``out_dtype`` option gives that type.
     """
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __init__(
         self,
-        network: nn.Module,
-        scale: float,
-        axis: str | int = "z",
-        through_plane: bool = False,
+        network: nn.Module | None = None,
+        scale: float | None = None,
+        *,
+        options: RunOptions | Mapping[str, Any] | None = None,
         intensity: IntensityNormalization | Mapping[str, Any] | None = None,
-        device: str | torch.device = "auto",
-        tile: int | None = None,
-        tile_overlap: int = DEFAULT_TILE_OVERLAP,
-        batch_size: int = 4,
-        amp: bool = True,
+        modality: str | None = None,
         progress: bool = False,
         inverse_mode: str = "area",
+        **changes: Any,
     ) -> None:
         if inverse_mode not in INVERSE_MODES:
             raise ConfigurationError(f"inverse_mode must be one of {', '.join(INVERSE_MODES)}, got {inverse_mode!r}")
+        self.options = run_options(options, scale, **changes)
+        o = self.options
+        if network is None:
+            network, meta = select_network(o.model, o.weights, o.scale, modality, o.through_plane)
+            self.options = o.replace(self_ensemble=self_ensemble_for(meta, o.self_ensemble))
+            intensity = intensity_for(meta, modality) if intensity is None else intensity
         self.network = copy.deepcopy(network)
+        self.intensity = intensity
+        self.modality = modality
+        self.progress = progress
         self.inverse_mode = inverse_mode
-        self.scale = float(scale)
-        self.axis = axis
-        self.through_plane = through_plane
-        self.engine_kwargs = dict(
-            axis=axis,
-            through_plane=through_plane,
-            intensity=intensity,
-            device=device,
-            tile=tile,
-            tile_overlap=tile_overlap,
-            batch_size=batch_size,
-            amp=amp,
-            progress=progress,
-        )
 
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
         """Upscale ``img`` (channel first, 3 spatial dimensions)."""
         if img.ndim != 4:
             raise ValueError(f"SuperResolve expects a channel-first 3D image (C, I, J, K), not shape {tuple(img.shape)}")
-        from rmisr_monai.inference.engine import upscale_array
-
         in_size = [int(n) for n in img.shape[1:]]
-        out = torch.from_numpy(np.ascontiguousarray(upscale_array(img, self.network, self.scale, **self.engine_kwargs)))
+        array = upscale_array(
+            img, self.network, options=self.options, intensity=self.intensity, modality=self.modality,
+            progress=self.progress,
+        )
+        out = torch.from_numpy(np.ascontiguousarray(array))
         out_size = [int(n) for n in out.shape[1:]]
         if not isinstance(img, MetaTensor):
             return convert_to_dst_type(out, img, dtype=out.dtype)[0]
-        extra = {"scale": self.scale, "axis": str(self.axis), "through_plane": self.through_plane}
+        o = self.options
+        extra = {"scale": o.scale, "axis": o.axis, "through_plane": o.through_plane}
         return regridded(
             img, out, scale_affine(in_size, out_size, centered=True), self,
             orig_size=in_size, extra_info={**extra, "mode": self.inverse_mode},
@@ -145,7 +149,8 @@ class SuperResolve(InvertibleTransform, Transform):
 
 
 class SuperResolved(MapTransform, InvertibleTransform):
-    """Dictionary version of :class:`SuperResolve` (same arguments after ``keys``; one private network copy).
+    """Dictionary version of :class:`SuperResolve` (the same arguments after ``keys``, by keyword after
+    ``scale``; one private network copy).
 
     Args:
         keys: keys of the images to upscale.
@@ -157,25 +162,14 @@ class SuperResolved(MapTransform, InvertibleTransform):
     def __init__(
         self,
         keys: KeysCollection,
-        network: nn.Module,
-        scale: float,
-        axis: str | int = "z",
-        through_plane: bool = False,
-        intensity: IntensityNormalization | Mapping[str, Any] | None = None,
-        device: str | torch.device = "auto",
-        tile: int | None = None,
-        tile_overlap: int = DEFAULT_TILE_OVERLAP,
-        batch_size: int = 4,
-        amp: bool = True,
-        progress: bool = False,
-        inverse_mode: str = "area",
+        network: nn.Module | None = None,
+        scale: float | None = None,
+        *,
         allow_missing_keys: bool = False,
+        **kwargs: Any,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.upscaler = SuperResolve(
-            network, scale, axis, through_plane, intensity, device, tile, tile_overlap, batch_size, amp, progress,
-            inverse_mode,
-        )
+        self.upscaler = SuperResolve(network, scale, **kwargs)
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
         d = dict(data)

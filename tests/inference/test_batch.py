@@ -15,14 +15,8 @@ import SimpleITK as sitk
 
 from rmisr_monai.errors import ConfigurationError, InputFileError
 from rmisr_monai.inference import batch
-from rmisr_monai.inference.batch import (
-    BatchUpscaler,
-    csv_jobs,
-    distributed_rank,
-    folder_jobs,
-    is_dicom_series_folder,
-    shard,
-)
+from rmisr_monai.inference.batch import BatchUpscaler, distributed_rank, shard
+from rmisr_monai.inference.jobs import csv_jobs, folder_jobs, is_dicom_series_folder
 from tests.cli.synthetic import write_ct_series
 
 
