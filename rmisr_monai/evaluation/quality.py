@@ -9,18 +9,26 @@ Protocol (the SR papers' one, RMISR Ren et al. 2021 §5, applied to a volume sli
 2. **Upscale.** The LR volume goes through the volume engine exactly as ``rmisr upscale`` would run it
    (:class:`rmisr_monai.inference.batch.BatchUpscaler`: same model choice, same intensity mapping), once per
    method; bicubic is always one of them, the baseline.
-3. **Score.** Each method's output and the HR volume are mapped to ``[0, 1]`` with the training intensity range
-   (:meth:`~rmisr_monai.transforms.intensity.IntensityNormalization.for_modality`: the HU window for CT; for MR and
-   unknown modalities the 0.5 / 99.5 percentiles of the HR volume) and clipped to it, then scored per slice, the
-   ``scale`` border pixels shaved, and averaged over slices (slices without any contrast in HR are left out):
+3. **Score.** Each method's output and the HR volume are mapped to ``[0, 1]`` by the scan's own robust range,
+   the 0.5th and 99.5th percentiles of the HR volume (:func:`scoring_normalization`, for CT as for MR: a fixed
+   -1024..3071 HU window would put soft tissue into 5 % of the range and score every CT ~7 dB higher than the same
+   errors on MR), and clipped to it (:func:`to_scoring_units`); then scored per slice, the ``scale`` border pixels
+   shaved, and averaged over slices (slices without any contrast in HR are left out):
    PSNR and SSIM (:mod:`rmisr_monai.metrics.sr_metrics`), edge PSNR (:func:`rmisr_monai.metrics.edge_psnr`) and
    back-projection consistency, the PSNR between the output degraded again and the LR input
    (:func:`rmisr_monai.metrics.back_projection_error`; needs no HR, high for every faithful method).
+   **This is the one scoring protocol** of ``rmisr evaluate``, ``rmisr demo``, the bundles' ``evaluate.json``
+   (through :func:`evaluate`) and ``benchmarks/quality.py`` (through :func:`scoring_normalization`,
+   :func:`to_scoring_units` and :func:`score_slices`).
+4. **Training data.** For each learned method the report says whether the scan is among the scans the checkpoint
+   records as its training data (``info["data"]``, by file or folder name, :func:`training_status`; the shipped
+   sample counts as its source series, :data:`DERIVED_FROM`): scores on a training scan are optimistic.
 
 ``max_slices`` limits the work to that many evenly spaced slices (in-plane SR treats slices independently, so their
 scores are those of the whole run; only an MR model's percentiles are then fitted on those slices).
 The figure's slice (:attr:`QualityReport.slice_index`) is the scored slice with the most structure (largest
-standard deviation of the normalised HR slice).
+standard deviation of the normalised HR slice); :attr:`QualityReport.images` holds it in the scan's own units (HU
+for CT).
 """
 
 from __future__ import annotations
@@ -44,17 +52,22 @@ from rmisr_monai.io.volume import Volume
 from rmisr_monai.metrics import back_projection_error, edge_psnr, psnr, ssim
 from rmisr_monai.metrics.sr_metrics import SSIM_WINDOW_SIZE
 from rmisr_monai.transforms.degrade import BicubicDegrade
-from rmisr_monai.transforms.intensity import IntensityNormalization
+from rmisr_monai.transforms.intensity import MR_PERCENTILES, IntensityNormalization
 
 __all__ = [
     "BASELINE",
+    "DERIVED_FROM",
     "METRICS",
+    "SCORING_PERCENTILES",
     "MethodScores",
     "QualityReport",
     "degrade_volume",
     "evaluate",
     "evaluate_volume",
     "score_slices",
+    "scoring_normalization",
+    "to_scoring_units",
+    "training_status",
 ]
 
 BASELINE = "bicubic"
@@ -66,6 +79,40 @@ METRICS = {
     "backprojection_psnr": "PSNR (dB) of the output degraded again against the LR input",
 }
 _MIN_CONTRAST = 1e-6  # normalised HR slices with a smaller range are constant: no score
+# the scoring range of every scan: its HR volume's own 0.5th and 99.5th percentiles (protocol step 3)
+SCORING_PERCENTILES = MR_PERCENTILES
+# files shipped under another name than the scan they were cut from (rmisr_monai/sample/README.md): the demo's CT is
+# a crop of the DICOM series that the shipped models list as "ct_siemens_biograph_abdomen_j2k" in info["data"]
+DERIVED_FROM = {"ct_demo_abdomen_int16.nii.gz": "ct_siemens_biograph_abdomen_j2k"}
+
+
+def scoring_normalization(hr: np.ndarray) -> IntensityNormalization:
+    """The scoring map of a scan (protocol step 3): its HR volume's :data:`SCORING_PERCENTILES` to ``[0, 1]``,
+    clipped; fitted on ``hr`` (``a_min``, ``a_max`` are then the range in the scan's units)."""
+    return IntensityNormalization.mr(*SCORING_PERCENTILES, clip=True).fit(np.asarray(hr))
+
+
+def to_scoring_units(array: np.ndarray, norm: IntensityNormalization) -> np.ndarray:
+    """``array`` (scan units) mapped by ``norm`` (:func:`scoring_normalization`) and clipped to ``[0, 1]``, float64."""
+    return np.clip(norm.forward(np.asarray(array, dtype=np.float64)), 0.0, 1.0)
+
+
+def scan_names(path: str | os.PathLike) -> list[str]:
+    """The names a scan may have in a checkpoint's ``info["data"]``: its file or folder name, and the scan it was
+    derived from (:data:`DERIVED_FROM`)."""
+    name = Path(str(path).rstrip("/")).name
+    return [name] + ([DERIVED_FROM[name]] if name in DERIVED_FROM else [])
+
+
+def training_status(meta: dict[str, Any] | None, path: str | os.PathLike) -> bool | None:
+    """Whether the scan at ``path`` is in the training data a checkpoint records (``meta["info"]["data"]``, as
+    :func:`rmisr_monai.weights.load_model` returns it; names compared with :func:`scan_names`); ``None`` for an
+    interpolator or a checkpoint that records none."""
+    data = ((meta or {}).get("info") or {}).get("data")
+    if not meta or meta.get("path") is None or not data:
+        return None
+    trained = {Path(str(d).rstrip("/")).name for d in data}
+    return any(name in trained for name in scan_names(path))
 
 
 @dataclass
@@ -91,7 +138,15 @@ class QualityReport:
         hr_shape, lr_shape: shapes of the (cropped) HR and of the LR volume.
         slices: the scored slice indices along ``axis``; ``slice_index``: the figure's slice.
         scores: one :class:`MethodScores` per method, bicubic first.
-        images: for the figure, the normalised 2D ``slice_index`` slice of ``"LR"``, each method and ``"HR"``.
+        images: for the figure, the 2D ``slice_index`` slice of ``"LR"``, each method and ``"HR"``, rows and
+            columns along ``plane_axes``; in the scan's units (``image_units="original"``, HU for CT) or mapped by
+            ``intensity`` (``"normalised"``).
+        image_units: ``"original"`` or ``"normalised"`` (see ``images``).
+        spacing: HR pixel spacing (mm) along the image's rows and columns (``plane_axes``); ``None`` if unknown.
+        direction: the scan's 3x3 LPS direction matrix (columns: index axes); ``None`` if unknown.
+        plane_axes: the index axes of the images' rows and columns.
+        training: per method, whether the scan is in its training data (:func:`training_status`; ``None``:
+            interpolator or not recorded).
     """
 
     input: str
@@ -105,6 +160,11 @@ class QualityReport:
     slice_index: int
     scores: list[MethodScores] = field(default_factory=list)
     images: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    image_units: str = "normalised"
+    spacing: tuple[float, float] | None = None
+    direction: tuple[tuple[float, ...], ...] | None = None
+    plane_axes: tuple[int, int] | None = None
+    training: dict[str, bool | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form without the images."""
@@ -118,8 +178,10 @@ class QualityReport:
             "lr_shape": list(self.lr_shape),
             "slices": list(self.slices),
             "slice_index": self.slice_index,
+            "scoring_range": [self.intensity.get("a_min"), self.intensity.get("a_max")],
             "metrics": dict(METRICS),
             "scores": [vars(s).copy() for s in self.scores],
+            "in_training_data": dict(self.training),
         }
 
 
@@ -247,16 +309,15 @@ def evaluate_volume(
     methods += [(m, {"model": m}) for m in models or () if m != BASELINE]
     methods += [(Path(w).name, {"weights": str(w)}) for w in weights]
 
-    kind = "ct" if volume.modality == "CT" else "mr"
-    norm = IntensityNormalization.for_modality(kind, hr.array)
-    hr_norm = np.clip(norm.forward(hr.array.astype(np.float64)), 0.0, 1.0)
-    hr_stack = _stack(hr_norm, ax)
+    norm = scoring_normalization(hr.array)
+    hr_stack = _stack(to_scoring_units(hr.array, norm), ax)
     spread = hr_stack.flatten(1)
     keep = (spread.max(dim=1).values - spread.min(dim=1).values) > _MIN_CONTRAST
     if not bool(keep.any()):
         raise InputFileError(volume.source_path, "no slice has any contrast in the scoring intensity range")
-    lr_all = _stack(np.clip(norm.forward(lr.array.astype(np.float64)), 0.0, 1.0), ax)
+    lr_all = _stack(to_scoring_units(lr.array, norm), ax)
     figure_pos = int(torch.where(keep, hr_stack.flatten(1).std(dim=1), -1.0).argmax())
+    row, col = _in_plane_axes(ax)
     report = QualityReport(
         input=str(volume.source_path),
         scale=scale,
@@ -267,19 +328,29 @@ def evaluate_volume(
         lr_shape=tuple(int(n) for n in lr.array.shape),
         slices=[indices[i] for i in range(len(indices)) if keep[i]],
         slice_index=indices[figure_pos],
+        image_units="original",
+        spacing=(hr.geometry.spacing[row], hr.geometry.spacing[col]),
+        direction=hr.geometry.direction,
+        plane_axes=(row, col),
     )
-    report.images["LR"] = lr_all[figure_pos, 0].numpy()
+    report.images["LR"] = _plane(lr.array, ax, figure_pos)
     for name, choice in methods:
         upscaler = BatchUpscaler(scale=scale, axis=ax, dtype="float32", **choice, **run_options)
-        upscaler.network(scale, volume.modality)  # loaded before the clock starts
+        _, meta = upscaler.network(scale, volume.modality)  # loaded before the clock starts
+        report.training[name] = training_status(meta, volume.source_path)
         started = time.perf_counter()
         sr = upscaler.upscale(lr).array
         seconds = time.perf_counter() - started
-        scored = _stack(np.clip(norm.forward(sr.astype(np.float64)), 0.0, 1.0), ax)
+        scored = _stack(to_scoring_units(sr, norm), ax)
         report.scores.append(score_slices(name, scored[keep], hr_stack[keep], lr_all[keep], scale, seconds))
-        report.images[name] = scored[figure_pos, 0].numpy()
-    report.images["HR"] = hr_stack[figure_pos, 0].numpy()
+        report.images[name] = _plane(sr, ax, figure_pos)
+    report.images["HR"] = _plane(hr.array, ax, figure_pos)
     return report
+
+
+def _plane(array: np.ndarray, axis: int, index: int) -> np.ndarray:
+    """Slice ``index`` along ``axis`` as float32, rows and columns along the two other axes in order."""
+    return np.ascontiguousarray(np.take(array, index, axis=axis), dtype=np.float32)
 
 
 def evaluate(hr_path: str | os.PathLike, scale: float = 2.0, **options: Any) -> QualityReport:

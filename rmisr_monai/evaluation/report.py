@@ -18,7 +18,7 @@ from rmisr_monai.evaluation.quality import METRICS, QualityReport
 from rmisr_monai.io.atomic import atomic_output, check_output_path
 from rmisr_monai.io.volume import FILE_FORMATS
 
-__all__ = ["format_table", "report_paths", "write_report", "CSV_FIELDS"]
+__all__ = ["CSV_FIELDS", "format_table", "report_paths", "write_report"]
 
 CSV_FIELDS = ("method", *METRICS, "seconds")
 _HEADINGS = {"method": "method", "psnr": "PSNR dB", "ssim": "SSIM", "edge_psnr": "edge PSNR dB",
@@ -30,16 +30,26 @@ def format_table(report: QualityReport) -> str:
     """The scores as an aligned text table, under a line saying what was scored."""
     width = max(len("method"), *(len(s.method) for s in report.scores))
     columns = [(_HEADINGS[k], max(len(_HEADINGS[k]), _MIN_WIDTH)) for k in CSV_FIELDS[1:]]
+    a_min, a_max = report.intensity.get("a_min"), report.intensity.get("a_max")
+    scored = "" if a_min is None else f"scored on its 0.5-99.5 percentile range {float(a_min):g} to {float(a_max):g}; "
     lines = [
-        f"x{report.scale:g} quality on {len(report.slices)} slices along axis {'ijk'[report.axis]} ({report.modality}, "
-        f"{report.intensity['kind']} intensity range; HR {'x'.join(map(str, report.hr_shape))}, "
-        f"LR {'x'.join(map(str, report.lr_shape))})",
+        (
+            f"x{report.scale:g} quality on {len(report.slices)} slices along axis {'ijk'[report.axis]} "
+            f"({report.modality}; {scored}HR {'x'.join(map(str, report.hr_shape))}, "
+            f"LR {'x'.join(map(str, report.lr_shape))} simulated from it by bicubic)"
+        ),
         f"{'method':<{width}}" + "".join(f"  {h:>{w}}" for h, w in columns),
     ]
     for s in report.scores:
         cells = (f"{s.psnr:.2f}", f"{s.ssim:.4f}", f"{s.edge_psnr:.2f}", f"{s.backprojection_psnr:.2f}")
         cells += (f"{s.seconds:.2f}",)
         lines.append(f"{s.method:<{width}}" + "".join(f"  {c:>{w}}" for c, (_, w) in zip(cells, columns)))
+    for method, trained in report.training.items():
+        if trained:
+            lines.append(f"note: {method} was trained on this scan; its scores here are optimistic (held-out figures: "
+                         "README)")
+        elif trained is False:
+            lines.append(f"note: {method} was not trained on this scan")
     return "\n".join(lines)
 
 

@@ -328,7 +328,8 @@ def distribution_reason(volume: Any) -> str | None:
         kinds = _values(header, "ImageType")[2:]
         signed = sorted(SIGNED_IMAGE_TYPES.intersection(kinds))
         if signed:
-            return f"its ImageType ({'/'.join(_values(header, 'ImageType'))}) marks a phase, real/imaginary or field map"
+            shown = "/".join(_values(header, "ImageType"))
+            return f"its ImageType ({shown}) marks a phase, real/imaginary or field map"
         component = _values(header, "ComplexImageComponent")
         if component and component[0] in SIGNED_COMPLEX_COMPONENTS:
             return f"its ComplexImageComponent is {component[0]} (not MAGNITUDE)"

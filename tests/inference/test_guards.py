@@ -45,7 +45,7 @@ def _real_scans() -> list[Path]:
     medical = shared_path("data", "medical")
     scans = sorted((medical / "mr").glob("*.nii.gz")) + sorted((medical / "ct").glob("*.nii.gz"))
     scans += sorted(p for p in (medical / "dicom_series").iterdir() if p.is_dir())
-    return scans + [SAMPLE]
+    return [*scans, SAMPLE]
 
 
 # -- scale -----------------------------------------------------------------------------------------------------------
@@ -149,7 +149,7 @@ def test_label_maps_are_refused_but_for_nearest_and_nearest_keeps_the_labels():
 
     labels = _volume(_regions(), path="atlas.nii.gz")
     for meta in (BICUBIC, {"network": "rmisr_bl", "path": "/w/model.pt", "network_kwargs": {"scale": 2}}):
-        with pytest.raises(InputFileError, match="atlas.nii.gz: looks like a label map") as caught:
+        with pytest.raises(InputFileError, match=r"atlas\.nii\.gz: looks like a label map") as caught:
             check_label_map(labels, None, meta)
         assert "model='nearest'" in str(caught.value) and "--model nearest" in caught.value.cli
     with pytest.raises(InputFileError, match="label map"):
@@ -179,7 +179,7 @@ def test_signed_maps_are_refused_for_learned_models(tmp_path):
     learned = {"network": "rmisr_bl", "path": "/w/m.pt", "network_kwargs": {"scale": 2}}
     phase = _volume(_phase_map(), modality="MR", path="phase.nii.gz")
     assert "signed and symmetric" in distribution_reason(phase)
-    with pytest.raises(InputFileError, match="phase.nii.gz: outside what the learned models were trained on") as e:
+    with pytest.raises(InputFileError, match=r"phase\.nii\.gz: outside what the learned models were trained on") as e:
         check_distribution(phase, learned)
     assert "--model bicubic" in e.value.cli and "--allow-extrapolation" in e.value.cli
     check_distribution(phase, BICUBIC)  # interpolation is no extrapolation
