@@ -212,7 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--weights", metavar="PATH", action="append", default=[], help="a checkpoint to score (repeatable)")
     RunOptions.add_arguments(ev, ("axis",), axis={"help": "slice axis (default: z)"})
     ev.add_argument(
-        "--max-slices", type=_positive_int, default=None, metavar="N", help="score N evenly spaced slices (default: all)"
+        "--max-slices",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="score N evenly spaced slices (default: all)",
     )
     ev.add_argument("--series-uid", metavar="UID", default=None, help="DICOM folder with several series: pick one")
     ev.add_argument(

@@ -111,7 +111,9 @@ class SuperResolve(InvertibleTransform, Transform):
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
         """Upscale ``img`` (channel first, 3 spatial dimensions)."""
         if img.ndim != 4:
-            raise ValueError(f"SuperResolve expects a channel-first 3D image (C, I, J, K), not shape {tuple(img.shape)}")
+            raise ValueError(
+                f"SuperResolve expects a channel-first 3D image (C, I, J, K), not shape {tuple(img.shape)}"
+            )
         in_size = [int(n) for n in img.shape[1:]]
         array = upscale_array(
             img, self.network, options=self.options, intensity=self.intensity, modality=self.modality,

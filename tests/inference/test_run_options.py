@@ -82,7 +82,8 @@ def recorded(monkeypatch):
     real = engine.upscale_array
 
     def spy(array, network, scale=None, *, options=None, **kwargs):
-        changes = {k: v for k, v in kwargs.items() if k not in ("intensity", "modality", "progress", "memmap_threshold")}
+        engine_only = ("intensity", "modality", "progress", "memmap_threshold")
+        changes = {k: v for k, v in kwargs.items() if k not in engine_only}
         seen.append(engine.run_options(options, scale, **changes))
         return real(array, network, options=seen[-1], **{k: kwargs[k] for k in kwargs if k not in changes})
 
@@ -152,7 +153,8 @@ def test_the_engine_takes_the_keyword_names_of_earlier_releases():
     volume = np.random.default_rng(1).uniform(0, 1, (10, 8, 2)).astype(np.float32)
     net = get_network("bicubic")
     old = upscale_array(volume, net, 2, device="cpu", batch_size=1, ensemble=2, progress=False)
-    new = upscale_array(volume, net, options=RunOptions(scale=2, device="cpu", batch=1, self_ensemble=2), progress=False)
+    options = RunOptions(scale=2, device="cpu", batch=1, self_ensemble=2)
+    new = upscale_array(volume, net, options=options, progress=False)
     np.testing.assert_array_equal(old, new)
 
 
