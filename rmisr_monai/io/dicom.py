@@ -52,26 +52,37 @@ kernel, tilt, dates...): this is the only place where patient data is written, a
 from __future__ import annotations
 
 import copy
+import datetime
 import logging
 import os
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
 from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian, generate_uid
 
 from rmisr_monai.errors import InputFileError
-from rmisr_monai.io.geometry import Geometry, SliceStackError, dicom_slice_planes, dicom_stack_geometry
+from rmisr_monai.io.geometry import (
+    Geometry,
+    SliceStackError,
+    dicom_slice_planes,
+    dicom_stack_geometry,
+    slice_correspondence,
+)
 from rmisr_monai.io.limits import check_claimed_size
+from rmisr_monai.io.provenance import RESEARCH_NOTICE, Provenance, package_version, as_provenance
 from rmisr_monai.io.volume import FourthAxis, Volume, exact_dtype
 
-__all__ = ["DicomTemplate", "read_dicom", "write_dicom_series", "SOP_CLASSES"]
+__all__ = ["DicomTemplate", "SliceSource", "read_dicom", "write_dicom_series", "pixel_padding_value", "SOP_CLASSES"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,12 +99,23 @@ PATIENT_STUDY_KEYWORDS = (
     "StudyInstanceUID", "StudyDate", "StudyTime", "StudyID", "AccessionNumber", "ReferringPhysicianName",
     "StudyDescription", "FrameOfReferenceUID", "PositionReferenceIndicator",
 )  # fmt: skip
-# Equipment and acquisition attributes that stay true for a resampled image.
-ACQUISITION_KEYWORDS = (
-    "Manufacturer", "ManufacturerModelName", "InstitutionName", "BodyPartExamined", "PatientPosition", "KVP",
-    "ScanningSequence", "SequenceVariant", "ScanOptions", "MRAcquisitionType", "RepetitionTime", "EchoTime",
-    "InversionTime", "EchoTrainLength", "MagneticFieldStrength", "ImagingFrequency", "ImagedNucleus",
-    "ContrastBolusAgent", "WindowCenter", "WindowWidth",
+# Series and equipment attributes that stay true for a resampled image: copied once, from the first source slice.
+SERIES_KEYWORDS = PATIENT_STUDY_KEYWORDS + (
+    "Laterality", "ProtocolName", "SeriesDate", "SeriesTime", "BodyPartExamined", "PatientPosition",
+    "Manufacturer", "ManufacturerModelName", "InstitutionName", "StationName", "ContrastBolusAgent",
+    "ContrastBolusRoute", "MagneticFieldStrength", "ImagedNucleus", "ImagingFrequency",
+)  # fmt: skip
+# Acquisition attributes each derived slice copies from the source slice in its plane (uneven series, per-slice
+# windows, a tilt that changes...); SliceThickness is handled apart (scaled when the slice axis is upscaled).
+SLICE_KEYWORDS = (
+    "WindowCenter", "WindowWidth", "WindowCenterWidthExplanation", "GantryDetectorTilt", "ConvolutionKernel",
+    "SequenceName", "FlipAngle", "AcquisitionDate", "AcquisitionTime", "AcquisitionDateTime", "ContentDate",
+    "ContentTime", "AcquisitionNumber", "PatientOrientation", "KVP", "XRayTubeCurrent", "ExposureTime", "Exposure",
+    "DataCollectionDiameter", "ReconstructionDiameter", "FilterType", "TableHeight", "RotationDirection",
+    "SpiralPitchFactor", "CTDIvol", "ScanningSequence", "SequenceVariant", "ScanOptions", "MRAcquisitionType",
+    "RepetitionTime", "EchoTime", "InversionTime", "EchoTrainLength", "EchoNumbers", "NumberOfAverages",
+    "PixelBandwidth", "ReceiveCoilName", "TransmitCoilName", "TriggerTime", "TemporalPositionIdentifier",
+    "NumberOfTemporalPositions", "DiffusionBValue",
 )  # fmt: skip
 # Type 1 / type 2 attributes of the CT and MR image modules when the source has none (type 2 = present, empty).
 REQUIRED_DEFAULTS = {
@@ -105,6 +127,18 @@ REQUIRED_DEFAULTS = {
 READABLE = "readable inputs: .nii, .nii.gz, .nrrd, .mha, .mhd, DICOM files or a DICOM series folder"
 DERIVED_SERIES_NUMBER_OFFSET = 1000
 LO_MAX = 64  # DICOM LO value representation: at most 64 characters
+ST_MAX = 1024  # DICOM ST: at most 1024 characters
+LT_NOTE = 200  # characters of the provenance summary added to ImageComments (LT holds 10240)
+CT_IMAGE_TYPE_3 = ("AXIAL", "LOCALIZER")  # CT Image Module, Image Type value 3 (PS3.3 C.8.2.1.1.1)
+MR_IMAGE_TYPE_3 = "OTHER"  # MR Image Module, Image Type value 3 defined term (PS3.3 C.8.3.1.1.1)
+# BodyPartExamined values of CID 4031 that are not paired: no Laterality then (dciodvfy: "may not be present")
+UNPAIRED_BODY_PARTS = frozenset(
+    "CHEST ABDOMEN PELVIS ABDOMENPELVIS CHESTABDOMEN CHESTABDPELVIS HEAD BRAIN SKULL NECK HEADNECK NECKCHEST SPINE "
+    "CSPINE TSPINE LSPINE SSPINE COCCYX HEART AORTA LIVER PANCREAS SPLEEN STOMACH COLON RECTUM BLADDER PROSTATE "
+    "UTERUS ESOPHAGUS THORAX MEDIASTINUM WHOLEBODY SACRUM".split()
+)
+PROCESSING_EQUIPMENT = ("109102", "DCM", "Processing Equipment")  # CID 7005 Contributing Equipment Purposes
+SOURCE_FOR_PROCESSING = ("121322", "DCM", "Source image for image processing operation")  # CID 7202
 
 
 @dataclass(repr=False)
@@ -731,50 +765,121 @@ def _ds(value: float) -> str:
     raise ValueError(f"{value} does not fit a DICOM decimal string")
 
 
-def _stored_pixels(values: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """Integers to store and ``(slope, intercept)`` so that ``stored * slope + intercept`` gives the values back:
-    integer values that fit 16 bits are stored as they are (slope 1, intercept 0; int16 when any is negative);
-    anything else is mapped linearly onto uint16 (0 .. 65535)."""
+def _stored_pixels(values: np.ndarray, rescale: bool = True) -> tuple[np.ndarray, float, float, float]:
+    """Integers to store, ``(slope, intercept)`` so that ``stored * slope + intercept`` gives the values back, and
+    the factor the values were divided by when no rescale may be written (else 1).
+
+    With ``rescale`` (CT, secondary capture): integer values that fit 16 bits are stored as they are (slope 1,
+    intercept 0; int16 when any is negative); anything else is mapped linearly onto uint16 (0 .. 65535).
+    Without (the MR Image IOD has no Rescale Slope/Intercept): values are rounded to integers and stored as they are
+    when they fit int16/uint16; otherwise divided by the smallest factor that makes them fit (reported, so that
+    the writer can say so in DerivationDescription)."""
     low, high = float(values.min()), float(values.max())
     integral = np.issubdtype(values.dtype, np.integer) or bool(np.all(np.mod(values, 1) == 0))
+    if not rescale:
+        rounded = values if integral else np.rint(values.astype(np.float64))
+        low, high = float(rounded.min()), float(rounded.max())
+        if low >= np.iinfo(np.int16).min and high <= np.iinfo(np.int16).max:
+            return rounded.astype(np.int16 if low < 0 else np.uint16), 1.0, 0.0, 1.0
+        if low >= 0 and high <= np.iinfo(np.uint16).max:
+            return rounded.astype(np.uint16), 1.0, 0.0, 1.0
+        limit = np.iinfo(np.int16).max if low < 0 else np.iinfo(np.uint16).max
+        factor = float(_ds(max(abs(low), abs(high)) / limit * (1 + 1e-9)))
+        stored = np.clip(np.rint(values.astype(np.float64) / factor), -limit - 1 if low < 0 else 0, limit)
+        return stored.astype(np.int16 if low < 0 else np.uint16), 1.0, 0.0, factor
     if integral and low >= np.iinfo(np.int16).min and high <= np.iinfo(np.int16).max:
         signed = low < 0 or values.dtype in (np.int8, np.int16)
-        return values.astype(np.int16 if signed else np.uint16), 1.0, 0.0
+        return values.astype(np.int16 if signed else np.uint16), 1.0, 0.0, 1.0
     if integral and low >= 0 and high <= np.iinfo(np.uint16).max:
-        return values.astype(np.uint16), 1.0, 0.0
+        return values.astype(np.uint16), 1.0, 0.0, 1.0
     # DS values hold at most 16 characters: round the coefficients first, then quantise with the rounded ones
     intercept = float(_ds(low))
     slope = float(_ds((high - intercept) / 65535.0)) if high > intercept else 1.0
     stored = np.clip(np.rint((values.astype(np.float64) - intercept) / slope), 0, 65535)
-    return stored.astype(np.uint16), slope, intercept
+    return stored.astype(np.uint16), slope, intercept, 1.0
 
 
 def _series_description(volume: Volume, template: DicomTemplate | None) -> str:
-    """Source description + `` SR x2`` (one factor when all axes agree, else ``x1x1x2`` in (i, j, k) order)."""
+    """Source description + `` SR x2`` (one factor when all axes agree, else ``x1x1x2`` in (i, j, k) order); no
+    leading or trailing spaces."""
     if template is None:
         return "rmisr_monai SR"
     factors = [n_out / n_in for n_out, n_in in zip(volume.array.shape, template.shape)]
     label = f"x{factors[0]:g}" if len(set(factors)) == 1 else "x" + "x".join(f"{f:g}" for f in factors)
     suffix = f" SR {label}"
-    base = str(template.header.get("SeriesDescription", ""))
-    return base[: LO_MAX - len(suffix)] + suffix
+    base = str(template.header.get("SeriesDescription", "") or "").strip()
+    return (base[: LO_MAX - len(suffix)] + suffix).strip()
+
+
+def _image_type(modality: str, source: Dataset) -> list[str]:
+    """DERIVED\\\\SECONDARY, then the source's values 3 ... (MOSAIC dropped: the output is not one), with the value 3
+    the IOD requires: AXIAL or LOCALIZER for CT (AXIAL when the source has another), OTHER for MR without one."""
+    values = [str(v) for v in np.atleast_1d(source.get("ImageType", None) or [])]
+    rest = [v for v in values[2:] if v.upper() != "MOSAIC"]
+    if modality == "CT" and (not rest or rest[0].upper() not in CT_IMAGE_TYPE_3):
+        rest = ["AXIAL", *rest[1:]]
+    if modality == "MR" and not rest:
+        rest = [MR_IMAGE_TYPE_3]
+    return ["DERIVED", "SECONDARY", *rest]
+
+
+def _code(value: str, scheme: str, meaning: str) -> DicomSequence:
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
+    return DicomSequence([item])
+
+
+def _derivation_text(provenance: Provenance | None, divided_by: float) -> str:
+    text = provenance.text() if provenance is not None else (
+        f"Super-resolved by rmisr_monai {package_version()}. {RESEARCH_NOTICE}"
+    )  # fmt: skip
+    if divided_by != 1.0:
+        text = f"Stored values are the intensities divided by {divided_by:g}. " + text
+    return text[:ST_MAX]
+
+
+def _provenance_elements(ds: Dataset, source: Dataset, provenance: Provenance | None, text: str) -> None:
+    """DerivationDescription, ContributingEquipmentSequence (+ ours), SoftwareVersions (+ ours), ImageComments."""
+    version = provenance.package_version if provenance is not None else package_version()
+    ds.DerivationDescription = text
+    equipment = Dataset()
+    equipment.Manufacturer = "rmisr_monai"
+    if provenance is not None:
+        equipment.ManufacturerModelName = provenance.model[:LO_MAX]
+    equipment.SoftwareVersions = f"rmisr_monai {version}"[:LO_MAX]
+    equipment.ContributionDateTime = datetime.datetime.now().strftime("%Y%m%d%H%M%S")
+    equipment.ContributionDescription = text
+    equipment.PurposeOfReferenceCodeSequence = _code(*PROCESSING_EQUIPMENT)
+    earlier = [copy.deepcopy(item) for item in (source.get("ContributingEquipmentSequence", None) or [])]
+    ds.ContributingEquipmentSequence = DicomSequence([*earlier, equipment])
+    software = [str(v) for v in np.atleast_1d(source.get("SoftwareVersions", None) or []) if str(v)]
+    ds.SoftwareVersions = [*software, f"rmisr_monai {version}"[:LO_MAX]]
+    comment = RESEARCH_NOTICE if provenance is None else f"{RESEARCH_NOTICE} {provenance.short(LT_NOTE)}"
+    ds.ImageComments = comment
+
+
+def _filled_uid(ds: Dataset, keyword: str) -> None:
+    """A Type 1 UID: a new one when the source's is missing or empty (a PACS rejects an empty one)."""
+    if not str(ds.get(keyword, "") or "").strip():
+        setattr(ds, keyword, generate_uid())
 
 
 def _series_dataset(volume: Volume, template: DicomTemplate | None) -> Dataset:
     """Attributes shared by every slice of the derived series."""
     source = template.header if template is not None else Dataset()
     ds = Dataset()
-    for keyword in PATIENT_STUDY_KEYWORDS + ACQUISITION_KEYWORDS:
+    for keyword in SERIES_KEYWORDS:
         if keyword in source:
             ds[keyword] = copy.deepcopy(source[keyword])
     for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
                     "ReferringPhysicianName", "StudyID", "AccessionNumber", "PositionReferenceIndicator"):  # fmt: skip
         if keyword not in ds:
             setattr(ds, keyword, "")  # type 2: present, empty -- no patient data invented
-    if "StudyInstanceUID" not in ds:
-        ds.StudyInstanceUID = generate_uid()
-    if "FrameOfReferenceUID" not in ds:
-        ds.FrameOfReferenceUID = generate_uid()
+    body_part = str(ds.get("BodyPartExamined", "") or "").upper().replace(" ", "")
+    if "Laterality" not in ds and body_part not in UNPAIRED_BODY_PARTS:
+        ds.Laterality = ""  # type 2C, needed unless the body part is unpaired: present and empty says "unknown"
+    _filled_uid(ds, "StudyInstanceUID")
+    _filled_uid(ds, "FrameOfReferenceUID")
     for keyword, value in REQUIRED_DEFAULTS[volume.modality].items():
         if keyword not in ds:
             setattr(ds, keyword, value)
@@ -783,8 +888,9 @@ def _series_dataset(volume: Volume, template: DicomTemplate | None) -> Dataset:
     ds.SeriesInstanceUID = generate_uid()
     ds.SeriesNumber = int(source.get("SeriesNumber", 0) or 0) + DERIVED_SERIES_NUMBER_OFFSET
     ds.SeriesDescription = _series_description(volume, template)
-    ds.ImageType = ["DERIVED", "SECONDARY"]
-    ds.DerivationDescription = "super-resolved by rmisr_monai"
+    ds.ImageType = _image_type(volume.modality, source)
+    now = datetime.datetime.now()
+    ds.InstanceCreationDate, ds.InstanceCreationTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.Rows, ds.Columns = int(volume.array.shape[1]), int(volume.array.shape[0])
@@ -792,45 +898,139 @@ def _series_dataset(volume: Volume, template: DicomTemplate | None) -> Dataset:
     return ds
 
 
-def _slice_thickness(volume: Volume, template: DicomTemplate | None) -> float:
-    """The source thickness scaled like the slice spacing (an overlapping 3 mm / 2 mm series stays overlapping);
-    the slice spacing when there is no source thickness."""
+def _regular_thickness(volume: Volume) -> float:
     steps = volume.geometry.plane_steps(volume.array.shape[2])
-    spacing = float(np.median(steps)) if steps.size else volume.geometry.spacing[2]
-    if template is None or not template.header.get("SliceThickness"):
-        return spacing
-    ratio = template.shape[2] / volume.array.shape[2]
-    return float(template.header.SliceThickness) * ratio
+    return float(np.median(steps)) if steps.size else volume.geometry.spacing[2]
 
 
-def write_dicom_series(volume: Volume, folder: Path) -> None:
+def _source_reference(source: SliceSource) -> Dataset | None:
+    """A SourceImageSequence item for one source slice (None when the source has no SOP instance UID)."""
+    uid = str(source.header.get("SOPInstanceUID", "") or "").strip()
+    sop_class = str(source.header.get("SOPClassUID", "") or "").strip()
+    if not uid or not sop_class:
+        return None
+    item = Dataset()
+    item.ReferencedSOPClassUID = sop_class
+    item.ReferencedSOPInstanceUID = uid
+    if source.frame is not None:
+        item.ReferencedFrameNumber = source.frame
+    item.PurposeOfReferenceCodeSequence = _code(*SOURCE_FOR_PROCESSING)
+    return item
+
+
+def _copy_slice_attributes(ds: Dataset, volume: Volume, template: DicomTemplate, position: float) -> None:
+    """The acquisition attributes of the source slice nearest to continuous source index ``position``, its
+    thickness (scaled by the slice-count ratio when the slice axis was upscaled), and the source slices whose
+    planes bracket it as SourceImageSequence."""
+    slices = template.slices
+    nearest = slices[int(np.clip(np.rint(position), 0, len(slices) - 1))]
+    for keyword in SLICE_KEYWORDS:
+        element = nearest.element(keyword)
+        if element is not None:
+            ds[keyword] = copy.deepcopy(element)
+    thickness = nearest.element("SliceThickness")
+    value = thickness.value if thickness is not None else None
+    if value not in (None, ""):
+        ratio = template.shape[2] / volume.array.shape[2]
+        ds.SliceThickness = _ds(float(value) * ratio)
+    else:
+        ds.SliceThickness = _ds(_regular_thickness(volume))
+    bracket = sorted({int(np.floor(position)), int(np.ceil(position))})
+    items = [_source_reference(slices[i]) for i in bracket if 0 <= i < len(slices)]
+    items = [item for item in items if item is not None]
+    if items:
+        ds.SourceImageSequence = DicomSequence(items)
+
+
+def _instance_numbers(template: DicomTemplate | None, n_slices: int) -> list[int]:
+    """1 .. n along the slice axis, or n .. 1 when the source numbered its slices against it (GE, many others):
+    readers that anchor an uncorrected tilted stack at instance 1 (dcm2niix) then place the output as the source."""
+    numbers = [s.header.get("InstanceNumber") for s in template.slices] if template is not None else []
+    try:
+        descending = len(numbers) > 1 and int(numbers[0]) > int(numbers[-1])
+    except (TypeError, ValueError):
+        descending = False
+    return list(range(n_slices, 0, -1)) if descending else list(range(1, n_slices + 1))
+
+
+def pixel_padding_value(volume: Volume) -> float | None:
+    """The source's PixelPaddingValue after its rescale (HU for CT; GE's unsigned spelling of a signed value read
+    as meant), or None: what no output voxel should go below (interpolation undershoots it at the field-of-view
+    edge). :func:`write_dicom_series` clips to it; other writers and the engine can call this."""
+    template = volume.dicom_template
+    return template.padding_value if isinstance(template, DicomTemplate) else None
+
+
+def _padding_element(pad: float | None, stored: np.ndarray, slope: float, intercept: float, factor: float):
+    """PixelPaddingValue in the output's stored values (VR SS for signed pixels, US otherwise), or None."""
+    if pad is None:
+        return None
+    value = float(np.rint((pad / factor - intercept) / slope))
+    info = np.iinfo(stored.dtype)
+    if not info.min <= value <= info.max:
+        return None
+    return DataElement(0x00280120, "SS" if stored.dtype == np.int16 else "US", int(value))
+
+
+def write_dicom_series(volume: Volume, folder: Path, provenance: Provenance | Any | None = None) -> None:
     """Write ``volume`` (values already in the output dtype) as a derived series into the existing ``folder``.
 
-    One file per slice (``IM00001.dcm`` ...), single-frame even when the source was an enhanced multi-frame image,
-    each slice in its own plane (tilted and unevenly spaced stacks keep every slice's position: in-plane SR moves
-    the first pixel centre by the half-pixel rule only), Explicit VR Little Endian, uncompressed; new
-    SeriesInstanceUID and SOPInstanceUIDs; StudyInstanceUID and FrameOfReferenceUID (and the patient/study modules)
-    kept from the source DICOM, else generated/empty; ImageType DERIVED\\SECONDARY; plane tags from the geometry;
-    Rescale Slope/Intercept from :func:`_stored_pixels`; SeriesDescription suffixed `` SR x<factor>``.
+    One file per slice (``IM00001.dcm`` ...), single-frame even when the source was an enhanced multi-frame image
+    or a mosaic, each slice in its own plane (tilted and unevenly spaced stacks keep every slice's position:
+    in-plane SR moves the first pixel centre by the half-pixel rule only), Explicit VR Little Endian, uncompressed.
+
+    * UIDs: new SeriesInstanceUID and SOPInstanceUIDs; StudyInstanceUID and FrameOfReferenceUID (and the patient and
+      study modules) kept from the source DICOM, else -- absent or empty -- generated; type 2 patient tags empty.
+    * Per slice, from the source slice in its plane (:class:`SliceSource`): :data:`SLICE_KEYWORDS` (windows,
+      GantryDetectorTilt, kernel, sequence, flip angle, acquisition date and time, PatientOrientation, ...),
+      its own SliceThickness (scaled by ``n_source / n_output`` when the slice axis was upscaled), and a
+      SourceImageSequence naming the source slice(s) whose planes bracket it (with the frame number of a
+      multi-frame source). Once, from the first slice: :data:`SERIES_KEYWORDS` (Laterality, ProtocolName, series
+      date and time, equipment...).
+    * ImageType ``DERIVED\\\\SECONDARY`` + the source's value 3 onwards as the IOD requires (:func:`_image_type`).
+    * Pixels (:func:`_stored_pixels`): CT and secondary capture with Rescale Slope/Intercept; MR without them (the
+      MR Image IOD has none) unless the source carried them; values below the source's PixelPaddingValue are
+      clipped up to it and PixelPaddingValue is written in the stored values.
+    * SeriesDescription: the source's, stripped, + `` SR x<factor>``; the research-use notice in ImageComments;
+      provenance (:class:`rmisr_monai.io.provenance.Provenance`, or a mapping) in DerivationDescription, a
+      ContributingEquipmentSequence item (Processing Equipment) and SoftwareVersions.
     """
+    provenance = as_provenance(provenance)
     template = volume.dicom_template if isinstance(volume.dicom_template, DicomTemplate) else None
-    stored, slope, intercept = _stored_pixels(volume.array)
+    values = volume.array
+    pad = template.padding_value if template is not None else None
+    if pad is not None:
+        values = np.maximum(values, np.asarray(pad).astype(values.dtype))
+    rescale = volume.modality != "MR" or (template is not None and template.rescaled)
+    stored, slope, intercept, factor = _stored_pixels(values, rescale)
     orientation, pixel_spacing, positions, locations = dicom_slice_planes(volume.geometry, volume.array.shape[2])
     series = _series_dataset(volume, template)
+    _provenance_elements(series, template.header if template else Dataset(), provenance,
+                         _derivation_text(provenance, factor))  # fmt: skip
     series.PixelRepresentation = int(stored.dtype == np.int16)
-    series.RescaleSlope, series.RescaleIntercept = _ds(slope), _ds(intercept)
-    if volume.modality == "CT":
-        series.RescaleType = "HU"
+    if rescale:
+        series.RescaleSlope, series.RescaleIntercept = _ds(slope), _ds(intercept)
+        if volume.modality == "CT":
+            series.RescaleType = "HU"
+    padding = _padding_element(pad, stored, slope, intercept, factor)
+    if padding is not None:
+        series[padding.tag] = padding
     series.ImageOrientationPatient = [_ds(v) for v in orientation]
     series.PixelSpacing = [_ds(v) for v in pixel_spacing]
     steps = volume.geometry.plane_steps(stored.shape[2])
     if volume.geometry.is_regular:  # an uneven stack has no single spacing: each slice keeps its own position
         series.SpacingBetweenSlices = _ds(float(steps[0]) if steps.size else volume.geometry.spacing[2])
-    series.SliceThickness = _ds(_slice_thickness(volume, template))
+    series.SliceThickness = _ds(_regular_thickness(volume))
+    sources = None
+    if template is not None and len(template.slices) == template.shape[2]:
+        sources = slice_correspondence(template.geometry, template.shape[2], volume.geometry, stored.shape[2])
+    numbers = _instance_numbers(template, stored.shape[2])
     for k in range(stored.shape[2]):
         ds = copy.deepcopy(series)
+        if sources is not None:
+            _copy_slice_attributes(ds, volume, template, float(sources[k]))
         ds.SOPInstanceUID = generate_uid()
-        ds.InstanceNumber = k + 1
+        ds.InstanceNumber = numbers[k]
         ds.ImagePositionPatient = [_ds(v) for v in positions[k]]
         ds.SliceLocation = _ds(locations[k])
         ds.PixelData = np.ascontiguousarray(stored[:, :, k].T).astype(stored.dtype.newbyteorder("<")).tobytes()

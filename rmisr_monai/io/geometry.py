@@ -40,6 +40,7 @@ __all__ = [
     "dicom_slice_planes",
     "orthogonal_resampling",
     "stack_summary",
+    "slice_correspondence",
     "SHEAR_TOLERANCE",
 ]
 
@@ -356,3 +357,18 @@ def dicom_slice_planes(
     positions = geometry.index_to_world([(0.0, 0.0, float(k)) for k in range(n_slices)])
     locations = positions @ np.cross(matrix[:, 0], matrix[:, 1])
     return orientation, pixel_spacing, positions.tolist(), locations.tolist()
+
+
+def slice_correspondence(source: Geometry, n_source: int, target: Geometry, n_target: int) -> np.ndarray:
+    """For each slice of ``target``, the continuous index of the ``source`` slice in its plane (planes compared
+    along the source's slice normal; clipped to ``[0, n_source - 1]``): ``k`` itself when the slice counts agree."""
+    if int(n_source) == int(n_target):
+        return np.arange(int(n_target), dtype=np.float64)
+    normal = source.slice_normal()
+    planes = source.index_to_world([(0.0, 0.0, float(k)) for k in range(int(n_source))]) @ normal
+    wanted = target.index_to_world([(0.0, 0.0, float(k)) for k in range(int(n_target))]) @ normal
+    if planes.size == 1:
+        return np.zeros(int(n_target))
+    if planes[-1] < planes[0]:
+        return np.interp(-wanted, -planes, np.arange(int(n_source), dtype=np.float64))
+    return np.interp(wanted, planes, np.arange(int(n_source), dtype=np.float64))

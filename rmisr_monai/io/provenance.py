@@ -38,7 +38,7 @@ NIFTI_DESCRIP_BYTES = 80
 SHA_PREFIX = 8  # characters of the weights' sha256 shown in short texts
 
 
-def _package_version() -> str:
+def package_version() -> str:
     from rmisr_monai import __version__  # the package top level is light (no torch)
 
     return __version__
@@ -68,7 +68,7 @@ class Provenance:
 
     def __post_init__(self) -> None:
         if not self.package_version:
-            object.__setattr__(self, "package_version", _package_version())
+            object.__setattr__(self, "package_version", package_version())
         if isinstance(self.scale, (list, tuple)):
             object.__setattr__(self, "scale", tuple(float(s) for s in self.scale))
 

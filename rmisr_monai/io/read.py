@@ -26,10 +26,14 @@ padding in Hounsfield units), else ``"MR"`` when no value is negative, else ``"O
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import logging
 import os
+import sys
+import tempfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +121,18 @@ def _gzip_damage(path: Path) -> str | None:
     return None
 
 
-def _read_nifti(path: Path) -> tuple[np.ndarray, np.dtype, Geometry, FourthAxis]:
+def _nifti_info(header) -> dict[str, Any]:
+    """What the writers keep of a NIfTI header (:attr:`Volume.source_info`)."""
+    descrip = header["descrip"].tobytes().split(b"\0")[0].decode("latin-1").strip()
+    return {
+        "descrip": descrip,
+        "sform_code": int(header["sform_code"]),
+        "qform_code": int(header["qform_code"]),
+        "intent_code": int(header["intent_code"]),
+    }
+
+
+def _read_nifti(path: Path) -> tuple[np.ndarray, np.dtype, Geometry, FourthAxis, dict[str, Any]]:
     compressed = path.name.lower().endswith(".gz")
     if compressed:
         with open(path, "rb") as handle:
@@ -139,7 +154,8 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.dtype, Geometry, FourthAxis]
     except Exception as exc:  # nibabel raises many types on damaged headers (HeaderDataError, zlib.error, ...)
         reason = (_gzip_damage(path) if compressed else None) or f"cannot read NIfTI: {' '.join(str(exc).split())}"
         raise InputFileError(path, reason) from exc
-    return array, stored, Geometry.from_affine(ras_to_lps_affine(image.affine)), _nifti_fourth_axis(image.header)
+    geometry = Geometry.from_affine(ras_to_lps_affine(image.affine))
+    return array, stored, geometry, _nifti_fourth_axis(image.header), _nifti_info(image.header)
 
 
 def _header_fields(path: Path) -> dict[str, str]:
@@ -171,18 +187,58 @@ def _data_in_file(path: Path) -> tuple[int | None, bool]:
     return size, fields.get("compresseddata", "false").lower() == "true"
 
 
-def _read_itk(path: Path) -> tuple[np.ndarray, np.dtype, Geometry, FourthAxis]:
+@contextlib.contextmanager
+def _itk_stderr(lines: list[str]) -> Iterator[None]:
+    """Capture what ITK writes on the C-level stderr (file descriptor 2) while the block runs into ``lines``, so
+    that it reaches the user as the reason of one error line, not as loose lines before it."""
     try:
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(path))
-        reader.ReadImageInformation()
-        components = reader.GetNumberOfComponents()
-        probe = sitk.Image([1, 1], reader.GetPixelID(), components)
-        itemsize = sitk.GetArrayViewFromImage(probe).dtype.itemsize * components
-        check_claimed_size(path, reader.GetSize(), itemsize, *_data_in_file(path))
-        image = reader.Execute()
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable fd 2 (embedded interpreters): nothing to capture
+        yield
+        return
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode("utf-8", "replace")
+            lines.extend(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _itk_reason(exc: RuntimeError, lines: list[str]) -> str:
+    """A true reason from ITK's own messages: its stderr lines (e.g. ``ElementType required and not defined``)
+    first, else the exception's description line; never its misleading ``No such file or directory`` errno text
+    for a file that exists."""
+    said = [line for line in lines if "No such file or directory" not in line]
+    text = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    described = [line.split(":", 1)[1].strip() for line in text if line.lower().startswith("description:")]
+    words = said or described or text[-1:]
+    reason = "; ".join(dict.fromkeys(words))
+    return " ".join(reason.split()) or "unreadable header"
+
+
+def _read_itk(path: Path) -> tuple[np.ndarray, np.dtype, Geometry, FourthAxis, dict[str, Any]]:
+    lines: list[str] = []
+    try:
+        with _itk_stderr(lines):
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(str(path))
+            reader.ReadImageInformation()
+            components = reader.GetNumberOfComponents()
+            probe = sitk.Image([1, 1], reader.GetPixelID(), components)
+            itemsize = sitk.GetArrayViewFromImage(probe).dtype.itemsize * components
+            check_claimed_size(path, reader.GetSize(), itemsize, *_data_in_file(path))
+            image = reader.Execute()
+            keys = list(reader.GetMetaDataKeys())
     except RuntimeError as exc:
-        raise InputFileError(path, f"cannot read image: {str(exc).strip().splitlines()[-1]}") from exc
+        raise InputFileError(path, f"cannot read image: {_itk_reason(exc, lines)}") from exc
+    for line in lines:
+        logger.debug("ITK: %s", line)
+    info = {"segmentation": any(key.startswith("Segment") and key.endswith("_ID") for key in keys)}
     if image.GetNumberOfComponentsPerPixel() != 1 or image.GetDimension() not in (2, 3, 4):
         shape = (*image.GetSize(), image.GetNumberOfComponentsPerPixel())
         raise InputFileError(path, f"expected a 3D scalar volume, got shape {shape} (size x components)")
@@ -193,7 +249,7 @@ def _read_itk(path: Path) -> tuple[np.ndarray, np.dtype, Geometry, FourthAxis]:
     if image.GetDimension() == 4:  # the spatial 3x3 block of ITK's 4x4 direction; the fourth spacing is the step
         fourth = FourthAxis(step=float(spacing[3]), offset=float(origin[3]))
         spacing, origin, direction = spacing[:3], origin[:3], np.reshape(direction, (4, 4))[:3, :3].ravel()
-    return array, array.dtype, Geometry.from_itk(spacing, origin, direction), fourth
+    return array, array.dtype, Geometry.from_itk(spacing, origin, direction), fourth, info
 
 
 def read_volume(path: str | os.PathLike, series_uid: str | None = None, stack: str | None = None) -> Volume:
@@ -218,7 +274,7 @@ def read_volume(path: str | os.PathLike, series_uid: str | None = None, stack: s
         _check_finite(path, volume.array)
         return volume
     try:
-        array, stored, geometry, fourth_axis = _read_nifti(path) if kind == "nifti" else _read_itk(path)
+        array, stored, geometry, fourth_axis, info = _read_nifti(path) if kind == "nifti" else _read_itk(path)
     except ValueError as exc:  # e.g. Geometry: "spacing must be finite and positive"
         raise InputFileError(path, " ".join(str(exc).split())) from exc
     array = _as_3d(path, array)
@@ -232,6 +288,7 @@ def read_volume(path: str | os.PathLike, series_uid: str | None = None, stack: s
         source_path=str(path),
         source_format=kind,
         fourth_axis=fourth_axis if array.ndim == 4 else None,
+        source_info=info,
     )
 
 

@@ -93,6 +93,9 @@ class Volume:
         dicom_template: for DICOM input, the :class:`rmisr_monai.io.dicom.DicomTemplate` (headers without pixels)
             used to write a derived series; never printed.
         fourth_axis: for a 4D volume, what its fourth axis is (:class:`FourthAxis`); None for 3D.
+        source_info: what the reader learnt of the file besides voxels and geometry, for the writers and the label-map
+            check (no patient data): NIfTI ``descrip``, ``sform_code``, ``qform_code``, ``intent_code``; NRRD / MHA
+            ``segmentation`` (the header has Slicer ``Segment*`` keys); ``sop_class`` of DICOM.
     """
 
     array: np.ndarray
@@ -103,6 +106,7 @@ class Volume:
     source_format: str
     dicom_template: object | None = field(default=None, repr=False)
     fourth_axis: FourthAxis | None = None
+    source_info: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if np.ndim(self.array) != (3 if self.fourth_axis is None else 4):
@@ -117,7 +121,7 @@ class Volume:
             return [self]
         return [
             Volume(self.array[..., t], self.geometry, self.modality, self.source_dtype, self.source_path,
-                   self.source_format, self.dicom_template)
+                   self.source_format, self.dicom_template, source_info=self.source_info)
             for t in range(self.array.shape[3])
         ]  # fmt: skip
 

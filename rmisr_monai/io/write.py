@@ -12,6 +12,11 @@
   it. ``.nhdr`` is a detached NRRD header with its gzip data file ``<name>.raw.gz`` beside it (the data file is
   moved into place first, then the header). 4D volumes are written as ITK 4D images (fourth spacing = step).
 * DICOM (a folder): a derived series, see :func:`rmisr_monai.io.dicom.write_dicom_series`.
+* NIfTI codes: the input's ``sform_code`` / ``qform_code`` (:attr:`Volume.source_info`) are kept (1, scanner
+  anatomical, where the input had none or was not NIfTI).
+* Provenance (``provenance=``, see :mod:`rmisr_monai.io.provenance`): NIfTI ``descrip``, NRRD / MetaImage key
+  ``rmisr_provenance``, DICOM DerivationDescription / ContributingEquipmentSequence / SoftwareVersions, and for every
+  single-file output a JSON sidecar ``OUT.json``. Without provenance the NIfTI ``descrip`` is the input's.
 * Unevenly spaced slices have no single affine: only DICOM holds them (every slice keeps its position); the other
   formats refuse them (:func:`check_representable`) unless they are resampled first
   (:func:`rmisr_monai.io.resample.resample_orthogonal`).
@@ -23,10 +28,13 @@ dtype they are clipped to its range and then rounded half to even (``numpy.rint`
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -36,6 +44,7 @@ from rmisr_monai.errors import OutputFileError
 from rmisr_monai.io.atomic import atomic_output, check_output_path
 from rmisr_monai.io.dicom import write_dicom_series
 from rmisr_monai.io.geometry import lps_to_ras_affine, stack_summary
+from rmisr_monai.io.provenance import NIFTI_DESCRIP_BYTES, PROVENANCE_KEY, Provenance, as_provenance, sidecar_path
 from rmisr_monai.io.volume import NIFTI_TIME_UNITS, Volume, file_format
 
 __all__ = ["output_format", "write_volume", "cast_to_dtype", "check_representable", "OUTPUT_DTYPES"]
@@ -96,16 +105,30 @@ def check_representable(volume: Volume, path: str | os.PathLike) -> None:
         )  # fmt: skip
 
 
-def _write_nifti(volume: Volume, path: Path) -> None:
+def _nifti_codes(volume: Volume) -> tuple[int, int]:
+    """``(sform_code, qform_code)``: the input's when it was NIfTI with a code, else 1 (scanner anatomical); the
+    qform is 0 for a sheared affine, which a quaternion cannot hold."""
+    info = volume.source_info or {}
+    sform, qform = int(info.get("sform_code", 0) or 0), int(info.get("qform_code", 0) or 0)
+    if sform == 0 and qform == 0:
+        sform = qform = NIFTI_XFORM_SCANNER_ANAT
+    sform = sform or qform
+    return sform, 0 if volume.geometry.is_sheared else qform
+
+
+def _write_nifti(volume: Volume, path: Path, provenance: Provenance | None = None) -> None:
     affine = lps_to_ras_affine(volume.geometry.affine())
     image = nib.Nifti1Image(volume.array, affine)
     header = image.header
     header.set_data_dtype(volume.array.dtype)
-    image.set_sform(affine, code=NIFTI_XFORM_SCANNER_ANAT)
-    if volume.geometry.is_sheared:  # a quaternion cannot hold a shear: no qform rather than a wrong one
+    sform_code, qform_code = _nifti_codes(volume)
+    image.set_sform(affine, code=sform_code)
+    if qform_code == 0:  # no qform rather than a wrong one (a shear), or as the input had none
         image.set_qform(None, code=0)
     else:
-        image.set_qform(affine, code=NIFTI_XFORM_SCANNER_ANAT)
+        image.set_qform(affine, code=qform_code)
+    descrip = provenance.short() if provenance is not None else str((volume.source_info or {}).get("descrip", ""))
+    header["descrip"] = descrip.encode("ascii", "replace")[:NIFTI_DESCRIP_BYTES]
     fourth = volume.fourth_axis
     time_unit = {unit: code for code, unit in NIFTI_TIME_UNITS.items()}.get(fourth.unit, "unknown") if fourth else None
     header.set_xyzt_units(xyz="mm", t=time_unit)
@@ -116,7 +139,7 @@ def _write_nifti(volume: Volume, path: Path) -> None:
     nib.save(image, path)
 
 
-def _write_itk(volume: Volume, path: Path) -> None:
+def _write_itk(volume: Volume, path: Path, provenance: Provenance | None = None) -> None:
     # SimpleITK arrays are (k, j, i) (or (t, k, j, i))
     image = sitk.GetImageFromArray(np.ascontiguousarray(volume.array.T), isVector=False)
     spacing, origin, direction = volume.geometry.to_itk()
@@ -129,16 +152,36 @@ def _write_itk(volume: Volume, path: Path) -> None:
     image.SetSpacing(spacing)
     image.SetOrigin(origin)
     image.SetDirection(direction)
+    if provenance is not None:
+        image.SetMetaData(PROVENANCE_KEY, provenance.header_value())
     sitk.WriteImage(image, str(path), useCompression=True)
 
 
-def _write_detached_nrrd(volume: Volume, path: Path, overwrite: bool) -> None:
+def _sidecar_record(volume: Volume, provenance: Provenance) -> dict:
+    """The JSON sidecar: the provenance, the output grid, and what is known of the source (no patient data)."""
+    info = volume.source_info or {}
+    source = {"format": volume.source_format}
+    if info.get("descrip"):
+        source["descrip"] = info["descrip"]
+    return {
+        **provenance.as_dict(),
+        "output": {
+            "shape": [int(n) for n in volume.array.shape],
+            "spacing_mm": list(volume.geometry.spacing),
+            "dtype": str(volume.array.dtype),
+            "modality": volume.modality,
+        },
+        "source": source,
+    }
+
+
+def _write_detached_nrrd(volume: Volume, path: Path, overwrite: bool, provenance: Provenance | None) -> None:
     """``.nhdr`` + ``<name>.raw.gz``: ITK writes both into a temporary folder beside ``path`` (the header names
     its data file relative to itself); the data file is moved into place first, then the header."""
     parent = path.absolute().parent
     with tempfile.TemporaryDirectory(prefix=".rmisr-tmp-", dir=parent) as temp:
         header = Path(temp) / path.name
-        _write_itk(volume, header)
+        _write_itk(volume, header, provenance)
         found = re.search(r"^data file: (.+)$", header.read_text(encoding="ascii"), flags=re.MULTILINE)
         data = Path(temp) / found.group(1).strip()
         target = parent / data.name
@@ -155,23 +198,36 @@ _WRITERS = {"nifti": _write_nifti, "nrrd": _write_itk, "mha": _write_itk, "dicom
 
 
 def write_volume(
-    volume: Volume, path: str | os.PathLike, *, overwrite: bool = False, dtype: np.dtype | None = None
+    volume: Volume,
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    dtype: np.dtype | None = None,
+    provenance: Provenance | Mapping[str, Any] | Any | None = None,
 ) -> None:
     """Write ``volume`` to ``path`` in the format of :func:`output_format`, atomically.
 
     Args:
         volume: the volume; its geometry is written exactly (LPS, converted to RAS for NIfTI).
         path: output file, or folder for a DICOM series.
-        overwrite: replace an existing output (only once the new one is complete).
+        overwrite: replace an existing output (only once the new one is complete); also its sidecar.
         dtype: stored dtype; default ``volume.source_dtype``. See :func:`cast_to_dtype`.
+        provenance: what made the output (:class:`rmisr_monai.io.provenance.Provenance`, or a mapping with
+            ``model``, ``model_version``, ``sha256``, ``scale``, ``options``; see
+            :func:`rmisr_monai.io.provenance.as_provenance`): stored as the module docstring says, with a JSON
+            sidecar ``OUT.json`` beside a single-file output. None: no sidecar, the NIfTI ``descrip`` of the input.
 
     Raises:
-        OutputFileError: unknown format or dtype, existing output without ``overwrite``, or a failed write
-            (disk full...); nothing is left behind and an existing output is untouched.
+        OutputFileError: unknown format or dtype, existing output (or sidecar) without ``overwrite``, or a failed
+            write (disk full...); nothing is left behind and an existing output is untouched.
     """
     path = Path(path)
     kind = output_format(path)
+    provenance = as_provenance(provenance)
     check_output_path(path, overwrite=overwrite)
+    sidecar = sidecar_path(path) if provenance is not None and kind != "dicom" else None
+    if sidecar is not None:
+        check_output_path(sidecar, overwrite=overwrite)
     check_representable(volume, path)
     dtype = np.dtype(dtype if dtype is not None else volume.source_dtype)
     if dtype not in OUTPUT_DTYPES:
@@ -180,10 +236,13 @@ def write_volume(
     suffix = ".mha" if kind == "mha" else None
     try:
         if path.name.lower().endswith(".nhdr"):
-            _write_detached_nrrd(out, path, overwrite)
-            return
-        with atomic_output(path, overwrite=overwrite, is_dir=kind == "dicom", suffix=suffix) as temp:
-            _WRITERS[kind](out, temp)
+            _write_detached_nrrd(out, path, overwrite, provenance)
+        else:
+            with atomic_output(path, overwrite=overwrite, is_dir=kind == "dicom", suffix=suffix) as temp:
+                _WRITERS[kind](out, temp, provenance)
+        if sidecar is not None:
+            with atomic_output(sidecar, overwrite=overwrite) as temp:
+                Path(temp).write_text(json.dumps(_sidecar_record(out, provenance), indent=2) + "\n", encoding="utf-8")
     except OSError as exc:
         raise OutputFileError(path, f"cannot write {kind}: {exc.strerror or exc}") from exc
     except RuntimeError as exc:  # SimpleITK reports write failures as RuntimeError

@@ -101,7 +101,7 @@ def test_enospc_during_write(tmp_path, monkeypatch, name):
     target = tmp_path / name
     volume = synthetic_volume()
 
-    def disk_full(volume, path):
+    def disk_full(volume, path, provenance=None):
         (path / "IM00001.dcm" if path.is_dir() else path).write_bytes(b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
@@ -118,7 +118,7 @@ def test_enospc_keeps_existing_output(tmp_path, monkeypatch):
     write_volume(volume, target)
     before = target.read_bytes()
 
-    def disk_full(volume, path):
+    def disk_full(volume, path, provenance=None):
         path.write_bytes(b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 

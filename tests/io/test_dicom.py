@@ -251,7 +251,7 @@ def test_derived_series_from_dicom(tmp_path, ge_copy):
     new = _headers(tmp_path / "out")
     first = new[0]
     assert first.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
-    assert list(first.ImageType) == ["DERIVED", "SECONDARY"]
+    assert list(first.ImageType) == ["DERIVED", "SECONDARY", "AXIAL"]  # CT Image IOD: value 3 AXIAL or LOCALIZER
     assert first.SeriesInstanceUID != old.SeriesInstanceUID and len({d.SeriesInstanceUID for d in new}) == 1
     assert len({d.SOPInstanceUID for d in new}) == 10 and old.SOPInstanceUID not in {d.SOPInstanceUID for d in new}
     assert first.StudyInstanceUID == old.StudyInstanceUID and first.FrameOfReferenceUID == old.FrameOfReferenceUID
@@ -281,14 +281,26 @@ def test_derived_series_from_nifti_geometry(tmp_path):
 
 
 def test_float_values_stored_with_rescale(tmp_path):
+    volume = synthetic_volume(np.float32, modality="CT")
+    volume.array = volume.array * 0.37 + 2000.0
+    write_volume(volume, tmp_path / "ct", dtype=np.float32)
+    first = _headers(tmp_path / "ct")[0]
+    slope = float(first.RescaleSlope)
+    assert first.SOPClassUID == "1.2.840.10008.5.1.4.1.1.2" and slope < 1
+    back = read_volume(tmp_path / "ct")
+    np.testing.assert_allclose(back.array, volume.array, atol=slope / 2 + 1e-6)
+
+
+def test_mr_float_values_stored_without_rescale(tmp_path):
+    """The MR Image IOD has no Rescale Slope/Intercept: values are rounded and stored as they are."""
     volume = synthetic_volume(np.float32, modality="MR")
     volume.array = volume.array * 0.37 + 2000.0
     write_volume(volume, tmp_path / "mr", dtype=np.float32)
     first = _headers(tmp_path / "mr")[0]
-    slope = float(first.RescaleSlope)
-    assert first.SOPClassUID == "1.2.840.10008.5.1.4.1.1.4" and slope < 1
-    back = read_volume(tmp_path / "mr")
-    np.testing.assert_allclose(back.array, volume.array, atol=slope / 2 + 1e-6)
+    assert first.SOPClassUID == "1.2.840.10008.5.1.4.1.1.4"
+    assert "RescaleSlope" not in first and "RescaleIntercept" not in first
+    assert list(first.ImageType) == ["DERIVED", "SECONDARY", "OTHER"]
+    np.testing.assert_array_equal(read_volume(tmp_path / "mr").array, np.rint(volume.array))
 
 
 def test_dicom_series_to_nifti(tmp_path, ge_copy):
