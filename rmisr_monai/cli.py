@@ -27,7 +27,7 @@ THIRD_PARTY_LOGGERS = ("pydicom", "nibabel", "nibabel.global")
 # the RunOptions fields every command that runs a network takes (scale, axis, model, weights are per command)
 RUN_FIELDS = (
     "device", "precision", "batch", "tile", "tile_overlap", "self_ensemble", "memory_limit", "adapt", "seed",
-    "allow_extrapolation",
+    "input_floor", "allow_extrapolation",
 )
 
 

@@ -108,6 +108,8 @@ class RunOptions:
         adapt: seconds of per-scan adaptation (fine-tuning a copy of the model on the scan itself) before
             upscaling; 0: off.
         seed: random seed of the adaptation.
+        input_floor: no output voxel below the lowest value of its input slice and channel (CT padding, MR
+            magnitude >= 0, constant in constant out); ``False`` writes the network's output as it is.
         allow_extrapolation: run a model outside the scales it was trained for (refused otherwise).
     """
 
@@ -147,6 +149,9 @@ class RunOptions:
     adapt: float = _field(0.0, "fine-tune a copy of the model on the scan itself for SECONDS before upscaling "
                           "(per-scan adaptation; default: 0, off)", type=_seconds, metavar="SECONDS")
     seed: int = _field(0, "random seed of --adapt (default: 0)", type=_non_negative_int, metavar="N")
+    input_floor: bool = _field(True, "do not write output values below the lowest value of the input slice: "
+                               "overshoot below the CT padding or below 0 in MR magnitude is an artefact (default: "
+                               "on)", flag="--no-input-floor", action="store_false")
     allow_extrapolation: bool = _field(False, "run a model at a scale outside the range it was trained for "
                                        "(refused otherwise: the result may show artefacts)", action="store_true")
 
@@ -185,7 +190,7 @@ class RunOptions:
         object.__setattr__(self, "adapt", adapt)
         if not _is_int(self.seed) or self.seed < 0:
             raise ConfigurationError(f"seed must be an integer >= 0, got {self.seed!r}")
-        for name in ("through_plane", "allow_extrapolation"):
+        for name in ("through_plane", "input_floor", "allow_extrapolation"):
             object.__setattr__(self, name, bool(getattr(self, name)))
 
     # -- dictionaries (configs, JSON, checkpoints) -----------------------------------------------------------

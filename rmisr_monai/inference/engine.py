@@ -498,13 +498,15 @@ def upscale_array(
     out: np.ndarray | None = None
     dst: np.ndarray | None = None
 
-    def store(s0: int, y: torch.Tensor, excess: torch.Tensor | None) -> None:
+    def store(s0: int, y: torch.Tensor, excess: torch.Tensor | None, floor: torch.Tensor | None) -> None:
         if norm is not None:
             y = norm.inverse(y)
         if excess is not None:
             # intensities the window clipped come back through bicubic (IntensityNormalization.excess); bicubic is
             # linear, so this equals bicubic(x) - bicubic(clip(x)) and is zero wherever the input is in the window
             y = y + imresize(excess, None, output_shape=y.shape[-2:])
+        if floor is not None:
+            y = torch.maximum(y, floor if floor.shape[1] == y.shape[1] else floor.amin(dim=1, keepdim=True))
         dst[s0 : s0 + y.shape[0]] = cast_to_dtype(y.numpy(), dtype)
 
     # one writer thread: the inverse normalisation, the cast and the store of a batch overlap the next network call
@@ -515,6 +517,9 @@ def upscale_array(
         for s0 in range(0, n_slices, batch_size):
             chunk = np.ascontiguousarray(src[s0 : s0 + batch_size], dtype=np.float32)
             x = torch.from_numpy(chunk)
+            # no output below the lowest input value of its slice (and channel): CT padding, MR magnitude >= 0, a
+            # constant slice stays constant; sharpening overshoot below that is an artefact, not a finding
+            floor = x.amin(dim=(2, 3), keepdim=True) if options.input_floor else None
             excess = None
             if norm is not None:
                 excess = norm.excess(x)
@@ -533,7 +538,7 @@ def upscale_array(
             if pending is not None:
                 pending.result()
                 bar.update(batch_size)
-            pending = writer.submit(store, s0, y, excess)
+            pending = writer.submit(store, s0, y, excess, floor)
         pending.result()
         bar.update(n)
     assert out is not None

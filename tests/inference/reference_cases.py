@@ -49,6 +49,7 @@ def generate() -> dict[str, np.ndarray]:
             model=model, scale=scale, device="cpu", precision="fp32", progress=False, tile=None,
             axis=options.pop("axis", "z"), through_plane=options.pop("through_plane", False),
             ensemble=options.pop("self_ensemble", None), dtype=options.pop("out_dtype", "float32"),
+            input_floor=False,  # saved before the floor existed
         )
         outputs[name] = np.asarray(upscaler.upscale(volume).array)
     return outputs

@@ -19,8 +19,20 @@ from tests.inference.reference_cases import CASES, DATA, generate
 CHANGED = dict(
     scale=3.0, axis="y", through_plane=False, model="bicubic", weights=None, device="cpu", precision="fp32",
     batch=3, tile=48, tile_overlap=12, self_ensemble=2, memory_limit=700 << 20, out_dtype="int16", adapt=0.0,
-    seed=5, allow_extrapolation=True,
+    seed=5, input_floor=False, allow_extrapolation=True,
 )
+
+
+def _flags(values: dict) -> list[str]:
+    """The command-line flags that give ``values`` (fields at their default are left out)."""
+    defaults = RunOptions().to_dict()
+    argv: list[str] = []
+    for name, value in values.items():
+        if value == defaults[name]:
+            continue
+        flag = RunOptions.flag(name)
+        argv += [flag] if isinstance(value, bool) else [flag, str(value >> 20 if name == "memory_limit" else value)]
+    return argv
 
 
 def test_round_trip_through_a_dict_and_json():
@@ -61,13 +73,7 @@ def test_the_cli_arguments_are_generated_from_the_fields():
     for f in dataclasses.fields(RunOptions):
         assert f.name in dests, f.name
         assert dests[f.name].help == f.metadata["help"]
-    argv = ["upscale", "in.nii.gz", "out.nii.gz"]
-    for name, value in CHANGED.items():
-        if value in (None, False, 0.0) and name not in ("seed",):
-            continue
-        flag = RunOptions.flag(name)
-        argv += [flag] if value is True else [flag, str(value >> 20 if name == "memory_limit" else value)]
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(["upscale", "in.nii.gz", "out.nii.gz", *_flags(CHANGED)])
     assert RunOptions.from_arguments(args) == RunOptions(**CHANGED)
 
 
@@ -106,13 +112,7 @@ def _ct(tmp_path, shape=(12, 10, 3)):
 def test_rmisr_upscale_hands_every_field_to_the_engine(tmp_path, recorded):
     from rmisr_monai.cli import main
 
-    argv = ["upscale", str(_ct(tmp_path)), str(tmp_path / "out.nii.gz"), "--quiet"]
-    for name, value in CHANGED.items():
-        if value in (None, False, 0.0):
-            continue
-        flag = RunOptions.flag(name)
-        argv += [flag] if value is True else [flag, str(value >> 20 if name == "memory_limit" else value)]
-    assert main(argv) == 0
+    assert main(["upscale", str(_ct(tmp_path)), str(tmp_path / "out.nii.gz"), "--quiet", *_flags(CHANGED)]) == 0
     assert recorded == [RunOptions(**CHANGED)]
 
 
@@ -185,3 +185,20 @@ def test_outputs_equal_those_saved_before_the_refactor():
 
 def test_argparse_namespace_without_a_field_keeps_its_default():
     assert RunOptions.from_arguments(argparse.Namespace(tile=64)) == RunOptions(tile=64)
+
+
+def test_input_floor_keeps_ct_padding_mr_zero_and_constant_slices():
+    """A step from padding to tissue makes bicubic (and networks) undershoot below the padding; the floor keeps
+    every output voxel at or above its input slice's minimum, and a constant slice constant. Off, the undershoot
+    is there (so the test can fail)."""
+    from rmisr_monai.networks import get_network
+
+    volume = np.full((16, 16, 2), -1000.0, np.float32)
+    volume[8:, :, 0] = 1000.0  # slice 0: a step; slice 1: constant
+    net = get_network("bicubic")
+    raw = upscale_array(volume, net, 2, device="cpu", input_floor=False, progress=False)
+    floored = upscale_array(volume, net, 2, device="cpu", progress=False)
+    assert raw[..., 0].min() < -1000.0 - 50  # the undershoot the floor removes
+    assert floored[..., 0].min() >= -1000.0 and floored[..., 1].min() == floored[..., 1].max() == -1000.0
+    keep = raw >= -1000.0
+    np.testing.assert_array_equal(floored[keep], raw[keep])
