@@ -233,9 +233,9 @@ def label_map_reason(volume: Any) -> str | None:
     """Why ``volume`` (a :class:`~rmisr_monai.io.volume.Volume`) is a label map, in words, or ``None``.
 
     A label map is: a file named ``*.seg.nrrd`` (3D Slicer segmentation); a DICOM SEG (Modality ``SEG`` or the
-    Segmentation Storage SOP class); or an integer-valued volume with at most :data:`MAX_LABELS` distinct values
-    whose share of equal neighbouring voxels (:func:`equal_neighbour_share`, outside the background) is at least
-    :data:`MIN_EQUAL_NEIGHBOURS`, measured on :data:`LABEL_SAMPLE_SLICES` evenly spaced slices.
+    Segmentation Storage SOP class); or a non-negative integer-valued volume with at most :data:`MAX_LABELS`
+    distinct values whose share of equal neighbouring voxels (:func:`equal_neighbour_share`, outside the
+    background) is at least :data:`MIN_EQUAL_NEIGHBOURS`, measured on :data:`LABEL_SAMPLE_SLICES` evenly spaced slices.
     """
     path = str(getattr(volume, "source_path", "") or "")
     if path.lower().rstrip("/").endswith(".seg.nrrd"):
@@ -254,7 +254,7 @@ def label_map_reason(volume: Any) -> str | None:
         if not np.array_equal(sample, np.round(sample)):
             return None
     distinct = np.unique(sample)
-    if len(distinct) < 2 or len(distinct) > MAX_LABELS:
+    if len(distinct) < 2 or len(distinct) > MAX_LABELS or distinct[0] < 0:  # labels are counted from 0
         return None
     share = equal_neighbour_share(sample)
     if share < MIN_EQUAL_NEIGHBOURS:

@@ -134,6 +134,8 @@ def test_images_are_not_label_maps():
     assert label_map_reason(_volume(np.random.default_rng(1).integers(0, 6, (30, 30, 4)))) is None  # noise
     smooth = _tissue_labels() + 0.5  # non-integer values
     assert label_map_reason(_volume(smooth)) is None
+    phantom = np.where(_tissue_labels() > 2, 40, -1000).astype(np.int16)  # a CT phantom: HU below 0, no labels
+    assert label_map_reason(_volume(phantom)) is None
 
 
 def test_the_real_scans_are_neither_label_maps_nor_out_of_distribution():
