@@ -137,6 +137,8 @@ UNPAIRED_BODY_PARTS = frozenset(
     "CSPINE TSPINE LSPINE SSPINE COCCYX HEART AORTA LIVER PANCREAS SPLEEN STOMACH COLON RECTUM BLADDER PROSTATE "
     "UTERUS ESOPHAGUS THORAX MEDIASTINUM WHOLEBODY SACRUM".split()
 )
+# MR Image Module: TriggerTime is Type 2C, present only when ScanOptions says the scan was gated (PS3.3 C.8.3.1)
+GATED_SCAN_OPTIONS = frozenset({"PER", "RG", "CG", "PPG", "FC", "PFF", "PFP"})
 PROCESSING_EQUIPMENT = ("109102", "DCM", "Processing Equipment")  # CID 7005 Contributing Equipment Purposes
 SOURCE_FOR_PROCESSING = ("121322", "DCM", "Source image for image processing operation")  # CID 7202
 
@@ -924,9 +926,11 @@ def _copy_slice_attributes(ds: Dataset, volume: Volume, template: DicomTemplate,
     planes bracket it as SourceImageSequence."""
     slices = template.slices
     nearest = slices[int(np.clip(np.rint(position), 0, len(slices) - 1))]
+    options = nearest.element("ScanOptions")
+    gated = bool(set(np.atleast_1d(options.value if options is not None else []) or []) & GATED_SCAN_OPTIONS)
     for keyword in SLICE_KEYWORDS:
         element = nearest.element(keyword)
-        if element is not None:
+        if element is not None and (keyword != "TriggerTime" or gated):
             ds[keyword] = copy.deepcopy(element)
     thickness = nearest.element("SliceThickness")
     value = thickness.value if thickness is not None else None
