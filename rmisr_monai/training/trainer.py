@@ -22,8 +22,8 @@ from monai.handlers import CheckpointLoader, CheckpointSaver, LrScheduleHandler,
 from monai.inferers import SimpleInferer
 from torch import nn
 
+from rmisr_monai.core.runtime import cpu_has_fast_bf16
 from rmisr_monai.errors import ConfigurationError
-from rmisr_monai.inference.engine import cpu_has_fast_bf16
 
 __all__ = ["ADAM_BETAS", "INITIAL_LR", "ITERATIONS_PER_EPOCH", "build_trainer", "every_iterations", "sr_loss"]
 
@@ -103,7 +103,7 @@ def build_trainer(
         checkpoint_every: save a resumable checkpoint every this many iterations (and at the end).
         resume_from: a checkpoint written by a previous run to continue from.
         amp: mixed precision: on CUDA MONAI's float16 autocast with gradient scaling; on a CPU with native bf16
-            (AMX or AVX512-BF16, :func:`~rmisr_monai.inference.engine.cpu_has_fast_bf16`) the forward pass under
+            (AMX or AVX512-BF16, :func:`~rmisr_monai.core.runtime.cpu_has_fast_bf16`) the forward pass under
             bfloat16 autocast (:class:`CpuBf16Inferer`; 2.1-2.4x faster steps, benchmarks/RESULTS.md §13); fp32
             elsewhere (bf16 is emulated there, slower than fp32).
         epoch_length: iterations per epoch (the last one is cut short when ``iterations`` is not a multiple).
