@@ -27,3 +27,19 @@ def shared_path(*parts: str) -> Path:
 @pytest.fixture
 def data_dir() -> Path:
     return shared_path("data")
+
+
+# a learned network small enough for any test: EDSR-baseline with 4 features and 1 block, x2, CT HU window
+TINY_NETWORK = ("edsr_baseline", {"in_channels": 1, "scale": 2, "features": 4, "num_blocks": 1})
+TINY_INTENSITY = {"kind": "ct", "a_min": -1024.0, "a_max": 3071.0, "clip": True}
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path) -> Path:
+    """A checkpoint (package format) of :data:`TINY_NETWORK` with seeded random weights, in ``tmp_path``."""
+    from rmisr_monai.networks import get_network
+    from rmisr_monai.weights import save_checkpoint
+
+    torch.manual_seed(0)
+    name, kwargs = TINY_NETWORK
+    return save_checkpoint(tmp_path / "tiny.pt", get_network(name, **kwargs), name, kwargs, TINY_INTENSITY)

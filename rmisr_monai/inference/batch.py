@@ -32,10 +32,13 @@ from torch import nn
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from rmisr_monai.core.axes import resolve_axis
 from rmisr_monai.core.options import RunOptions
 from rmisr_monai.core.runtime import resolve_device
 from rmisr_monai.errors import ConfigurationError, RmisrError
+from rmisr_monai.inference.adapt import ScanTooSmallError, adapt_network
 from rmisr_monai.inference.engine import run_options, upscale_volume
+from rmisr_monai.inference.guards import check_run, is_learned
 from rmisr_monai.inference.jobs import VolumeJob, csv_jobs, folder_jobs
 from rmisr_monai.inference.selection import (
     check_model_available,
@@ -45,12 +48,14 @@ from rmisr_monai.inference.selection import (
     self_ensemble_for,
 )
 from rmisr_monai.io.atomic import check_output_path
+from rmisr_monai.io.provenance import Provenance
 from rmisr_monai.io.read import read_volume
 from rmisr_monai.io.resample import resample_orthogonal
 from rmisr_monai.io.volume import Volume
 from rmisr_monai.io.write import check_representable, output_format, write_volume
+from rmisr_monai.weights import sha256_of
 
-__all__ = ["BatchSummary", "BatchUpscaler", "distributed_rank", "shard"]
+__all__ = ["BatchSummary", "BatchUpscaler", "distributed_rank", "shard", "provenance_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +122,30 @@ def distributed_rank() -> tuple[int, int]:
 def shard(jobs: Sequence[VolumeJob], rank: int, world_size: int) -> list[VolumeJob]:
     """Rank ``rank``'s share: jobs ``rank, rank + world_size, ...`` of the (deterministically ordered) list."""
     return list(jobs[rank::world_size])
+
+
+# run options that change the voxels, recorded with every output (device, batch, memory budget and seed do not, the
+# seed only through adapt)
+_RECORDED_OPTIONS = ("axis", "through_plane", "precision", "tile", "tile_overlap", "self_ensemble", "adapt",
+                     "input_floor", "allow_extrapolation")
+
+
+def provenance_of(meta: dict[str, Any], options: RunOptions) -> Provenance:
+    """The :class:`~rmisr_monai.io.provenance.Provenance` of a result: the model as the options chose it (its
+    registry name, interpolator name or weights file name), its sha256, the registry format it came from, the
+    scale and the run options that change voxels."""
+    source = str(meta.get("source") or meta.get("network"))
+    name = Path(source).name if meta.get("path") and Path(source).suffix else source
+    recorded = {k: v for k, v in options.to_dict().items() if k in _RECORDED_OPTIONS}
+    if options.adapt:
+        recorded["seed"] = options.seed
+    return Provenance(
+        model=name,
+        model_version=str(meta.get("registry_format", "")),
+        sha256=str(meta.get("sha256", "")),
+        scale=options.scale,
+        options=recorded,
+    )
 
 
 def _rank_device(device: str | torch.device) -> str | torch.device:
@@ -207,7 +236,10 @@ class BatchUpscaler:
         o = self.options
         key = model_source(o.model, o.weights, scale, modality, o.through_plane)
         if key not in self._networks:
-            self._networks[key] = select_network(o.model, o.weights, scale, modality, o.through_plane)
+            net, meta = select_network(o.model, o.weights, scale, modality, o.through_plane)
+            meta["source"] = key  # the registry name, interpolator name or weights path the options chose
+            meta["sha256"] = sha256_of(meta["path"]) if meta.get("path") else ""
+            self._networks[key] = (net, meta)
         return self._networks[key]
 
     def run_options_for(self, volume: Volume, scale: float | None = None) -> tuple[nn.Module, dict, RunOptions]:
@@ -226,19 +258,53 @@ class BatchUpscaler:
 
     def upscale(self, volume: Volume, scale: float | None = None) -> Volume:
         """Super-resolve one volume with the options (intensities normalised as the model was trained)."""
-        net, meta, options = self.run_options_for(volume, scale)
-        logger.debug(
-            "input %s voxels, model %s, options %s",
-            "x".join(str(n) for n in volume.array.shape),
-            meta["network"] if meta.get("path") is None else Path(meta["path"]).name,
-            options.to_dict(),
-        )
-        return upscale_volume(
-            volume, net, options=options, intensity=intensity_for(meta, volume.modality), progress=self.progress
-        )
+        return self.upscale_traced(volume, scale)[0]
 
-    def write(self, result: Volume, output: str | os.PathLike) -> None:
-        """Write a result atomically (its parent folders created; removed again if the write fails)."""
+    def upscale_traced(self, volume: Volume, scale: float | None = None) -> tuple[Volume, Provenance]:
+        """:meth:`upscale` and what made the result (:class:`~rmisr_monai.io.provenance.Provenance`, for the
+        writer). Before the engine runs, the input is checked against the model (scale in its trained range, not a
+        label map, not far outside its training distribution: :func:`rmisr_monai.inference.guards.check_run`), and
+        with ``adapt`` a copy of the model is fine-tuned on the scan (:mod:`rmisr_monai.inference.adapt`)."""
+        net, meta, options = self.run_options_for(volume, scale)
+        check_run(
+            volume, options.scale, net, meta, method=meta["source"], allow_extrapolation=options.allow_extrapolation
+        )
+        intensity = intensity_for(meta, volume.modality)
+        if options.adapt > 0 and is_learned(meta, net):
+            net = self._adapted(net, volume, options, intensity)
+        provenance = provenance_of(meta, options)
+        logger.info("%s", provenance.text().split(". RESEARCH")[0])
+        logger.debug("input %s voxels, options %s", "x".join(str(n) for n in volume.array.shape), options.to_dict())
+        result = upscale_volume(volume, net, options=options, intensity=intensity, progress=self.progress)
+        return result, provenance
+
+    def _adapted(self, net: nn.Module, volume: Volume, options: RunOptions, intensity: dict | None) -> nn.Module:
+        """A copy of ``net`` fine-tuned on ``volume`` for ``options.adapt`` seconds; ``net`` itself where the scan
+        is too small to adapt on (said in one line)."""
+        array = volume.array if volume.fourth_axis is None else volume.frames()[0].array
+        try:
+            tuned = adapt_network(
+                net, array, scale=options.scale, axis=resolve_axis(options.axis),
+                through_plane=options.through_plane, intensity=intensity, seconds=options.adapt, seed=options.seed,
+                progress=self.progress,
+            )
+        except ScanTooSmallError as exc:
+            logger.warning("%s: %s; upscaling with the model as shipped", volume.source_path, exc)
+            return net
+        report = tuned.adaptation_report
+        before, after = report.holdout_psnr_before, report.holdout_psnr_after
+        logger.info(
+            "adapted for %.1f s, %d of %d planned iterations%s; held-out PSNR %s -> %s dB%s", report.seconds,
+            report.iterations, report.iterations_planned,
+            " (stopped by the time limit: a rerun may differ)" if report.stopped_by_time else "",
+            "-" if before is None else f"{before:.2f}", "-" if after is None else f"{after:.2f}",
+            "" if report.kept else "; not better, the model as shipped is used",
+        )
+        return tuned
+
+    def write(self, result: Volume, output: str | os.PathLike, provenance: Provenance | None = None) -> None:
+        """Write a result atomically (its parent folders created; removed again if the write fails), with what
+        made it (``provenance``, from :meth:`upscale_traced`)."""
         output = Path(output)
         if self.resample and output_format(output) != "dicom":
             result = resample_orthogonal(result)
@@ -250,7 +316,7 @@ class BatchUpscaler:
         for folder in reversed(created):
             folder.mkdir(exist_ok=True)
         try:
-            write_volume(result, output, overwrite=self.overwrite, dtype=self.options.out_dtype)
+            write_volume(result, output, overwrite=self.overwrite, dtype=self.options.out_dtype, provenance=provenance)
         except BaseException:
             for folder in created:  # another rank may be writing into it: then it stays
                 with contextlib.suppress(OSError):
@@ -271,8 +337,8 @@ class BatchUpscaler:
         volume = read_volume(input, series_uid=series_uid, stack=stack)
         if not self.resample:  # e.g. uneven slices to NIfTI: refused before the work
             check_representable(volume, output)
-        result = self.upscale(volume)
-        self.write(result, output)
+        result, provenance = self.upscale_traced(volume)
+        self.write(result, output, provenance)
         logger.info(
             "wrote %s: %s voxels in %.1f s",
             output,
@@ -303,9 +369,9 @@ class BatchUpscaler:
         except _JOB_ERRORS as exc:
             raise _StageError("reading", exc) from exc
 
-    def _write(self, job: VolumeJob, result: Volume) -> None:
+    def _write(self, job: VolumeJob, result: Volume, provenance: Provenance) -> None:
         try:
-            self.write(result, job.output)
+            self.write(result, job.output, provenance)
         except _JOB_ERRORS as exc:
             raise _StageError("writing", exc) from exc
 
@@ -362,7 +428,7 @@ class BatchUpscaler:
                 try:
                     volume = current.result()
                     stage = "upscaling"
-                    result = self.upscale(volume, job.scale)
+                    result, provenance = self.upscale_traced(volume, job.scale)
                     del volume
                 except _StageError as exc:
                     self._fail(summary, job, exc.error, exc.stage)
@@ -373,7 +439,7 @@ class BatchUpscaler:
                     bar.update(1)
                     continue
                 self._settle(pending, summary)  # one output in flight at a time bounds the memory
-                pending = (job, writer.submit(self._write, job, result))
+                pending = (job, writer.submit(self._write, job, result, provenance))
                 del result
                 bar.update(1)
             self._settle(pending, summary)

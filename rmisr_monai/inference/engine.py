@@ -53,7 +53,7 @@ from rmisr_monai.core.arrays import cast_to_dtype
 from rmisr_monai.core.axes import resolve_axis, scaled_length
 from rmisr_monai.core.intensity import IntensityNormalization
 from rmisr_monai.core.options import DEFAULT_TILE_OVERLAP, PRECISIONS, RunOptions
-from rmisr_monai.core.runtime import cpu_has_fast_bf16, resolve_device
+from rmisr_monai.core.runtime import cpu_has_fast_bf16, device_name, resolve_device
 from rmisr_monai.errors import ConfigurationError, RmisrError
 from rmisr_monai.inference.allocator import keep_freed_memory
 from rmisr_monai.inference.ensemble import dihedral_transforms, self_ensemble
@@ -494,7 +494,10 @@ def upscale_array(
             n_slices, vol.nbytes, out_bytes, options.memory_limit, int(tile_overlap), tile,
         )
         runner.tile = runner.initial_tile = tile
-    logger.debug("batches of %d slice(s), tile %s, autocast %s", batch_size, runner.tile, autocast_dtype)
+    logger.debug("batches of %d slice(s), tile %s", batch_size, runner.tile)
+    if learned:
+        precision = "fp32" if autocast_dtype is None else str(autocast_dtype).removeprefix("torch.")
+        logger.info("network on %s in %s", device_name(dev), precision)
     out: np.ndarray | None = None
     dst: np.ndarray | None = None
 

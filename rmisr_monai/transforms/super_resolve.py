@@ -32,9 +32,11 @@ from monai.transforms.utils import scale_affine
 from monai.utils import TraceKeys, TransformBackends, convert_to_dst_type
 from torch import nn
 
+from rmisr_monai.core.axes import resolve_axis
 from rmisr_monai.core.intensity import IntensityNormalization
 from rmisr_monai.core.options import RunOptions
 from rmisr_monai.errors import ConfigurationError
+from rmisr_monai.inference.adapt import adapt_network
 from rmisr_monai.inference.engine import run_options, upscale_array
 from rmisr_monai.inference.selection import (
     intensity_for,
@@ -115,8 +117,16 @@ class SuperResolve(InvertibleTransform, Transform):
                 f"SuperResolve expects a channel-first 3D image (C, I, J, K), not shape {tuple(img.shape)}"
             )
         in_size = [int(n) for n in img.shape[1:]]
+        network = self.network
+        if self.options.adapt > 0:  # a copy fine-tuned on this image (first channel), as rmisr upscale --adapt does
+            o = self.options
+            volume = img[0].detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img[0])
+            network = adapt_network(
+                network, volume, scale=o.scale, axis=resolve_axis(o.axis), through_plane=o.through_plane,
+                intensity=self.intensity, seconds=o.adapt, seed=o.seed, progress=self.progress,
+            )
         array = upscale_array(
-            img, self.network, options=self.options, intensity=self.intensity, modality=self.modality,
+            img, network, options=self.options, intensity=self.intensity, modality=self.modality,
             progress=self.progress,
         )
         out = torch.from_numpy(np.ascontiguousarray(array))

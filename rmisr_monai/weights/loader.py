@@ -78,6 +78,17 @@ def read_registry(path: str | os.PathLike | None = None) -> list[dict[str, Any]]
     return models
 
 
+def registry_format(path: str | os.PathLike | None = None) -> str:
+    """The registry's ``"format"`` (its version, e.g. ``"rmisr-monai/registry/2"``), recorded with every output of
+    a shipped model; ``""`` when the file has none."""
+    path = Path(REGISTRY_PATH if path is None else path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    return str(data.get("format", "")) if isinstance(data, dict) else ""
+
+
 def _registry_entry(name: str, registry: str | os.PathLike | None = None) -> dict[str, Any] | None:
     for entry in read_registry(registry):
         if entry.get("name") == name:
@@ -247,6 +258,8 @@ def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cp
     meta.setdefault("info", {})
     meta["path"] = str(path)
     meta["self_ensemble"] = int(entry.get("self_ensemble", 1)) if entry is not None else 1
+    if entry is not None:
+        meta["registry_format"] = registry_format().removeprefix("rmisr-monai/")  # "registry/2"
     return net.to(device).eval(), meta
 
 
