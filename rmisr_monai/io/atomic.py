@@ -60,7 +60,9 @@ def check_output_path(path: str | os.PathLike, *, overwrite: bool) -> None:
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputFileError(
-            path, "output already exists (overwrite=True replaces it)", "output already exists (--overwrite replaces it)"
+            path,
+            "output already exists (overwrite=True replaces it)",
+            "output already exists (--overwrite replaces it)",
         )
     parent = path.absolute().parent
     if not parent.is_dir():

@@ -79,7 +79,7 @@ from rmisr_monai.io.geometry import (
     slice_correspondence,
 )
 from rmisr_monai.io.limits import check_claimed_size
-from rmisr_monai.io.provenance import RESEARCH_NOTICE, Provenance, package_version, as_provenance
+from rmisr_monai.io.provenance import RESEARCH_NOTICE, Provenance, as_provenance, package_version
 from rmisr_monai.io.volume import FourthAxis, Volume, exact_dtype
 
 __all__ = ["DicomTemplate", "SliceSource", "read_dicom", "write_dicom_series", "pixel_padding_value", "SOP_CLASSES"]
@@ -755,6 +755,7 @@ def read_dicom(path: str | os.PathLike, series_uid: str | None = None, stack: st
         source_format="dicom",
         dicom_template=template,
         fourth_axis=fourth_axis,
+        source_info={"sop_class": str(first.get("SOPClassUID", "") or "")},
     )
 
 
@@ -927,7 +928,8 @@ def _copy_slice_attributes(ds: Dataset, volume: Volume, template: DicomTemplate,
     slices = template.slices
     nearest = slices[int(np.clip(np.rint(position), 0, len(slices) - 1))]
     options = nearest.element("ScanOptions")
-    gated = bool(set(np.atleast_1d(options.value if options is not None else []) or []) & GATED_SCAN_OPTIONS)
+    values = options.value if options is not None and options.value not in (None, "") else []
+    gated = bool({str(v) for v in np.atleast_1d(values)} & GATED_SCAN_OPTIONS)
     for keyword in SLICE_KEYWORDS:
         element = nearest.element(keyword)
         if element is not None and (keyword != "TriggerTime" or gated):

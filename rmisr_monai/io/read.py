@@ -43,8 +43,8 @@ import SimpleITK as sitk
 
 from rmisr_monai.errors import InputFileError
 from rmisr_monai.io.dicom import read_dicom
-from rmisr_monai.io.limits import check_claimed_size
 from rmisr_monai.io.geometry import Geometry, orientation_code, ras_to_lps_affine, stack_summary
+from rmisr_monai.io.limits import check_claimed_size
 from rmisr_monai.io.volume import NIFTI_TIME_UNITS, FourthAxis, Volume, exact_dtype, file_format
 
 __all__ = ["read_volume", "describe", "input_format", "guess_modality"]

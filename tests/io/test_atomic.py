@@ -12,8 +12,8 @@ import pytest
 
 from rmisr_monai.errors import OutputFileError
 from rmisr_monai.io import atomic_output, check_output_path, write_volume
-from rmisr_monai.io.atomic import current_umask
 from rmisr_monai.io import write as write_module
+from rmisr_monai.io.atomic import current_umask
 from tests.io.conftest import synthetic_volume
 
 

@@ -71,7 +71,8 @@ def test_sagittal_series_equals_simpleitk():
 # (the Siemens file is a mosaic of 35 slices: read as the volume it holds, tests/io/test_readers.py)
 IDENTICAL_GROUPS = [
     ("nema_mr1_small", ["MR_small.dcm", "MR_small_RLE.dcm", "MR_small_jp2klossless.dcm",
-                        "MR_small_jpeg_ls_lossless.dcm", "MR_small_bigendian.dcm", "MR_small_implicit.dcm"], 127, 2145, 1),
+                        "MR_small_jpeg_ls_lossless.dcm", "MR_small_bigendian.dcm", "MR_small_implicit.dcm"],
+     127, 2145, 1),
     ("siemens_trio_mr_ts", [f"{n}.dcm" for n in range(1, 10)], 0, 2362, 35),
     ("cq500_head_ct", ["693_UNCR.dcm", "693_J2KR.dcm"], -3024, 1468, 1),
     ("nema_mr2_shoulder", ["MR2_UNCR.dcm", "MR2_J2KR.dcm", "JPEGLossless_1s_1f_u_16_12.dcm"], 0.0001, 2245.6, 1),

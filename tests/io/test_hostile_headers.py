@@ -43,7 +43,10 @@ def _huge_text_header(tmp_path, name: str):
 
 @pytest.mark.parametrize("kind", ["nii", "nii.gz", "mha", "nrrd"])
 def test_a_400_byte_file_claiming_30000_cubed_is_refused_in_one_line(tmp_path, capsys, monkeypatch, kind):
-    path = _huge_nifti(tmp_path, kind == "nii.gz") if kind.startswith("nii") else _huge_text_header(tmp_path, f"h.{kind}")
+    if kind.startswith("nii"):
+        path = _huge_nifti(tmp_path, kind == "nii.gz")
+    else:
+        path = _huge_text_header(tmp_path, f"h.{kind}")
 
     def no_allocation(*args, **kwargs):
         raise AssertionError("voxels were allocated")
@@ -74,7 +77,8 @@ def test_more_than_the_free_memory_is_refused(tmp_path, monkeypatch):
     path = tmp_path / "ok.nii"
     nib.save(nib.Nifti1Image(np.zeros((8, 8, 8), np.int16), np.eye(4)), path)
     monkeypatch.setattr(limits, "available_memory", lambda: 512)  # 8^3 int16 = 1024 bytes
-    with pytest.raises(InputFileError, match=r"ok.nii: the header claims 8 x 8 x 8 voxels, 1,024 bytes in memory, more than the 512 bytes free"):
+    claim = r"ok.nii: the header claims 8 x 8 x 8 voxels, 1,024 bytes in memory, more than the 512 bytes free"
+    with pytest.raises(InputFileError, match=claim):
         read_volume(path)
     monkeypatch.setattr(limits, "available_memory", lambda: 4096)
     assert read_volume(path).array.shape == (8, 8, 8)
