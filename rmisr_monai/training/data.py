@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-
 from typing import Any
 
 import torch
@@ -21,10 +20,10 @@ from monai.data import DataLoader
 from monai.engines.utils import PrepareBatch, default_prepare_batch
 from torch.utils.data import RandomSampler, WeightedRandomSampler
 
+from rmisr_monai.core.intensity import IntensityNormalization
 from rmisr_monai.data import PairedPatchDataset, image_items, is_padded_copy, volume_slice_items
 from rmisr_monai.data.random_scale import META_SCALE_RANGE, RandomScalePatchDataset, ScaleBatchSampler
 from rmisr_monai.errors import ConfigurationError
-from rmisr_monai.transforms.intensity import IntensityNormalization
 
 __all__ = [
     "FOREGROUND_HU",

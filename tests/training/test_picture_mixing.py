@@ -6,14 +6,13 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 import pytest
+from monai.data import list_data_collate
 from PIL import Image
 
+from rmisr_monai.core.intensity import IntensityNormalization
 from rmisr_monai.errors import ConfigurationError
 from rmisr_monai.training.__main__ import parse_args
-from monai.data import list_data_collate
-
 from rmisr_monai.training.data import normalised_images, slice_patch_loader
-from rmisr_monai.transforms.intensity import IntensityNormalization
 
 
 def test_each_picture_is_normalised_by_its_own_percentiles(data):

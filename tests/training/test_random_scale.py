@@ -100,8 +100,8 @@ def test_cli_trains_an_arbitrary_scale_network_and_transfers_a_body(tmp_path):
     kwargs = '{"features": 32, "distilled": 8, "num_blocks": 1, "upsampler": "meta"}'
     common = ["--network", "rmisr_bl", "--network-kwargs", kwargs, "--modality", "MR", "--volumes",
               str(tmp_path / "mr.nii.gz"), "--patch", "8", "--batch", "2", "--epoch-length", "1"]
-    sub = ["--network", "rmisr_bl", "--network-kwargs", '{"features": 32, "distilled": 8, "num_blocks": 1}', "--scale", "2",
-           "--modality", "MR", "--volumes", str(tmp_path / "mr.nii.gz"), "--patch", "8", "--batch", "2",
+    sub = ["--network", "rmisr_bl", "--network-kwargs", '{"features": 32, "distilled": 8, "num_blocks": 1}',
+           "--scale", "2", "--modality", "MR", "--volumes", str(tmp_path / "mr.nii.gz"), "--patch", "8", "--batch", "2",
            "--epoch-length", "1", "--iterations", "1", "--checkpoint-dir", str(tmp_path / "c0")]
     assert main([*sub, "--output", str(tmp_path / "x2.pt")]) == 0
     assert main([*common, "--scale-range", "1.1", "4.0", "--iterations", "2", "--lr", "1e-12",
