@@ -40,6 +40,7 @@ import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 
+from rmisr_monai.core.arrays import cast_to_dtype
 from rmisr_monai.errors import OutputFileError
 from rmisr_monai.io.atomic import atomic_output, check_output_path
 from rmisr_monai.io.dicom import write_dicom_series
@@ -71,16 +72,6 @@ def output_format(path: str | os.PathLike) -> str:
     raise OutputFileError(
         path, f"unknown output format {path.suffix!r}: use .nii, .nii.gz, .nrrd, .nhdr, .mha, .mhd or a folder"
     )
-
-
-def cast_to_dtype(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """``array`` as ``dtype``; to an integer dtype non-integers are clipped to its range, then rounded half to
-    even (``numpy.rint``): 40000.6 -> 32767 and -3.5 -> -4 for int16."""
-    dtype = np.dtype(dtype)
-    if np.issubdtype(dtype, np.integer) and not np.can_cast(array.dtype, dtype):
-        info = np.iinfo(dtype)
-        array = np.rint(np.clip(array.astype(np.float64, copy=False), info.min, info.max))
-    return array.astype(dtype, copy=False)
 
 
 def check_representable(volume: Volume, path: str | os.PathLike) -> None:
