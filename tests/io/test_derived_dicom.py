@@ -223,3 +223,42 @@ def test_dcm2niix_round_trip_same_slices_and_box(tmp_path, kind):
         np.testing.assert_allclose(corner_box(b), corner_box(a), atol=0.05 if n == 0 else pixel)
         if n == 0:
             assert b.shape[1] == 2 * a.shape[1]
+
+
+# ---------------------------------------------------------------- through the command line (the acceptance interface)
+
+
+def _cli_upscale(source, target):
+    from rmisr_monai.cli import main
+
+    assert main(["upscale", str(source), str(target), "--scale", "2", "--model", "bicubic", "--quiet"]) == 0
+
+
+def test_cli_tilted_series_passes_the_validators(tmp_path):
+    source = save_series(real_slices(14), tmp_path / "in", _gantry_tilt)
+    _cli_upscale(source, tmp_path / "out")
+    files = sorted((tmp_path / "out").iterdir())
+    assert dciodvfy_errors(files) <= dciodvfy_errors(sorted(source.iterdir()))
+    before, after = dcm2niix(source, tmp_path / "n_in"), dcm2niix(tmp_path / "out", tmp_path / "n_out")
+    assert [b.shape[2] for b in after] == [a.shape[2] for a in before] == [14, 14]
+    np.testing.assert_allclose(corner_box(after[0]), corner_box(before[0]), atol=0.05)
+    for file in files:
+        ds = pydicom.dcmread(file, stop_before_pixels=True)
+        assert float(ds.GantryDetectorTilt) == pytest.approx(-np.degrees(np.arctan2(TILT_Y_PER_SLICE, 5.0)), abs=1e-5)
+
+
+def test_cli_mosaic_to_dicom_is_a_slice_series_dcm2niix_reads_as_the_mosaic(tmp_path):
+    from tests.io.conftest import medical
+
+    mosaic = medical("dicom_compressed", "siemens_trio_mr_ts", "1.dcm")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "1.dcm").write_bytes(mosaic.read_bytes())
+    _cli_upscale(folder, tmp_path / "out")
+    files, headers = _headers(tmp_path / "out")
+    assert len(files) == 35 and all("MOSAIC" not in list(h.ImageType) for h in headers)
+    assert all((h.Rows, h.Columns) == (128, 128) for h in headers)
+    assert dciodvfy_errors(files) <= dciodvfy_errors([mosaic])
+    (before,), (after,) = dcm2niix(folder, tmp_path / "n_in"), dcm2niix(tmp_path / "out", tmp_path / "n_out")
+    assert before.shape == (64, 64, 35) and after.shape == (128, 128, 35)
+    np.testing.assert_allclose(corner_box(after), corner_box(before), atol=0.05)
