@@ -34,6 +34,10 @@ RUN_FIELDS = (
 _DESCRIPTION = """\
 Medical-image super-resolution with 2D networks applied slice by slice.
 
+FOR RESEARCH USE ONLY: super-resolved images can invent or hide findings; they are not for diagnosis. Every
+output records the model, its sha256 and the options that made it (NIfTI descrip and OUT.json beside it, NRRD/MHA
+header key, DICOM DerivationDescription and ImageComments).
+
 commands:
   upscale   super-resolve a NIfTI / NRRD / MHA file or a DICOM series folder
   info      print the shape, spacing, orientation and intensity range of an image (never patient tags)
@@ -262,6 +266,10 @@ def _evaluation_options(args: argparse.Namespace) -> dict:
     return {**{name: given[name] for name in RUN_FIELDS}, "progress": not args.quiet}
 
 
+# what an interrupted command leaves, when it is more than nothing (set by the command as it goes)
+_KEPT: dict[str, str] = {}
+
+
 def _is_many(path: str) -> bool:
     """A CSV list or a folder of volumes (not a DICOM series folder): see :mod:`rmisr_monai.inference.batch`."""
     from rmisr_monai.inference.jobs import is_dicom_series_folder
@@ -286,7 +294,15 @@ def _upscale(args: argparse.Namespace) -> int:
         raise ConfigurationError("--series-uid picks a series in one DICOM folder, not in a folder of volumes")
     if Path(args.output).exists() and not Path(args.output).is_dir():
         raise OutputFileError(args.output, "exists and is not a folder (many inputs need an output folder)")
-    summary = upscaler.run(args.input, args.output)
+    try:
+        summary = upscaler.run(args.input, args.output)
+    except KeyboardInterrupt:
+        done = upscaler.summary.done if upscaler.summary is not None else []
+        _KEPT["upscale"] = (
+            f"{len(done)} finished output(s) kept in {args.output}, nothing partial; rerun the same command to do "
+            "the rest" if done else "nothing written"
+        )
+        raise
     print(f"rmisr: {summary}")
     return 0 if summary.ok else EXIT_ERROR
 
@@ -295,6 +311,7 @@ def _info(args: argparse.Namespace) -> int:
     from rmisr_monai.io.read import describe, read_volume
 
     volume = read_volume(args.input, series_uid=args.series_uid, stack=args.stack)
+    print("coordinates: LPS (DICOM / ITK patient coordinates: +x left, +y posterior, +z superior), millimetres")
     for key, value in describe(volume).items():
         print(f"{key}: {_fmt(value)}")
     return 0
@@ -402,7 +419,17 @@ def _one_line(error: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``rmisr`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    """Run ``rmisr`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status. Ctrl-C at any point ends
+    with one line saying what was kept."""
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:  # before or after a command ran (parsing, imports, logging set-up)
+        print("rmisr: interrupted; nothing written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    _KEPT.clear()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -415,7 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.simplefilter("ignore")
             return commands[args.command](args)
     except KeyboardInterrupt:
-        print("rmisr: interrupted; nothing written", file=sys.stderr)
+        print(f"rmisr: interrupted; {_KEPT.get(args.command, 'nothing written')}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except MemoryError:
         about = getattr(args, "input", None) or getattr(args, "output_dir", "")

@@ -215,6 +215,8 @@ class BatchUpscaler:
         self.progress = bool(progress)
         self.resample = bool(resample)
         self._networks: dict[str, tuple[nn.Module, dict[str, Any]]] = {}
+        # the summary of the run in progress or last run (read by a caller that interrupts a run)
+        self.summary: BatchSummary | None = None
 
     # -- checks that need no input ----------------------------------------------------------------------------
     def check(self, scales: Sequence[float] = ()) -> None:
@@ -404,7 +406,7 @@ class BatchUpscaler:
         if rank is None or world_size is None:
             rank, world_size = distributed_rank()
         mine = shard(jobs, rank, world_size)
-        summary = BatchSummary(rank=rank, world_size=world_size)
+        summary = self.summary = BatchSummary(rank=rank, world_size=world_size)
         started = time.perf_counter()
         todo = []
         for job in mine:
@@ -421,27 +423,31 @@ class BatchUpscaler:
             bar.update(len(summary.skipped))
             pending: tuple[VolumeJob, Future] | None = None
             upcoming = reader.submit(self._read, todo[0]) if todo else None
-            for n, job in enumerate(todo):
-                current = upcoming
-                upcoming = reader.submit(self._read, todo[n + 1]) if n + 1 < len(todo) else None
-                stage = "reading"
-                try:
-                    volume = current.result()
-                    stage = "upscaling"
-                    result, provenance = self.upscale_traced(volume, job.scale)
-                    del volume
-                except _StageError as exc:
-                    self._fail(summary, job, exc.error, exc.stage)
+            try:
+                for n, job in enumerate(todo):
+                    current = upcoming
+                    upcoming = reader.submit(self._read, todo[n + 1]) if n + 1 < len(todo) else None
+                    stage = "reading"
+                    try:
+                        volume = current.result()
+                        stage = "upscaling"
+                        result, provenance = self.upscale_traced(volume, job.scale)
+                        del volume
+                    except _StageError as exc:
+                        self._fail(summary, job, exc.error, exc.stage)
+                        bar.update(1)
+                        continue
+                    except _JOB_ERRORS as exc:
+                        self._fail(summary, job, exc, stage)
+                        bar.update(1)
+                        continue
+                    self._settle(pending, summary)  # one output in flight at a time bounds the memory
+                    pending = (job, writer.submit(self._write, job, result, provenance))
+                    del result
                     bar.update(1)
-                    continue
-                except _JOB_ERRORS as exc:
-                    self._fail(summary, job, exc, stage)
-                    bar.update(1)
-                    continue
-                self._settle(pending, summary)  # one output in flight at a time bounds the memory
-                pending = (job, writer.submit(self._write, job, result, provenance))
-                del result
-                bar.update(1)
+            except KeyboardInterrupt:
+                self._settle(pending, summary)  # an output being written is finished and counted, then stop
+                raise
             self._settle(pending, summary)
         summary.seconds = time.perf_counter() - started
         return summary

@@ -55,3 +55,32 @@ def test_adapt_leaves_the_weights_alone_and_changes_the_result(ct, tmp_path, tin
     assert sha256_of(tiny_checkpoint) == before
     recorded = json.loads((tmp_path / "a.json").read_text())["options"]
     assert recorded["adapt"] == 2.0 and recorded["seed"] == 3
+
+
+def test_ctrl_c_in_folder_mode_says_what_was_kept(ct, tmp_path, monkeypatch, capsys):
+    from rmisr_monai.inference.batch import BatchUpscaler
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("a", "b", "c"):
+        (inputs / f"{name}.nii.gz").write_bytes(ct.read_bytes())
+    real = BatchUpscaler.upscale_traced
+    calls = []
+
+    def interrupted_on_the_third(self, volume, scale=None):
+        calls.append(volume.source_path)
+        if len(calls) >= 3:
+            raise KeyboardInterrupt
+        return real(self, volume, scale)
+
+    monkeypatch.setattr(BatchUpscaler, "upscale_traced", interrupted_on_the_third)
+    out = tmp_path / "out"
+    assert main(["upscale", str(inputs), str(out), "--scale", "2", "--model", "bicubic", "--quiet"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    written = sorted(p.name for p in out.glob("*.nii.gz"))
+    assert len(err) == 1 and err[0].startswith(f"rmisr: interrupted; {len(written)} finished output(s) kept")
+    assert written == ["a.nii.gz", "b.nii.gz"][: len(written)] and len(written) >= 1
+    # a later single-file run in the same process that is interrupted says so, not the folder's line
+    assert main(["upscale", str(ct), str(tmp_path / "x.nii.gz"), "--scale", "2", "--model", "bicubic"]) == 130
+    assert capsys.readouterr().err.strip() == "rmisr: interrupted; nothing written"
+    assert not (tmp_path / "x.nii.gz").exists()
