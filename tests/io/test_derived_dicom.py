@@ -266,3 +266,26 @@ def test_cli_mosaic_to_dicom_is_a_slice_series_dcm2niix_reads_as_the_mosaic(tmp_
     (before,), (after,) = dcm2niix(folder, tmp_path / "n_in"), dcm2niix(tmp_path / "out", tmp_path / "n_out")
     assert before.shape == (64, 64, 35) and after.shape == (128, 128, 35)
     np.testing.assert_allclose(corner_box(after), corner_box(before), atol=0.05)
+
+
+def test_enhanced_source_per_frame_values_and_frame_references(tmp_path):
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence as DicomSequence
+
+    from tests.io.scanner_files import enhanced
+
+    ds = enhanced(real_slices(3), rle=False)
+    for f, group in enumerate(ds.PerFrameFunctionalGroupsSequence):
+        voi = Dataset()
+        voi.WindowCenter, voi.WindowWidth = str(30 + f), str(300 + f)
+        group.FrameVOILUTSequence = DicomSequence([voi])
+    ds.save_as(tmp_path / "enhanced.dcm", enforce_file_format=True)
+    write_volume(_in_plane_x2(read_volume(tmp_path / "enhanced.dcm")), tmp_path / "out")
+    _, headers = _headers(tmp_path / "out")
+    headers.sort(key=lambda h: float(h.ImagePositionPatient[2]))
+    frames = sorted(range(3), key=lambda f: float(ds.PerFrameFunctionalGroupsSequence[f].PlanePositionSequence[0]
+                                                  .ImagePositionPatient[2]))  # fmt: skip
+    for h, f in zip(headers, frames, strict=True):
+        assert (float(h.WindowCenter), float(h.WindowWidth)) == (30 + f, 300 + f)
+        reference = h.SourceImageSequence[0]
+        assert reference.ReferencedSOPInstanceUID == ds.SOPInstanceUID and reference.ReferencedFrameNumber == f + 1
