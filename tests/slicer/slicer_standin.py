@@ -636,3 +636,48 @@ def install(monkeypatch) -> types.ModuleType:
     for name, module in modules.items():
         monkeypatch.setitem(sys.modules, name, module)
     return slicer
+
+
+class _StartupEnvironment:
+    """``QProcessEnvironment`` of the stand-in app: this process's environment."""
+
+    def keys(self) -> list:
+        return list(os.environ)
+
+    def value(self, key: str) -> str:
+        return os.environ.get(key, "")
+
+
+class _FrameworkApp(_App):
+    """``slicer.app`` beside REAL MRML: testing mode, the startup environment, the event loop's timers."""
+
+    def startupEnvironment(self) -> _StartupEnvironment:
+        return _StartupEnvironment()
+
+
+def install_framework(real_slicer: types.ModuleType) -> types.ModuleType:
+    """Beside the REAL ``slicer`` of the slicer-core wheel (MRML, slicer.util): a fresh ``vtkMRMLScene`` as
+    ``slicer.mrmlScene`` and stand-ins for only what slicer-core lacks: ``slicer.app``, ``qt``, ``ctk``,
+    ``slicer.ScriptedLoadableModule``, ``slicer.parameterNodeWrapper``, ``slicer.i18n``. Returns ``real_slicer``."""
+    timers.clear()
+    observed.clear()
+    real_slicer.mrmlScene = real_slicer.vtkMRMLScene()
+    real_slicer.app = _FrameworkApp()
+    slm = types.ModuleType("slicer.ScriptedLoadableModule")
+    slm.ScriptedLoadableModule = _ScriptedLoadableModule
+    slm.ScriptedLoadableModuleWidget = _ScriptedLoadableModuleWidget
+    slm.ScriptedLoadableModuleLogic = _ScriptedLoadableModuleLogic
+    slm.ScriptedLoadableModuleTest = _ScriptedLoadableModuleTest
+    pnw = types.ModuleType("slicer.parameterNodeWrapper")
+    pnw.parameterNodeWrapper = _parameter_node_wrapper
+    pnw.WithinRange = pnw.Choice = _Validator
+    i18n = types.ModuleType("slicer.i18n")
+    i18n.tr = lambda text: text
+    qt = types.ModuleType("qt")
+    qt.QTimer = _QTimer
+    qt.Qt = types.SimpleNamespace(ToolTipRole=3)
+    real_slicer.ScriptedLoadableModule, real_slicer.parameterNodeWrapper, real_slicer.i18n = slm, pnw, i18n
+    for name, module in {"slicer.ScriptedLoadableModule": slm, "slicer.parameterNodeWrapper": pnw,
+                         "slicer.i18n": i18n, "qt": qt, "ctk": types.ModuleType("ctk")}.items():  # fmt: skip
+        sys.modules[name] = module
+    return real_slicer

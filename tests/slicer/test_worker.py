@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from rmisr_monai.inference import upscale_volume
+from rmisr_monai.inference import resolve_axis, upscale_volume
+from rmisr_monai.inference.engine import slice_layout
 from rmisr_monai.io.geometry import Geometry, rescaled_geometry
 from rmisr_monai.io.read import read_volume
 from rmisr_monai.io.volume import Volume
@@ -16,7 +17,7 @@ from rmisr_monai.networks import get_network
 from rmisr_monai.weights import load_model
 from SuperResolutionLib import protocol
 from SuperResolutionLib.quality import check_same_grid, quality_report, table_rows
-from SuperResolutionLib.worker import main, upscale_with_progress
+from SuperResolutionLib.worker import main
 
 
 def _volume(shape=(9, 8, 7), seed=0, modality="MR") -> Volume:
@@ -30,28 +31,24 @@ def _volume(shape=(9, 8, 7), seed=0, modality="MR") -> Volume:
 @pytest.mark.parametrize(
     "scale, axis, through_plane", [(2.0, "z", False), (3.0, "x", False), (1.5, "z", True), (2.5, "y", True)]
 )
-def test_slabs_give_the_engine_result_bicubic(scale, axis, through_plane):
+def test_main_is_one_engine_call_with_its_progress_and_what_ran(tmp_path, capsys, scale, axis, through_plane):
     volume = _volume()
+    write_volume(volume, tmp_path / "in.mha")
+    code = main(["--input", str(tmp_path / "in.mha"), "--output", str(tmp_path / "out.mha"), "--scale", str(scale),
+                 "--model", "bicubic", "--axis", axis, "--device", "cpu", *(["--through-plane"] * through_plane)])
+    messages = _lines(capsys)
     net, _ = load_model("bicubic")
-    calls = []
-    ours = upscale_with_progress(volume, net, scale, axis=axis, through_plane=through_plane, slabs=3,
-                                 report=lambda done, total: calls.append((done, total)), device="cpu")
-    ref = upscale_volume(volume, net, scale, axis=axis, through_plane=through_plane, device="cpu", progress=False)
-    # float32: the slabs batch slices differently, so sums may round differently (1 ulp)
-    np.testing.assert_allclose(ours.array, ref.array, rtol=1e-6, atol=1e-4)
-    assert ours.geometry == ref.geometry
-    assert len(calls) == 3 and calls[-1][0] == calls[-1][1] and [c[0] for c in calls] == sorted(c[0] for c in calls)
-
-
-def test_slabs_give_the_engine_result_with_a_network_and_mr_normalisation():
-    torch.manual_seed(0)
-    volume = _volume(shape=(10, 9, 5))
-    net = get_network("fsrcnn", in_channels=1, scale=2).eval()
-    intensity = {"kind": "mr", "a_min": None, "a_max": None}
-    ours = upscale_with_progress(volume, net, 2, intensity=intensity, slabs=5, device="cpu", out_dtype=np.int16)
-    ref = upscale_volume(volume, net, 2, intensity=intensity, device="cpu", progress=False, out_dtype=np.int16)
-    assert ours.array.dtype == np.int16
-    np.testing.assert_array_equal(ours.array, ref.array)  # fitted once on the whole volume, like the engine
+    ref = upscale_volume(read_volume(tmp_path / "in.mha"), net, scale, axis=axis, through_plane=through_plane,
+                         device="cpu", progress=False, out_dtype=np.int16)
+    result = read_volume(tmp_path / "out.mha")
+    np.testing.assert_array_equal(result.array, ref.array)
+    np.testing.assert_allclose(result.geometry.affine(), ref.geometry.affine(), atol=1e-12)
+    slices = [m.text for m in messages if m.kind == "progress" and m.fields.get("stage") == "super-resolution"]
+    walked = volume.array.shape[slice_layout(resolve_axis(axis), through_plane, volume.array.shape)[0]]
+    assert code == 0 and slices[-1] == f"{walked} / {walked} slices on CPU"  # the engine's own count
+    done = messages[-1]
+    assert done.kind == "done" and done.fields["device"] == "CPU" and done.fields["precision"] == "fp32"
+    assert done.fields["model"] == "bicubic" and done.fields["seconds"] > 0
 
 
 def _smooth(shape, modality="CT") -> Volume:
@@ -87,7 +84,7 @@ def test_main_writes_the_result_reports_progress_and_quality(tmp_path, capsys):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--model", "rmisr_bl_ct_x2", "--through-plane"], "arbitrary-scale"),
+        (["--model", "rmisr_bl64_ct_x2", "--through-plane"], "arbitrary-scale"),
         (["--model", "bicubic", "--input-missing"], "no such file"),
         (["--weights", "missing.pt"], "weights file not found"),
     ],
@@ -158,6 +155,6 @@ def test_main_self_ensemble_is_the_engines(tmp_path, capsys):
         assert code == 0
         outputs[n] = read_volume(out).array
     ref = upscale_volume(read_volume(tmp_path / "in.mha"), net, 2, intensity=intensity, device="cpu", progress=False,
-                         out_dtype=np.int16, ensemble=8, modality="MR").array
+                         out_dtype=np.int16, ensemble=8).array
     assert np.abs(outputs["8"].astype(int) - ref).max() <= 1  # int16 rounding of slab-wise float sums
     assert np.abs(outputs["8"].astype(int) - outputs["1"]).max() > 1
