@@ -24,6 +24,7 @@ from torch import nn
 
 from rmisr_monai.core.runtime import cpu_has_fast_bf16
 from rmisr_monai.errors import ConfigurationError
+from rmisr_monai.training.distributed import is_main_process
 
 __all__ = ["ADAM_BETAS", "INITIAL_LR", "ITERATIONS_PER_EPOCH", "build_trainer", "every_iterations", "sr_loss"]
 
@@ -95,7 +96,8 @@ def build_trainer(
         train_loader: an iterable of batches, long enough for ``iterations`` steps (an infinite sampler is fine).
         loss_function: ``loss(pred, hr)``; ``pred`` is whatever the network returns in training mode.
         iterations: number of optimiser steps (in all, when resuming); the run stops after exactly this many.
-        checkpoint_dir: where ``checkpoint_*.pt`` files (network, optimiser, scheduler and trainer state) go.
+        checkpoint_dir: where ``checkpoint_*.pt`` files (network, optimiser, scheduler and trainer state) go
+            (written by rank 0 alone under ``torch.distributed``).
         device: training device.
         learning_rate: initial Adam learning rate.
         halve_every: halve the learning rate every this many iterations (``None``: ``ceil(iterations / 4)``, so
@@ -156,11 +158,12 @@ def build_trainer(
         "halved every %d iterations; loss logged every %d", iterations, epoch_length, learning_rate, step, log_every,
     )
     state["trainer"] = trainer
-    Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
-    CheckpointSaver(
-        save_dir=str(checkpoint_dir), save_dict=state, save_final=True, epoch_level=False,
-        save_interval=checkpoint_every, n_saved=2,
-    ).attach(trainer)
+    if is_main_process():  # under DDP the ranks hold the same state: one writer, no race on the same file names
+        Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
+        CheckpointSaver(
+            save_dir=str(checkpoint_dir), save_dict=state, save_final=True, epoch_level=False,
+            save_interval=checkpoint_every, n_saved=2,
+        ).attach(trainer)
     if resume_from is not None:
         CheckpointLoader(load_path=str(resume_from), load_dict=state, map_location={"cuda:0": str(device)}).attach(
             trainer

@@ -12,6 +12,12 @@ from tests.conftest import REPO_ROOT, shared_path
 
 BUNDLES = REPO_ROOT / "bundles"
 BUNDLE_NAMES = sorted(p.name for p in BUNDLES.iterdir() if (p / "configs" / "metadata.json").is_file())
+# the official metadata schema, committed (source: schema/SOURCE.md)
+SCHEMA = Path(__file__).resolve().parent / "schema" / "meta_schema_20240725.json"
+# the model zoo's per-bundle unit tests (ci/unit_tests/test_<bundle>.py): run by the zoo's runner in
+# test_model_zoo_ci.py, not collected by pytest (they import the runner's own ``utils``)
+ZOO_UNIT_TESTS = Path(__file__).resolve().parent / "zoo_unit_tests"
+collect_ignore_glob = ["zoo_unit_tests/*"]
 # a few real slices per modality: (file under data/medical, crop of the (i, j, k) array)
 CROPS = {
     "CT": {

@@ -1,6 +1,7 @@
 """Every bundle's workflows really run, on a few real slices, through MONAI's ``ConfigWorkflow`` (what
-``python -m monai.bundle run`` builds) or the command itself: train 1 tiny epoch, evaluate, infer; untrained
-checkpoints are refused in one line; the shipped weights per scale; two gloo processes under ``torchrun``."""
+``python -m monai.bundle run`` builds) or the command itself: train 1 tiny epoch, evaluate, infer; inference runs the
+``network_def`` it builds (an override of it, or of its weights, changes the result) through the package's engine;
+the weights per scale; two gloo processes under ``torchrun``, of which only rank 0 writes."""
 
 from __future__ import annotations
 
@@ -17,11 +18,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from monai.bundle import ConfigWorkflow
+from monai.bundle import ConfigWorkflow, ckpt_export
 
-from rmisr_monai.bundles import bundle_checkpoint
-from rmisr_monai.networks import get_network
-from rmisr_monai.weights.loader import load_model, save_checkpoint
+from rmisr_monai.bundles import scale_entry, weights_file
+from rmisr_monai.inference.batch import BatchUpscaler
+from rmisr_monai.weights.loader import load_model
 from tests.bundles.conftest import BUNDLE_NAMES, BUNDLES, bundle_config, modality_of, write_crops
 from tests.conftest import REPO_ROOT
 
@@ -29,6 +30,8 @@ TINY = {"max_epochs": 1, "val_interval": 1, "patch_size": 8, "batch_size": 2, "d
 SMALL_NETWORK = {"network_kwargs#num_blocks": 1}  # 1 PFMDB instead of 4: the same code, a faster tiny epoch
 SMALL_VP = {**SMALL_NETWORK, "network_kwargs#grad_blocks": 1}  # RMISR-VP: its gradient branch reads every block
 CORNERS = np.array([[-0.5, -0.5, -0.5, 1.0]]).T  # voxel-corner box: its first corner, in index space
+BL = "ct_mri_super_resolution"
+VP = "ct_edge_super_resolution"
 
 
 def _run(name: str, config: str | list[str], **override) -> ConfigWorkflow:
@@ -61,33 +64,37 @@ def _check_upscaled(source: Path, output: Path, scales: tuple[float, float, floa
     assert np.isfinite(np.asanyarray(b.dataobj)).all()
 
 
+def _voxels(path: Path) -> np.ndarray:
+    return np.asanyarray(nib.load(path).dataobj).astype(np.float64)
+
+
 @pytest.mark.parametrize("name", BUNDLE_NAMES)
 def test_train_evaluate_infer(name, datasets, tmp_path):
     data = datasets[modality_of(name)]
     run = tmp_path / "run"
     small = SMALL_VP if bundle_config(name, "train")["network_name"] == "rmisr_vp" else SMALL_NETWORK
     _run(name, "train", dataset_dir=str(data), output_dir=str(run), **TINY, **small)
-    best = run / "models" / "model.pt"
-    _, meta = load_model(best)  # the best checkpoint is a package checkpoint: rmisr upscale --weights takes it
+    best = run / "models" / "model.pt"  # the zoo's layout: the best weights as a bare state dict
+    state = torch.load(best, weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values()) and not any(k.startswith("module.") for k in state)
+    _, meta = load_model(run / "rmisr_checkpoint.pt")  # the same weights as a package checkpoint (rmisr --weights)
     assert meta["network"] == bundle_config(name, "train")["network_name"] and meta["info"]["trained"] is True
-    percentile = bundle_config(name, "train").get("normalization") == "percentile"  # any modality: the MR recipe
-    assert meta["info"]["epoch"] == 1
-    assert meta["intensity"]["kind"] == ("mr" if percentile else modality_of(name).lower())
+    assert meta["info"]["epoch"] == 1 and meta["intensity"]["kind"] == "mr"  # per-volume percentiles, any modality
+    assert meta["intensity"] == bundle_config(name, "inference")["intensity"]  # what inference normalises with
     scores = meta["info"]["validation"]
     assert math.isfinite(scores["val_psnr"]) and 0.0 < scores["val_ssim"] <= 1.0
     resumable = torch.load(next((run / "checkpoints").glob("checkpoint_final_iteration=*.pt")), weights_only=True)
     assert {"network", "optimizer", "scheduler", "trainer"} <= set(resumable)
     assert "val_psnr" in (run / "log.txt").read_text() and list(run.glob("events.out.tfevents.*"))
-    if name == "ct_rmisr_bl_super_resolution":  # resumable: a second epoch continues from the first one's state
+    if name == BL:  # resumable: a second epoch continues from the first one's state
         final = run / "checkpoints" / "checkpoint_final_iteration=2.pt"
         _run(name, "train", dataset_dir=str(data), output_dir=str(run), resume_from=str(final),
              **{**TINY, "max_epochs": 2}, **small)
         assert (run / "checkpoints" / "checkpoint_final_iteration=4.pt").is_file()
-        assert load_model(best)[1]["info"]["epoch"] in (1, 2)
 
     report = tmp_path / "report"
     _run(name, "evaluate", dataset_dir=str(data), output_dir=str(report), checkpoint=str(best), max_slices=2,
-         device="cpu")
+         device="cpu", **small)
     rows = list(csv.DictReader((report / "evaluation.csv").open()))
     assert {r["method"] for r in rows} == {"bicubic", "model.pt"} and len(rows) == 4
     assert all(math.isfinite(float(r[k])) for r in rows for k in ("psnr", "ssim", "edge_psnr"))
@@ -98,55 +105,12 @@ def test_train_evaluate_infer(name, datasets, tmp_path):
     assert len(list(report.glob("*_quality.png"))) == 2
 
     out = tmp_path / "out"
-    _run(name, "inference", dataset_dir=str(data), output_dir=str(out), checkpoint=str(best), device="cpu")
-    through_plane = bundle_config(name, "inference")["upscaler"].get("through_plane", False)
+    _run(name, "inference", dataset_dir=str(data), output_dir=str(out), checkpoint=str(best), device="cpu", **small)
+    through_plane = bundle_config(name, "inference")["inferer"].get("through_plane", False)
     scale = bundle_config(name, "inference")["scale"]  # the configs' default: train, evaluate and infer at it
     assert bundle_config(name, "train")["scale"] == bundle_config(name, "evaluate")["scale"] == scale
     for source in sorted(data.glob("*.nii.gz")):
         _check_upscaled(source, out / source.name, (1, 1, scale) if through_plane else (scale, scale, 1))
-
-
-@pytest.mark.parametrize("name", BUNDLE_NAMES)
-def test_untrained_checkpoint_is_refused_in_one_line(name, datasets, tmp_path):
-    """A checkpoint marked untrained (``"trained": False``: how a bundle ships a network it has no weights for yet,
-    so that the export checks run) is refused in one line, and nothing is written."""
-    network = bundle_config(name, "inference")["network_name"]
-    kwargs = {"in_channels": 1, "scale": 2, "features": 32, "num_blocks": 1, "grad_blocks": 1}
-    untrained = save_checkpoint(
-        tmp_path / "untrained.pt", get_network(network, **kwargs), network, kwargs, None, {"trained": False}
-    )
-    with pytest.raises(SystemExit, match=r"^rmisr: error: .*untrained.pt: .*not trained yet[^\n]*$"):
-        _run(name, "inference", dataset_dir=str(datasets[modality_of(name)]), output_dir=str(tmp_path / "o"),
-             checkpoint=str(untrained))
-    assert not (tmp_path / "o").exists()
-
-
-def test_scale_override_selects_the_shipped_weights(tmp_path, monkeypatch):
-    from rmisr_monai.weights import loader
-
-    root = BUNDLES / "ct_rmisr_bl_super_resolution"
-    assert bundle_checkpoint(root, 2, "rmisr_bl", "CT") == str(root / "models" / "model.pt")
-    assert bundle_checkpoint(root, 4, "rmisr_bl", "CT") == "rmisr_bl64_ct_x4"
-    assert bundle_checkpoint(BUNDLES / "mri_rmisr_bl_super_resolution", 4, "rmisr_bl", "MR") == "rmisr_bl64_mr_x4"
-    assert bundle_checkpoint(root, 3, "rmisr_bl", "CT") == "rmisr_bl64_ct_x3"
-    # no sub-pixel CT model at x5: the arbitrary-scale CT default (weights.default_model)
-    assert bundle_checkpoint(root, 5, "rmisr_bl", "CT") == "rmisr_bl64_meta_ct"
-    empty = tmp_path / "registry.json"
-    empty.write_text('{"models": []}')
-    monkeypatch.setattr(loader, "REGISTRY_PATH", empty)
-    with pytest.raises(SystemExit, match=r"^rmisr: error: .*model.pt: holds x2 weights and no shipped .* scale 5"):
-        bundle_checkpoint(root, 5, "rmisr_bl", "CT")
-
-
-def test_vp_bundle_serves_its_x4_model_and_no_other_scale():
-    """RMISR-VP: models/model.pt (the shipped rmisr_vp_ct_x4) at x4; no shipped RMISR-VP serves x2 or x3 (the
-    RMISR-BL defaults are not taken for them): a one-line error naming the scale."""
-    root = BUNDLES / "ct_rmisr_vp_super_resolution"
-    assert bundle_checkpoint(root, 4, "rmisr_vp", "CT") == str(root / "models" / "model.pt")
-    for scale in (2, 3):
-        with pytest.raises(SystemExit, match=rf"^rmisr: error: .*model.pt: holds x4 weights and no shipped rmisr_vp CT "
-                                             rf"model serves scale {scale} [^\n]*$"):
-            bundle_checkpoint(root, scale, "rmisr_vp", "CT")
 
 
 def _synthetic_ct(path: Path) -> Path:
@@ -172,30 +136,98 @@ def _synthetic_ct(path: Path) -> Path:
     return path
 
 
-def test_vp_bundle_inference_with_the_shipped_model(tmp_path):
-    """inference.json as shipped (no --checkpoint, default scale): x4 with exact geometry and the input's type, the
-    result of the package's rmisr_vp_ct_x4, close to bicubic but not bicubic (the trained model, not a random one)."""
-    from rmisr_monai.inference.batch import BatchUpscaler
+def _package_result(tmp_path: Path, source: Path, model: str, scale: int, **options) -> np.ndarray:
+    """``rmisr upscale``'s result (the package's BatchUpscaler with a registry model), as the reference."""
+    output = tmp_path / f"{model}_x{scale}.nii.gz"
+    BatchUpscaler(model=model, scale=scale, device="cpu", progress=False, **options).upscale_file(source, output)
+    return _voxels(output)
 
-    name = "ct_rmisr_vp_super_resolution"
+
+@pytest.mark.parametrize(
+    ("name", "scale", "model"), [(BL, 2, "rmisr_bl64_ct_x2"), (VP, 4, "rmisr_vp_ct_x4")]
+)
+def test_inference_as_shipped_is_the_package_engine_with_the_bundle_weights(name, scale, model, tmp_path):
+    """inference.json as shipped (no override but the data): the input's type, exact geometry, and voxel for voxel
+    what ``rmisr upscale --model <the registry entry of the same weights>`` writes; not an interpolation."""
     (tmp_path / "in").mkdir()
     source = _synthetic_ct(tmp_path / "in" / "ct.nii.gz")
     out = tmp_path / "out"
     _run(name, "inference", dataset_dir=str(tmp_path / "in"), output_dir=str(out), device="cpu")
-    _check_upscaled(source, out / source.name, (4, 4, 1))
-    result = nib.load(out / source.name)
-    assert result.get_data_dtype() == np.int16
-    sr = np.asanyarray(result.dataobj).astype(np.float64)
-    expected = {}
-    for model in ("rmisr_vp_ct_x4", "bicubic"):
-        upscaler = BatchUpscaler(model=model, scale=4, device="cpu", progress=False)
-        upscaler.upscale_file(source, tmp_path / f"{model}.nii.gz")
-        expected[model] = np.asanyarray(nib.load(tmp_path / f"{model}.nii.gz").dataobj).astype(np.float64)
-    np.testing.assert_array_equal(sr, expected["rmisr_vp_ct_x4"])
-    bicubic = expected["bicubic"]
+    _check_upscaled(source, out / source.name, (scale, scale, 1))
+    assert nib.load(out / source.name).get_data_dtype() == np.int16
+    sr = _voxels(out / source.name)
+    np.testing.assert_array_equal(sr, _package_result(tmp_path, source, model, scale))
+    bicubic = _package_result(tmp_path, source, "bicubic", scale)
     assert np.abs(sr - bicubic).max() > 20  # not an interpolation
-    # trained: 0.974 and +10 HU here; a random RMISR-VP x4 with the same normalisation: -0.02 and -541 HU
+    # trained: close to bicubic in the mean (a random network with the same normalisation is hundreds of HU off)
     assert np.corrcoef(sr.ravel(), bicubic.ravel())[0, 1] > 0.9 and abs(sr.mean() - bicubic.mean()) < 30
+
+
+def test_network_def_and_its_weights_are_what_inference_runs(tmp_path):
+    """The zoo's route of swapping ``network_def`` for its TorchScript export gives the same voxels; other weights
+    (the loader's file) or another ``network_def`` give other voxels; a network the weights do not fit is refused."""
+    root = BUNDLES / BL
+    (tmp_path / "in").mkdir()
+    _synthetic_ct(tmp_path / "in" / "ct.nii.gz")
+    common = {"dataset_dir": str(tmp_path / "in"), "device": "cpu", "precision": "fp32"}
+    _run(BL, "inference", output_dir=str(tmp_path / "eager"), **common)
+    eager = _voxels(tmp_path / "eager" / "ct.nii.gz")
+
+    exported = tmp_path / "model.ts"
+    configs = {"meta_file": str(root / "configs" / "metadata.json"),
+               "config_file": str(root / "configs" / "inference.json")}
+    ckpt_export(net_id="network_def", filepath=str(exported), bundle_root=str(root), **configs)
+    _run(BL, "inference", output_dir=str(tmp_path / "ts"), network_def=f"$torch.jit.load('{exported}')", **common)
+    np.testing.assert_allclose(_voxels(tmp_path / "ts" / "ct.nii.gz"), eager, atol=1.0)  # int16 rounding
+
+    state = torch.load(root / "models" / "model.pt", weights_only=True)
+    damped = tmp_path / "damped.pt"
+    torch.save({k: v * 0.5 if v.is_floating_point() and v.ndim == 4 else v for k, v in state.items()}, damped)
+    _run(BL, "inference", output_dir=str(tmp_path / "other"), checkpoint=str(damped), **common)
+    assert np.abs(_voxels(tmp_path / "other" / "ct.nii.gz") - eager).max() > 50
+
+    # no weights loaded (the zoo's unit tests disable the loader this way): the random network_def runs
+    _run(BL, "inference", output_dir=str(tmp_path / "random"), **{"handlers#0#_disabled_": True}, **common)
+    assert np.abs(_voxels(tmp_path / "random" / "ct.nii.gz") - eager).max() > 50
+
+    with pytest.raises(RuntimeError) as failure:  # 32 features: the 64-feature weights do not fit
+        _run(BL, "inference", output_dir=str(tmp_path / "narrow"), **{"network_kwargs#features": 32}, **common)
+    assert "size mismatch for head.weight" in str(failure.value.__cause__)
+    assert not (tmp_path / "narrow" / "ct.nii.gz").exists()
+
+
+def test_every_scale_option_is_served_by_the_bundle_itself():
+    """The scale (and modality) options pick a file of the bundle's own models/ folder, with the self-ensemble it
+    was measured with; a scale the bundle has no weights for is refused in one line."""
+    table = bundle_config(BL, "inference")["weights"]
+    recipe = bundle_config(BL, "inference")["self_ensemble_recipe"]
+    for modality, scale, file, ensemble in (
+        ("CT", 2, "model.pt", 1), ("MR", 2, "model.pt", 1), ("CT", 3, "model_x3.pt", 4), ("MR", 3, "model_mr_x3.pt", 4),
+        ("CT", 4, "model_x4.pt", 4), ("MR", 4.0, "model_x4.pt", 4),
+    ):
+        assert weights_file(BUNDLES / BL, table, scale, modality) == str(BUNDLES / BL / "models" / file)
+        assert scale_entry(recipe, scale) == ensemble
+    with pytest.raises(SystemExit, match=r"^rmisr: error: no CT weights for scale 5; this bundle serves scales 2, 3, 4$"):
+        weights_file(BUNDLES / BL, table, 5, "CT")
+    vp = bundle_config(VP, "inference")["weights"]
+    assert weights_file(BUNDLES / VP, vp, 4) == str(BUNDLES / VP / "models" / "model.pt")
+    with pytest.raises(SystemExit, match=r"^rmisr: error: no weights for scale 2; this bundle serves scales 4$"):
+        weights_file(BUNDLES / VP, vp, 2)
+    meta = bundle_config("ct_mri_through_plane_super_resolution", "inference")["weights"]
+    assert weights_file(BUNDLES / "ct_mri_through_plane_super_resolution", meta, 2.5).endswith("models/model.pt")
+
+
+def test_mr_x3_runs_its_own_weights_with_the_four_fold_recipe(tmp_path):
+    """``--modality MR --scale 3``: the bundle's MR x3 file as the 4-fold self-ensemble, voxel for voxel what
+    ``rmisr upscale`` runs for the registry's MR x3 default (same weights, the registry's recipe)."""
+    (tmp_path / "in").mkdir()
+    source = write_crops(tmp_path / "crops", "MR")[0]
+    small = tmp_path / "in" / "mr.nii.gz"
+    nib.save(nib.load(source).slicer[:24, :24, :1], small)
+    _run(BL, "inference", dataset_dir=str(tmp_path / "in"), output_dir=str(tmp_path / "out"), device="cpu",
+         modality="MR", scale=3)
+    expected = _package_result(tmp_path, small, "rmisr_bl64_mr_x3", 3)
+    np.testing.assert_array_equal(_voxels(tmp_path / "out" / "mr.nii.gz"), expected)
 
 
 def _command(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -210,24 +242,28 @@ def _torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-def test_multi_gpu_train_with_two_gloo_processes(datasets, tmp_path):
-    root = BUNDLES / "ct_rmisr_bl_super_resolution"
+def test_multi_gpu_train_with_two_gloo_processes_only_rank_0_writes(datasets, tmp_path):
+    """Each rank gets its own output folder: rank 0's holds the checkpoints, the best weights and the logs; rank 1
+    writes nothing at all (no checkpoint race on the same file names)."""
+    root = BUNDLES / BL
     run = tmp_path / "run"
     result = _torchrun(
         "--config_file", "['configs/train.json','configs/multi_gpu_train.json']", "--bundle_root", ".",
-        "--dataset_dir", str(datasets["CT"]), "--output_dir", str(run), "--max_epochs", "1", "--val_interval", "1",
-        "--patch_size", "8", "--batch_size", "1", "--network_kwargs#num_blocks", "1", cwd=root,
+        "--dataset_dir", str(datasets["CT"]), "--output_dir", f"$'{run}/rank' + str(torch.distributed.get_rank())",
+        "--max_epochs", "1", "--val_interval", "1", "--patch_size", "8", "--batch_size", "1",
+        "--network_kwargs#num_blocks", "1", cwd=root,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    # 3 training slices, DistributedSampler (padded to 4), batch 1: 2 iterations per rank; both ranks finish
-    assert (run / "checkpoints" / "checkpoint_final_iteration=2.pt").is_file()
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+    rank0 = run / "rank0"
+    # 3 training slices, DistributedSampler (padded to 4), batch 1: 2 iterations per rank
+    assert sorted(p.name for p in (rank0 / "checkpoints").iterdir()) == [
         "checkpoint_final_iteration=2.pt", "checkpoint_iteration=2.pt"
     ]
-    assert len(list(run.glob("events.out.tfevents.*"))) == 2  # rank 0's trainer and evaluator only
-    _, meta = load_model(run / "models" / "model.pt")
-    assert meta["info"]["epoch"] == 1 and "module." not in "".join(torch.load(run / "models" / "model.pt",
-                                                                              weights_only=True)["state_dict"])
+    assert len(list(rank0.glob("events.out.tfevents.*"))) == 2  # rank 0's trainer and evaluator
+    state = torch.load(rank0 / "models" / "model.pt", weights_only=True)
+    assert not any(k.startswith("module.") for k in state)
+    assert load_model(rank0 / "rmisr_checkpoint.pt")[1]["info"]["epoch"] == 1
+    assert not (run / "rank1").exists()
 
 
 def test_sharded_inference_command_with_a_corrupt_file_among_good_ones(tmp_path):
@@ -241,7 +277,7 @@ def test_sharded_inference_command_with_a_corrupt_file_among_good_ones(tmp_path)
         sources.append(target)
     broken = tmp_path / "in" / "part1" / "9_broken.nii.gz"
     broken.write_bytes(sources[0].read_bytes()[:2000])  # a truncated real file: the 5th job, rank 0's third
-    root = BUNDLES / "ct_rmisr_bl_super_resolution"
+    root = BUNDLES / BL
     result = _torchrun(
         "--config_file", "configs/inference.json", "--bundle_root", ".", "--dataset_dir", str(tmp_path / "in"),
         "--output_dir", str(tmp_path / "out"), "--device", "cpu", cwd=root,
