@@ -886,6 +886,8 @@ def _series_dataset(volume: Volume, template: DicomTemplate | None) -> Dataset:
     for keyword, value in REQUIRED_DEFAULTS[volume.modality].items():
         if keyword not in ds:
             setattr(ds, keyword, value)
+    if volume.modality == "OT":  # no image plane module in secondary capture: PatientOrientation is type 2 then
+        ds.PatientOrientation = ""
     ds.Modality = volume.modality
     ds.SOPClassUID = SOP_CLASSES[volume.modality]
     ds.SeriesInstanceUID = generate_uid()
@@ -1016,8 +1018,9 @@ def write_dicom_series(volume: Volume, folder: Path, provenance: Provenance | An
     series.PixelRepresentation = int(stored.dtype == np.int16)
     if rescale:
         series.RescaleSlope, series.RescaleIntercept = _ds(slope), _ds(intercept)
-        if volume.modality == "CT":
-            series.RescaleType = "HU"
+        # Hounsfield units for CT; "US" (unspecified) for secondary capture, whose Modality LUT macro needs one
+        if volume.modality != "MR":
+            series.RescaleType = "HU" if volume.modality == "CT" else "US"
     padding = _padding_element(pad, stored, slope, intercept, factor)
     if padding is not None:
         series[padding.tag] = padding

@@ -7,16 +7,21 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import nibabel as nib
 import nrrd
 import numpy as np
 import pydicom
 import pytest
+from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence as DicomSequence
 
+from rmisr_monai.cli import main
 from rmisr_monai.io import read_volume, rescaled_geometry, write_volume
 from rmisr_monai.io.dicom import pixel_padding_value
 from rmisr_monai.io.provenance import RESEARCH_NOTICE, Provenance, sidecar_path
-from tests.io.conftest import series_files
-from tests.io.scanner_files import TILT_Y_PER_SLICE, real_slices, save_series, tilt
+from tests.io.conftest import medical, series_files
+from tests.io.scanner_files import TILT_Y_PER_SLICE, enhanced, real_slices, save_series, tilt
 from tests.io.validators import corner_box, dciodvfy_errors, dcm2niix, dcmtk_accepts
 
 PROVENANCE = Provenance(model="rmisr_bl64_x2", model_version="1.3", sha256="0123456789abcdef" * 4, scale=2,
@@ -164,8 +169,6 @@ def test_provenance_in_nifti_nrrd_mha(tmp_path):
     volume = read_volume(save_series(real_slices(2), tmp_path / "in"))
     nifti = tmp_path / "out.nii.gz"
     write_volume(volume, nifti, provenance=PROVENANCE)
-    import nibabel as nib
-
     descrip = nib.load(nifti).header["descrip"].tobytes().rstrip(b"\0").decode()
     assert descrip.startswith("rmisr_monai 9.9.9 rmisr_bl64_x2 1.3 sha256:01234567 x2") and len(descrip) <= 80
     record = json.loads(sidecar_path(nifti).read_text())
@@ -183,8 +186,6 @@ def test_provenance_in_nifti_nrrd_mha(tmp_path):
 
 
 def test_nifti_descrip_and_codes_of_the_input_kept_without_provenance(tmp_path):
-    import nibabel as nib
-
     volume = read_volume(save_series(real_slices(2), tmp_path / "in"))
     write_volume(volume, tmp_path / "a.nii")
     image = nib.load(tmp_path / "a.nii")
@@ -233,8 +234,6 @@ def test_dcm2niix_round_trip_same_slices_and_box(tmp_path, kind):
 
 
 def _cli_upscale(source, target):
-    from rmisr_monai.cli import main
-
     assert main(["upscale", str(source), str(target), "--scale", "2", "--model", "bicubic", "--quiet"]) == 0
 
 
@@ -252,8 +251,6 @@ def test_cli_tilted_series_passes_the_validators(tmp_path):
 
 
 def test_cli_mosaic_to_dicom_is_a_slice_series_dcm2niix_reads_as_the_mosaic(tmp_path):
-    from tests.io.conftest import medical
-
     mosaic = medical("dicom_compressed", "siemens_trio_mr_ts", "1.dcm")
     folder = tmp_path / "in"
     folder.mkdir()
@@ -269,11 +266,6 @@ def test_cli_mosaic_to_dicom_is_a_slice_series_dcm2niix_reads_as_the_mosaic(tmp_
 
 
 def test_enhanced_source_per_frame_values_and_frame_references(tmp_path):
-    from pydicom.dataset import Dataset
-    from pydicom.sequence import Sequence as DicomSequence
-
-    from tests.io.scanner_files import enhanced
-
     ds = enhanced(real_slices(3), rle=False)
     for f, group in enumerate(ds.PerFrameFunctionalGroupsSequence):
         voi = Dataset()
@@ -289,3 +281,20 @@ def test_enhanced_source_per_frame_values_and_frame_references(tmp_path):
         assert (float(h.WindowCenter), float(h.WindowWidth)) == (30 + f, 300 + f)
         reference = h.SourceImageSequence[0]
         assert reference.ReferencedSOPInstanceUID == ds.SOPInstanceUID and reference.ReferencedFrameNumber == f + 1
+
+
+@pytest.mark.parametrize("name", ["rtdose.dcm", "CT_small.dcm", "MR_small.dcm", "RG2_JLSL.dcm"])
+def test_single_files_dose_and_radiograph_pass_dciodvfy(tmp_path, name):
+    """An RT Dose grid and a CR radiograph become secondary capture series; CT and MR slices stay CT and MR."""
+    if name.startswith("RG"):
+        path = medical("dicom_compressed", "nema_cr_radiographs", name)
+    else:
+        path = get_testdata_file(name)
+    volume = read_volume(path)
+    write_volume(_in_plane_x2(volume), tmp_path / "out", dtype=np.float32 if name == "rtdose.dcm" else None)
+    files, headers = _headers(tmp_path / "out")
+    assert dciodvfy_errors(files) <= dciodvfy_errors([path])
+    assert all(dcmtk_accepts(f)[0] for f in files)
+    if name == "rtdose.dcm":  # Gy kept through the secondary capture's rescale
+        back = read_volume(tmp_path / "out")
+        np.testing.assert_allclose(back.array[::2, ::2], volume.array, atol=float(headers[0].RescaleSlope))
