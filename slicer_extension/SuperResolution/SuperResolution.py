@@ -56,7 +56,7 @@ class SuperResolution(ScriptedLoadableModule):
         self.parent.title = _("Super-resolution (RMISR)")
         self.parent.categories = [_("Filtering")]
         self.parent.dependencies = []
-        self.parent.contributors = ["rmisr-monai contributors"]
+        self.parent.contributors = []  # no named contributors yet (a placeholder was removed)
         self.parent.helpText = _(
             "Upscale a CT or MRI volume slice by slice with a super-resolution network (or bicubic interpolation), "
             "in-plane on the axial, coronal or sagittal slices, or through-plane for thick slices. The result keeps "

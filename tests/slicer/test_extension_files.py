@@ -26,11 +26,12 @@ def _cmake_list(text: str, variable: str) -> list[str]:
 
 
 def test_extension_cmake_has_the_metadata_and_depends_on_pytorch():
-    text = (EXTENSION / "CMakeLists.txt").read_text()
+    text = (REPO_ROOT / "CMakeLists.txt").read_text()
     for field in ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS"):
         assert re.search(rf"set\(EXTENSION_{field} ", text), field
     assert 'set(EXTENSION_DEPENDS "PyTorch")' in text
-    assert f"add_subdirectory({MODULE})" in text and "find_package(Slicer REQUIRED)" in text
+    assert f"add_subdirectory(slicer_extension/{MODULE})" in text and "find_package(Slicer REQUIRED)" in text
+    assert "package.py\" --engine-only" in (MODULE_DIR / "CMakeLists.txt").read_text()  # the engine at build time
     assert "${Slicer_EXTENSION_CPACK}" in text
 
 

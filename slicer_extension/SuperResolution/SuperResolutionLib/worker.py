@@ -36,7 +36,7 @@ from rmisr_monai.errors import RmisrError
 from rmisr_monai.inference import output_spatial_shape, upscale_volume
 from rmisr_monai.inference.engine import PRECISIONS, resolve_device, resolve_precision
 from rmisr_monai.inference.ensemble import SELF_ENSEMBLE_SIZES
-from rmisr_monai.inference.selection import intensity_for, select_network, self_ensemble_for
+from rmisr_monai.inference.selection import intensity_for, model_source, select_network, self_ensemble_for
 from rmisr_monai.io.atomic import atomic_output
 from rmisr_monai.io.geometry import rescaled_geometry
 from rmisr_monai.io.read import read_volume
@@ -147,7 +147,9 @@ def run(args: argparse.Namespace) -> dict:
         check_same_grid(reference, out_shape, rescaled_geometry(volume.geometry, volume.array.shape, out_shape))
     ran_on = device_name(device)
     precision = precision_name(network, device, intensity_for(meta, modality), modality, args.precision)
-    model = meta["network"] if meta.get("path") is None else args.model or Path(meta["path"]).name
+    # what ran, by the name the user would give it: the registry name of a shipped model, else the file or network
+    model = Path(args.weights).name if args.weights else model_source(args.model, None, args.scale, modality,
+                                                                      args.through_plane)  # fmt: skip
     logger.info("model %s, x%g, on %s, %s", model, args.scale, ran_on, precision)
 
     def report(done: int, total: int) -> None:
