@@ -111,7 +111,7 @@ def _method_name(meta: dict[str, Any] | None) -> str:
         return "the network"
     if meta.get("path") is None:
         return str(meta.get("network"))
-    return f"model {meta.get('name') or meta.get('model') or Path(str(meta['path'])).name}"
+    return f"model {meta.get('name') or meta.get('source') or Path(str(meta['path'])).name}"
 
 
 # -- scale ---------------------------------------------------------------------------------------------------------
