@@ -47,6 +47,7 @@ import torch
 from rmisr_monai.evaluation.figure import quality_figure
 from rmisr_monai.evaluation.quality import MethodScores, QualityReport, degrade_volume, score_slices
 from rmisr_monai.inference import upscale_volume
+from rmisr_monai.inference.adapt import ScanTooSmallError, adapt_network
 from rmisr_monai.inference.selection import intensity_for
 from rmisr_monai.io.read import read_volume
 from rmisr_monai.io.volume import Volume
@@ -150,11 +151,15 @@ def methods_for(
 
 def run_case(volumes: list[Volume], modality: str, scale: float, through_plane: bool, imdn_dir: Path | None,
              weights: dict[str, Path] | None = None, weights_ensemble: int = 1, rlfn_dir: Path | None = None,
-             defaults_only: bool = False):
+             defaults_only: bool = False, adapt: tuple[float, ...] = (), seed: int = 0):
     """Mean scores per method over the slices of all scans, the first scan's figure report, and
-    ``{scan: {method: PSNR}}`` (each scan's mean over its slices)."""
+    ``{scan: {method: PSNR}}`` (each scan's mean over its slices). ``adapt``: also the default adapted to each LR
+    scan for each of these many seconds (:func:`rmisr_monai.inference.adapt.adapt_network`, ``seed``; its time
+    counts in the method's seconds)."""
     methods = methods_for(modality, scale, through_plane, imdn_dir, weights, weights_ensemble, rlfn_dir, defaults_only)
-    sums: dict[str, list[MethodScores]] = {name: [] for name in methods}
+    default = next((name for name in methods if name.endswith("(default)")), None)
+    adapted = {f"{default} adapted {t:g} s": t for t in adapt if default is not None and t > 0}
+    sums: dict[str, list[MethodScores]] = {name: [] for name in [*methods, *adapted]}
     per_scan: dict[str, dict[str, float]] = {}
     report = None
     for volume in volumes:
@@ -171,8 +176,23 @@ def run_case(volumes: list[Volume], modality: str, scale: float, through_plane: 
             )
             report.images["LR"] = lr_s[figure_k, 0].numpy()
             report.images["HR"] = hr_s[figure_k, 0].numpy()
-        for name, (net, intensity, options) in methods.items():
+        for name in sums:
             start = time.perf_counter()
+            if name in adapted:
+                net, intensity, options = methods[default]
+                try:
+                    net = adapt_network(net, lr.array, scale=scale, axis=0 if through_plane else 2,
+                                        through_plane=through_plane, intensity=intensity, seconds=adapted[name],
+                                        seed=seed)
+                except ScanTooSmallError as error:  # as rmisr upscale --adapt: the unadapted result, and why
+                    print(f"  {Path(str(volume.source_path)).name}: {error}", flush=True)
+                else:
+                    r = net.adaptation_report
+                    print(f"  {Path(str(volume.source_path)).name}: {name}: {r.iterations} of "
+                          f"{r.iterations_planned} iterations in {r.seconds:.1f} s, held-out crops "
+                          f"{r.holdout_psnr_before} -> {r.holdout_psnr_after} dB, kept {r.kept}", flush=True)
+            else:
+                net, intensity, options = methods[name]
             sr = upscale_volume(lr, net, scale, axis=0 if through_plane else 2, through_plane=through_plane,
                                 intensity=intensity, device="cpu", progress=False, batch_size=1, **options)
             seconds = time.perf_counter() - start
@@ -197,15 +217,17 @@ def main() -> None:
     parser.add_argument("--set", nargs="+", choices=SETS, default=["validation"], dest="sets",
                         help="scans of benchmarks/scans.json to score: validation (choose on it), test (report only)")
     parser.add_argument("--modalities", nargs="+", default=["CT", "MR"])
-    parser.add_argument(
-        "--scales", type=float, nargs="*", default=list(IN_PLANE_SCALES), help="in-plane scales (none: through-plane only)"
-    )
+    parser.add_argument("--scales", type=float, nargs="*", default=list(IN_PLANE_SCALES),
+                        help="in-plane scales (none: through-plane only)")
     parser.add_argument("--through-plane-scales", type=float, nargs="*", default=list(THROUGH_PLANE_SCALES))
     parser.add_argument("--imdn-dir", type=Path, default=None, help="folder with IMDN_x{2,3,4}.pth")
     parser.add_argument("--rlfn-dir", type=Path, default=None, help="folder with rlfn_x{2,4}.pth")
     parser.add_argument("--defaults-only", action="store_true", help="of the shipped models, only the default")
     parser.add_argument("--max-slices", type=int, default=3, help="axial slices per scan")
     parser.add_argument("--per-scan", action="store_true", help="also print each scan's PSNR per method")
+    parser.add_argument("--adapt", type=float, nargs="*", default=[], metavar="SECONDS",
+                        help="also score the default adapted to each LR scan for these many seconds each")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the adaptation crops")
     parser.add_argument("--figures", type=Path, default=None, help="write a PNG per set, modality and mode here")
     parser.add_argument("--json", type=Path, default=None, help="write every score here")
     parser.add_argument(
@@ -233,7 +255,8 @@ def main() -> None:
                     if mod.upper() == modality:
                         extra[name] = Path(path)
                 means, report, per_scan = run_case(volumes, modality, float(scale), through, args.imdn_dir, extra,
-                                                   args.weights_ensemble, args.rlfn_dir, args.defaults_only)
+                                                   args.weights_ensemble, args.rlfn_dir, args.defaults_only,
+                                                   tuple(args.adapt), args.seed)
                 base = means[0].psnr
                 for m in means:
                     print(f"{scan_set:10} {modality:8} {case:16} {m.method:34} {m.psnr:7.2f} {m.psnr - base:+6.2f} "

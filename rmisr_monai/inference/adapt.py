@@ -21,8 +21,8 @@ Guarantees:
 * **The input network is never changed**: a deep copy is trained and returned (in eval mode). The shipped weights on
   disk are never opened for writing. The input array is only read.
 * **Time**: :func:`adapt_network` returns within ``seconds`` of wall time, setup included (the clock starts on entry;
-  an iteration is only started while the mean iteration time so far still fits). ``seconds <= 0`` returns the copy
-  untrained.
+  an iteration is only started while 1.5 x the mean iteration time so far and the held-out check still fit; the
+  check is skipped when the setup took a quarter of the budget). ``seconds <= 0`` returns the copy untrained.
 * **Determinism**: the number of iterations is planned from ``seconds`` by a fixed cost model
   (:func:`planned_iterations`: the network's multiply-adds per iteration against :data:`NOMINAL_MACS_PER_SECOND`),
   not from the clock, and every crop is drawn from a generator seeded with ``seed``; so the same scan, network,
@@ -73,7 +73,7 @@ __all__ = [
     "NOMINAL_MACS_PER_SECOND",
 ]
 
-ADAPT_LEARNING_RATE = 2e-5  # fine-tuning step: a tenth of the shipped models' last training stages (Adam 2.5e-4 .. 1e-4)
+ADAPT_LEARNING_RATE = 2e-5  # fine-tuning step: 1/5 to 1/10 of the shipped models' last stages (Adam 2.5e-4 .. 1e-4)
 ADAPT_BATCH = 8  # crops per iteration
 ADAPT_LR_PATCH = 32  # LR crop side, as in training (32 x 32 LR patches)
 MIN_LR_PATCH = 12  # smallest LR crop side adaptation accepts (a 3 x 3 network sees 10+ pixels of context)
@@ -172,7 +172,9 @@ class _Pairs:
         self.scale_pair = (sy, sx)
         self.rows, self.cols = rows, cols
         slices = np.arange(n_slices)
-        held = slices % HOLDOUT_EVERY == HOLDOUT_EVERY - 1 if n_slices >= 2 * HOLDOUT_EVERY else np.zeros(n_slices, bool)
+        held = slices % HOLDOUT_EVERY == HOLDOUT_EVERY - 1
+        if n_slices < 2 * HOLDOUT_EVERY:
+            held[:] = False
         self.train_slices, self.holdout_slices = slices[~held], slices[held]
         self.generator = torch.Generator().manual_seed(int(seed))
 
@@ -195,7 +197,10 @@ class _Pairs:
             t = t.flip(1)
         return t
 
-    def batch(self, size: int, slices: np.ndarray, generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
+    def batch(
+        self, size: int, slices: np.ndarray, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(lr, hr)`` of ``size`` crops of the given slices, ``(size, 1, h, w)`` each."""
         generator = self.generator if generator is None else generator
         picks = torch.randint(0, len(slices), (size,), generator=generator)
         hr = torch.stack([self._crop(int(slices[int(i)]), generator) for i in picks])[:, None]
@@ -203,6 +208,33 @@ class _Pairs:
         # through-plane the columns keep their length (scale 1: untouched), so the LR crop is square either way
         lr = imresize(hr, (1.0 / sy, 1.0 / sx), output_shape=(self.lr_side, self.lr_side))
         return lr.float(), hr.float()
+
+
+class _Adam:
+    """Adam (Kingma & Ba, ICLR 2015, Algorithm 1; PyTorch's defaults betas 0.9 / 0.999, eps 1e-8), written out:
+    ``torch.optim.Optimizer`` imports ``torch._dynamo`` on first use, 2-5 s of a budget of seconds."""
+
+    def __init__(self, params: list[nn.Parameter], lr: float, betas=(0.9, 0.999), eps: float = 1e-8) -> None:
+        self.params, self.lr, self.betas, self.eps, self.t = params, lr, betas, eps, 0
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.t += 1
+        b1, b2 = self.betas
+        step = self.lr / (1 - b1**self.t)
+        root = math.sqrt(1 - b2**self.t)
+        for p, m, v in zip(self.params, self.m, self.v):
+            if p.grad is None:
+                continue
+            m.mul_(b1).add_(p.grad, alpha=1 - b1)
+            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+            p.addcdiv_(m, v.sqrt().div_(root).add_(self.eps), value=-step)
 
 
 def _run(network: nn.Module, lr: torch.Tensor, pair: tuple[float, float] | None) -> torch.Tensor:
@@ -300,8 +332,9 @@ def adapt_network(
         raise ConfigurationError("through-plane adaptation needs an arbitrary-scale network (upsampler='meta')")
     norm = None
     if intensity is not None:
-        norm = intensity if isinstance(intensity, IntensityNormalization) else IntensityNormalization.from_dict(intensity)
-        norm = copy.deepcopy(norm).fit(array)
+        norm = intensity if isinstance(intensity, IntensityNormalization) else None
+        norm = copy.deepcopy(norm) if norm is not None else IntensityNormalization.from_dict(intensity)
+        norm = norm.fit(array)
     pairs = _Pairs(array, norm, axis, float(scale), through_plane, patch, seed)
 
     tuned = copy.deepcopy(network)
@@ -315,9 +348,14 @@ def adapt_network(
     if len(pairs.holdout_slices):
         gen = torch.Generator().manual_seed(int(seed) + 1)
         holdout = [pairs.batch(1, pairs.holdout_slices, gen) for _ in range(HOLDOUT_CROPS)]
-    before = _psnr(tuned, holdout, scale_arg) if holdout and seconds > 0 else None
+    check_start = time.perf_counter()
+    # the check runs twice (before, after): only when both fit in the budget besides the setup
+    before = None
+    if holdout and seconds > 0 and check_start - start < 0.25 * seconds:
+        before = _psnr(tuned, holdout, scale_arg)
+    check_seconds = time.perf_counter() - check_start
 
-    optimizer = torch.optim.Adam([p for p in tuned.parameters()], lr=learning_rate)
+    optimizer = _Adam(list(tuned.parameters()), learning_rate)
     loss_fn = nn.L1Loss()
     update, close = _progress_callback(progress, total)
     tuned.train()
@@ -329,13 +367,13 @@ def adapt_network(
         while done < total:
             now = time.perf_counter()
             mean = (now - loop_start) / done if done else 0.0
-            # room for this iteration, and for the held-out check after it (about one iteration's forward)
-            if now - start + 1.5 * mean > seconds:
+            # room for this iteration (and a half, for jitter) and for the held-out check after it
+            if now - start + 1.5 * mean + check_seconds > seconds:
                 stopped = True
                 break
             lr_b, hr_b = pairs.batch(batch, pairs.train_slices)
             loss = loss_fn(_run(tuned, lr_b, scale_arg), hr_b)
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             last = float(loss.detach())
@@ -345,7 +383,7 @@ def adapt_network(
     finally:
         close()
     tuned.eval()
-    after = _psnr(tuned, holdout, scale_arg) if holdout and done else before
+    after = _psnr(tuned, holdout, scale_arg) if before is not None and done else before
     kept = keep_if_worse or before is None or after is None or after >= before
     result = tuned if kept else copy.deepcopy(network).eval()
     result.adaptation_report = AdaptationReport(
