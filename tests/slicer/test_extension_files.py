@@ -146,3 +146,14 @@ def test_readmes_describe_install_controls_and_limits():
     missing = sorted(label for label in labels if label not in text)
     assert not missing, f"controls not described in the README: {missing}"
     assert "slicer_extension" in (REPO_ROOT / "README.md").read_text()
+
+
+def test_what_slicer_imports_at_start_up_parses_as_python_3_9():
+    """Slicer 5.4-5.8 (Python 3.9) must load the module and say on Apply that it needs Slicer 5.10: the module file
+    and the Lib it imports are Python 3.9 syntax (the engine and the worker need 3.10, checked before they run)."""
+    files = [MODULE_DIR / f"{MODULE}.py", *(MODULE_DIR / f"{MODULE}Lib").glob("*.py")]
+    for path in files:
+        if path.name != "worker.py":  # runs in the worker process only, after the version check
+            ast.parse(path.read_text(), filename=str(path), feature_version=(3, 9))
+    source = (MODULE_DIR / f"{MODULE}.py").read_text()
+    assert "MINIMUM_PYTHON = (3, 10)" in source and "needs Slicer 5.10 or later" in source
