@@ -38,8 +38,11 @@ Reading rules
   and ImageOrientationPatient, but with PixelSpacing (else ImagerPixelSpacing, else NominalScannedPixelSpacing) is a
   one-slice volume in the patient's row/column directions (identity orientation, origin 0); without any of these
   spacings it is refused (its pixel size is unknown).
-* DICOM SEG (Segmentation Storage, often 1-bit packed frames) is a label map, not an image: it is refused with
-  that reason.
+* DICOM SEG (Segmentation Storage, often 1-bit packed frames) is a label map, not an image: a BINARY SEG file read
+  on its own becomes one label volume (segment numbers, 0 outside; refused when segments overlap), marked in
+  ``source_info`` so that the label-map check (:mod:`rmisr_monai.io.labels`) refuses to interpolate it and the
+  DICOM writer refuses to write it as an image series; a SEG among image files, or a FRACTIONAL one, is refused
+  with that reason.
 
 Writing
 -------
@@ -317,15 +320,84 @@ def _floats(values) -> tuple[float, ...]:
     return tuple(float(v) for v in values)
 
 
+def _is_segmentation(header: Dataset) -> bool:
+    return str(header.get("SOPClassUID", "")) == SEGMENTATION_STORAGE
+
+
 def _refuse_segmentation(file: Path, header: Dataset) -> None:
-    if str(header.get("SOPClassUID", "")) != SEGMENTATION_STORAGE:
+    """A SEG among image files (or one that cannot be one label map) is refused, saying what it is."""
+    if not _is_segmentation(header):
         return
     segments = len(header.get("SegmentSequence", None) or [])
     kind = str(header.get("SegmentationType", "") or "").lower() or "unknown type"
     bits = int(header.get("BitsAllocated", 0) or 0)
     raise InputFileError(
         file, f"a DICOM SEG ({segments} segment(s), {kind}, {bits}-bit frames) is a label map, not an image: "
-        "super-resolution does not apply to labels; resample it with nearest-neighbour interpolation instead"
+        "super-resolution does not apply to labels; read it on its own (a BINARY SEG becomes a label volume) and "
+        "resample it with nearest-neighbour interpolation"
+    )  # fmt: skip
+
+
+def _read_segmentation(path: Path, header: Dataset) -> Volume:
+    """A BINARY DICOM SEG as one label volume: voxel = the number of the segment whose frame covers it, 0 where
+    none does; frames placed by their PlanePositionSequence (frames of several segments share positions)."""
+    kind = str(header.get("SegmentationType", "") or "").upper()
+    per_frame = header.get("PerFrameFunctionalGroupsSequence")
+    n_frames = int(header.get("NumberOfFrames", 1) or 1)
+    if kind != "BINARY" or per_frame is None or len(per_frame) != n_frames:
+        _refuse_segmentation(path, header)
+    positions, segments = [], []
+    for number, group in enumerate(per_frame):
+        position = _group_value(header, group, "PlanePositionSequence", "ImagePositionPatient")
+        segment = _group_value(header, group, "SegmentIdentificationSequence", "ReferencedSegmentNumber")
+        if position is None or segment is None:
+            raise InputFileError(path, f"DICOM SEG frame {number + 1}: no PlanePositionSequence or segment number")
+        positions.append(tuple(np.round(_floats(position), POSITION_DECIMALS + 2)))
+        segments.append(int(segment))
+    first = per_frame[0]
+    orientation = _group_value(header, first, "PlaneOrientationSequence", "ImageOrientationPatient")
+    spacing = _group_value(header, first, "PixelMeasuresSequence", "PixelSpacing")
+    thickness = _group_value(header, first, "PixelMeasuresSequence", "SliceThickness")
+    between = _group_value(header, first, "PixelMeasuresSequence", "SpacingBetweenSlices")
+    if orientation is None or spacing is None:
+        raise InputFileError(path, "DICOM SEG without PlaneOrientationSequence / PixelMeasuresSequence")
+    planes = list(dict.fromkeys(positions))
+    try:
+        geometry, order = dicom_stack_geometry(
+            _floats(orientation), _floats(spacing), planes, float(between or thickness or 1.0)
+        )
+    except SliceStackError as exc:
+        raise InputFileError(path, f"DICOM SEG: {exc}") from exc
+    rows, columns = int(header.Rows), int(header.Columns)
+    check_claimed_size(path, (columns, rows, n_frames), 1, None, False, memory_itemsize=1)
+    try:
+        bits = pydicom.dcmread(path).pixel_array.reshape(n_frames, rows, columns)
+    except (RuntimeError, NotImplementedError, ValueError, AttributeError) as exc:
+        raise InputFileError(path, f"cannot decode the DICOM SEG frames: {exc}; {DECODER_HINT}") from exc
+    dtype = np.uint8 if max(segments) <= np.iinfo(np.uint8).max else np.uint16
+    labels = np.zeros((columns, rows, len(planes)), dtype=dtype)
+    slot = {plane: order.index(i) for i, plane in enumerate(planes)}
+    overlap = 0
+    for frame, (position, segment) in enumerate(zip(positions, segments)):
+        plane = labels[:, :, slot[position]]
+        mask = bits[frame].T.astype(bool)
+        overlap += int(np.count_nonzero(mask & (plane != 0) & (plane != segment)))
+        plane[mask] = segment
+    if overlap:
+        raise InputFileError(
+            path, f"DICOM SEG: {overlap} voxels belong to more than one segment, so the segments are not one label "
+            "map; split them (one segment per file) first"
+        )  # fmt: skip
+    n_segments = len(header.get("SegmentSequence", None) or []) or len(set(segments))
+    template = DicomTemplate(
+        header=_template_header(header, thickness), geometry=geometry, shape=labels.shape,
+        frames_summary=f"DICOM SEG: {n_frames} binary frames of {n_segments} segment(s), read as labels 0.."
+        f"{max(segments)}",
+    )  # fmt: skip
+    return Volume(
+        array=labels, geometry=geometry, modality="OT", source_dtype=labels.dtype, source_path=str(path),
+        source_format="dicom", dicom_template=template,
+        source_info={"sop_class": SEGMENTATION_STORAGE, "segmentation": True},
     )  # fmt: skip
 
 
@@ -699,6 +771,8 @@ def read_dicom(path: str | os.PathLike, series_uid: str | None = None, stack: st
         header = _read_header(path, required=True)
         if header is None or "Rows" not in header:
             raise InputFileError(path, "not a DICOM image file")
+        if _is_segmentation(header):
+            return _read_segmentation(path, header)
         files = [(path, header)]
     headers = dict(files)
     for file, header in files:  # a damaged file may keep Rows and lose Columns (a mangled tag number)

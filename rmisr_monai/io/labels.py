@@ -6,7 +6,7 @@ Signals, in order (:func:`label_map_reason` names the first that holds):
 1. the file says so: a Slicer segmentation (``*.seg.nrrd``, or NRRD / MetaImage ``Segment<N>_ID`` keys), a NIfTI
    ``intent_code`` of ``NIFTI_INTENT_LABEL`` (1002); DICOM SEG never reaches here (``read_volume`` refuses it with
    the same reason);
-2. the values look like labels: all integers, between 2 and :data:`LABEL_MAX_VALUES` distinct values, and
+2. the values look like labels: all non-negative integers, between 2 and :data:`LABEL_MAX_VALUES` distinct values, and
    piecewise constant -- of the neighbouring voxel pairs (along the two in-plane axes) where at least one voxel is
    not the most common value, at least :data:`LABEL_EQUAL_NEIGHBOURS` are equal. Measured on the shared data:
    8-bit MR brains 0.03-0.12, CT 0.02 (and thousands of values); label maps are constant inside every region
@@ -26,6 +26,7 @@ __all__ = ["is_label_map", "label_map_reason", "LABEL_MAX_VALUES", "LABEL_EQUAL_
 LABEL_MAX_VALUES = 256  # TotalSegmentator has 117 classes; an 8-bit MR has 256 values but fails the next test
 LABEL_EQUAL_NEIGHBOURS = 0.75  # between 0.12 (the most uniform 8-bit MR here) and > 0.9 (label maps)
 NIFTI_INTENT_LABEL = 1002
+SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"  # DICOM SEG SOP class
 _SAMPLE_VOXELS = 1 << 22  # values are counted on at most this many voxels (a strided view) before the full count
 
 
@@ -57,6 +58,8 @@ def label_map_reason(volume: Volume) -> str | None:
     """Why ``volume`` is a label map, in words for a refusal ("a Slicer segmentation (.seg.nrrd)", ...), or None
     when it looks like an image. Rules in the module docstring."""
     info = volume.source_info or {}
+    if info.get("sop_class") == SEGMENTATION_STORAGE:
+        return "a DICOM segmentation (SEG)"
     if Path(volume.source_path).name.lower().endswith(".seg.nrrd") or info.get("segmentation"):
         return "a Slicer segmentation (.seg.nrrd / Segment keys in the header)"
     if int(info.get("intent_code", 0) or 0) == NIFTI_INTENT_LABEL:
@@ -68,7 +71,7 @@ def label_map_reason(volume: Volume) -> str | None:
         if not np.issubdtype(array.dtype, np.floating) or not np.all(np.mod(array, 1) == 0):
             return None
     found = _distinct_values(array)
-    if found is None or len(found[0]) < 2:
+    if found is None or len(found[0]) < 2 or found[0][0] < 0:  # labels count from 0: a CT phantom in HU is not one
         return None
     values, counts = found
     background = values[int(np.argmax(counts))]

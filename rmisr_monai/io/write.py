@@ -89,6 +89,11 @@ def check_representable(volume: Volume, path: str | os.PathLike) -> None:
             f"cannot be written as {kind}, which has one affine for all slices; resample them onto a regular grid "
             "(rmisr upscale --resample, lossy) or write a DICOM folder, which keeps every slice's position"
         )  # fmt: skip
+    if kind == "dicom" and (volume.source_info or {}).get("segmentation"):
+        raise OutputFileError(
+            path, "a segmentation (label map) cannot be written as a DICOM image series; write .nii.gz, .nrrd or "
+            ".seg.nrrd"
+        )  # fmt: skip
     if kind == "dicom" and volume.fourth_axis is not None:
         raise OutputFileError(
             path, f"a 4D volume ({volume.fourth_axis.describe(volume.array.shape[3])}) cannot be written as a DICOM "

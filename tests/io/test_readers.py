@@ -107,6 +107,51 @@ def test_one_bit_seg_refused_as_a_label_map_not_as_truncated(tmp_path):
     assert "nearest-neighbour" in message and "truncated" not in message and "corrupt" not in message
 
 
+def _item(**values) -> DicomSequence:
+    item = Dataset()
+    for keyword, value in values.items():
+        setattr(item, keyword, value)
+    return DicomSequence([item])
+
+
+def test_binary_seg_read_as_one_label_volume(tmp_path):
+    """Segments 1 and 2 on two planes 5 mm apart (4 frames, 1-bit packed), read as labels 0, 1, 2."""
+    path = _seg(tmp_path)
+    ds = pydicom.dcmread(path)
+    masks = np.zeros((4, 48, 64), dtype=np.uint8)
+    masks[0, 5:20, 10:30] = 1  # segment 1, plane z0
+    masks[1, 25:40, 35:60] = 1  # segment 2, plane z0
+    masks[2, 0:10, 0:10] = 1  # segment 1, plane z0 + 5
+    masks[3, 30:48, 0:20] = 1  # segment 2, plane z0 + 5
+    ds.PixelData = np.packbits(masks.ravel(), bitorder="little").tobytes()
+    x, y, z = (float(v) for v in ds.ImagePositionPatient)
+    shared = Dataset()
+    shared.PlaneOrientationSequence = _item(ImageOrientationPatient=[1, 0, 0, 0, 1, 0])
+    shared.PixelMeasuresSequence = _item(PixelSpacing=[0.8, 0.7], SliceThickness=5)
+    ds.SharedFunctionalGroupsSequence = DicomSequence([shared])
+    groups = []
+    for frame, (plane, segment) in enumerate([(0, 1), (0, 2), (1, 1), (1, 2)]):
+        group = Dataset()
+        group.PlanePositionSequence = _item(ImagePositionPatient=[x, y, z + 5 * plane])
+        group.SegmentIdentificationSequence = _item(ReferencedSegmentNumber=segment)
+        groups.append(group)
+    ds.PerFrameFunctionalGroupsSequence = DicomSequence(groups)
+    for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
+        delattr(ds, keyword)
+    ds.save_as(path, enforce_file_format=True)
+    volume = read_volume(path)
+    expected = np.zeros((64, 48, 2), dtype=np.uint8)
+    for frame, (plane, segment) in enumerate([(0, 1), (0, 2), (1, 1), (1, 2)]):
+        expected[:, :, plane][masks[frame].T.astype(bool)] = segment
+    np.testing.assert_array_equal(volume.array, expected)
+    np.testing.assert_allclose(volume.geometry.spacing, (0.7, 0.8, 5.0))
+    assert label_map_reason(volume) == "a DICOM segmentation (SEG)"
+    with pytest.raises(Exception, match="cannot be written as a DICOM image series"):
+        write_volume(volume, tmp_path / "out")
+    write_volume(volume, tmp_path / "labels.nii.gz")
+    np.testing.assert_array_equal(np.asarray(nib.load(tmp_path / "labels.nii.gz").dataobj), expected)
+
+
 def test_corrupt_metaimage_header_gives_itks_reason_and_nothing_on_stderr(tmp_path, capfd):
     write_volume(synthetic_volume(), tmp_path / "ok.mha")
     data = (tmp_path / "ok.mha").read_bytes()
