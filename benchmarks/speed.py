@@ -26,6 +26,17 @@ resumed (SIGCONT), also on errors and Ctrl-C.
     python benchmarks/speed.py --precisions fp32 auto --warm          # reference and default path, one run
     python benchmarks/speed.py --baseline /tmp/before --repeats 3
     python benchmarks/speed.py --names rmisr_bl --slices 4 --warm     # per-slice rate once the process is warm
+
+``--report`` (issue 33) gives in one run: the machine (CPU model, cores, bf16 support), the SGEMM and bf16 GEMM
+rates, the network alone per 512 x 512 slice for the shipped default, RLFN and IMDN at x2 and x4 in fp32 and bf16
+with the ratio of their useful rate to the GEMM rate of that precision, ``--skip-bound`` figures (the constant
+windows of the engine on a real CT and MR slice: their share and the largest |network - bicubic| in them), and
+``rmisr upscale CT.nii.gz OUT.nii.gz --scale 2`` end to end on a 512 x 512 x ``--e2e-slices`` int16 CT built from the
+held-out GE chest series (its 16 slices repeated) in a subprocess: wall time, slices/s and peak RSS
+(``--e2e-slices 0`` leaves it out):
+
+    python benchmarks/speed.py --report --e2e-slices 300
+    python benchmarks/speed.py --report --e2e-slices 0 --skip-bound    # per slice only, and the skip bound
 """
 
 from __future__ import annotations
@@ -152,8 +163,169 @@ def measure(names: list[str], slices: int, side: int, precisions: list[str], war
     return result
 
 
+def machine_name() -> str:
+    """CPU model, cores and bf16 support (``/proc/cpuinfo``), e.g. ``AMD EPYC (family 25 model 1), 2 cores, no bf16``."""
+    from rmisr_monai.inference.engine import cpu_has_fast_bf16
+
+    info: dict[str, str] = {}
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+    flags = set(info.get("flags", "").split())
+    bf16 = ", ".join(sorted(flags & {"amx_bf16", "avx512_bf16"})) or "no native bf16"
+    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE"
+    return (f"{info.get('model name', 'unknown CPU')} (family {info.get('cpu family', '?')} model "
+            f"{info.get('model', '?')}), {os.cpu_count()} cores, {isa}, {bf16}")
+
+
+# issue 33's per-slice table: (label, network or shipped model, scale)
+REPORT_NETWORKS = (
+    ("default x2", "rmisr_bl64_ct_x2", 2), ("RLFN x2", "rlfn", 2), ("IMDN x2", "imdn", 2),
+    ("default x4", "rmisr_bl64_ct_x4", 4), ("RLFN x4", "rlfn", 4), ("IMDN x4", "imdn", 4),
+)
+
+
+def slice_seconds(net: torch.nn.Module, side: int, dtype: torch.dtype | None, repeats: int = 2) -> float:
+    """Best time of the network alone on one ``side x side`` slice (channels-last, inference mode, autocast
+    ``dtype`` or fp32), after one untimed call."""
+    x = torch.rand(1, 1, side, side).contiguous(memory_format=torch.channels_last)
+    net = net.eval().to(memory_format=torch.channels_last)
+    autocast = torch.autocast("cpu", dtype=dtype) if dtype is not None else contextlib.nullcontext()
+    best = float("inf")
+    with torch.inference_mode(), autocast:
+        for i in range(repeats + 1):
+            t0 = time.perf_counter()
+            net(x)
+            if i:
+                best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def report_networks(side: int) -> list[dict]:
+    """Rows of the per-slice table: network, scale, useful GMAC, and seconds and ratio to the GEMM rate in fp32
+    and in bf16."""
+    from rmisr_monai.networks import NETWORK_NAMES, get_network
+    from rmisr_monai.weights import load_model
+
+    from rmisr_monai.inference.engine import cpu_has_fast_bf16
+
+    native = cpu_has_fast_bf16()
+    # without native bf16 torch.mm runs a reference kernel (0.15 GMAC/s on the Zen 3 EPYC): a small one, once
+    sgemm = gemm_macs_per_s()
+    bgemm = gemm_macs_per_s(torch.bfloat16) if native else gemm_macs_per_s(torch.bfloat16, n=512, repeats=1)
+    rows = [{"sgemm": sgemm, "bf16_gemm": bgemm, "native": native}]
+    for label, name, scale in REPORT_NETWORKS:
+        if name in NETWORK_NAMES:
+            torch.manual_seed(0)
+            net = get_network(name, in_channels=1, scale=scale)
+        else:
+            net = load_model(name)[0]
+        macs = reference_macs(net, side)
+        row = {"label": label, "name": name, "gmac": macs / 1e9}
+        for key, dtype, gemm in (("fp32", None, sgemm), ("bf16", torch.bfloat16, bgemm)):
+            if dtype is not None and not native:  # emulated: not what `auto` would run, and far slower
+                row[key] = row[f"{key}_ratio"] = float("nan")
+                continue
+            sec = slice_seconds(net, side, dtype)
+            row[key] = sec
+            row[f"{key}_ratio"] = macs / sec / gemm
+        rows.append(row)
+    return rows
+
+
+def skip_bound(tiles: tuple[int, ...] = (64, 96), overlap: int = 32) -> list[str]:
+    """The engine's constant windows on a real CT and MR slice with each shipped x2 default: the share of the slice
+    in their cores and the largest |network - bicubic| there (0..1 of the normalisation, and in the input's units)."""
+    from rmisr_monai.inference.tiling import SKIP_RANGE, axis_windows
+    from rmisr_monai.io.read import read_volume
+    from rmisr_monai.ops.resize import imresize
+    from rmisr_monai.transforms.intensity import IntensityNormalization
+    from rmisr_monai.weights import load_model
+
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "medical"
+    cases = {"CT": (shared / "dicom_series" / "ct_ge_lightspeedplus_chest", 8),
+             "MR": (shared / "mr" / "brain_pd_2p4mm_uint8.nii.gz", 27)}
+    lines = []
+    for modality, (path, k) in cases.items():
+        net, meta = load_model(f"rmisr_bl64_{modality.lower()}_x2")
+        volume = read_volume(path).array
+        norm = IntensityNormalization.from_dict(meta["intensity"]).fit(volume)
+        x = norm.forward(torch.from_numpy(np.ascontiguousarray(volume[:, :, k], dtype=np.float32))[None, None])
+        with torch.inference_mode():
+            y = net.eval()(x).float()
+        diff = (y - imresize(x, None, output_shape=y.shape[-2:])).abs()
+        for tile in tiles:
+            rows, cols = (axis_windows(n, 2.0, tile, overlap) for n in x.shape[-2:])
+            share, worst = 0, 0.0
+            for r in rows:
+                for c in cols:
+                    w = x[..., r.start : r.stop, c.start : c.stop]
+                    if float(w.max() - w.min()) <= SKIP_RANGE:
+                        share += (r.core_stop - r.core_start) * (c.core_stop - c.core_start)
+                        core = diff[..., r.out_start : r.out_stop, c.out_start : c.out_stop]
+                        worst = max(worst, float(core.max()))
+            lines.append(f"{modality} {path.name} slice {k}, windows of {tile} (overlap {overlap}): constant share "
+                         f"{share / x[0, 0].numel():.3f}, max |net - bicubic| {worst:.5f} of [0, 1] = "
+                         f"{worst * float(norm.a_max - norm.a_min):.2f} input units")
+    return lines
+
+
+def end_to_end(slices: int, workdir: Path) -> str:
+    """``rmisr upscale CT.nii.gz OUT.nii.gz --scale 2`` on a 512 x 512 x ``slices`` int16 CT (the GE chest series
+    repeated), in a subprocess: wall time, slices/s, peak RSS."""
+    import resource
+
+    import nibabel as nib
+
+    from rmisr_monai.io.read import read_volume
+
+    series = Path(__file__).resolve().parents[2] / "shared" / "data" / "medical" / "dicom_series"
+    ct = read_volume(series / "ct_ge_lightspeedplus_chest")
+    reps = -(-slices // ct.array.shape[2])
+    array = np.tile(ct.array, (1, 1, reps))[:, :, :slices].astype(np.int16)
+    affine = np.diag([*map(float, ct.geometry.spacing), 1.0])  # the geometry does not change the speed
+    src, dst = workdir / "ct.nii.gz", workdir / "out.nii.gz"
+    nib.save(nib.Nifti1Image(array, affine), src)
+    cmd = [sys.executable, "-m", "rmisr_monai.cli", "upscale", str(src), str(dst), "--scale", "2"]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    return (f"`{' '.join(['rmisr', *cmd[3:5]]).replace(str(workdir) + '/', '')} OUT --scale 2` on 512 x 512 x "
+            f"{slices} int16 CT: wall {wall:.0f} s, {slices / wall:.3f} slices/s, peak RSS {peak / 2**20:.0f} MiB "
+            f"(input {array.nbytes / 2**20:.0f} MiB, int16 output {4 * array.nbytes / 2**20:.0f} MiB)")
+
+
+def report(args: argparse.Namespace) -> None:
+    import tempfile
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    print(f"machine: {machine_name()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    rows = report_networks(args.side)
+    gemm = rows.pop(0)
+    print(f"SGEMM {gemm['sgemm'] / 1e9:.1f} GMAC/s (torch.mm 4096^2, best of 3), bf16 GEMM "
+          f"{gemm['bf16_gemm'] / 1e9:.2f} GMAC/s" + (" (4096^2, best of 3)" if gemm["native"] else
+                                                     " (emulated, 512^2 once; bf16 networks not timed: nan)"))
+    print(f"| network ({args.side}^2 slice, network alone) | GMAC/slice | fp32 s/slice | ratio to SGEMM "
+          "| bf16 s/slice | ratio to bf16 GEMM |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['label']} ({r['name']}) | {r['gmac']:.1f} | {r['fp32']:.2f} | {r['fp32_ratio']:.2f} | "
+              f"{r['bf16']:.2f} | {r['bf16_ratio']:.2f} |")
+    if args.skip_bound:
+        for line in skip_bound():
+            print(line)
+    if args.e2e_slices > 0:
+        with tempfile.TemporaryDirectory(prefix="rmisr-speed-") as tmp:
+            print(end_to_end(args.e2e_slices, Path(tmp)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--report", action="store_true", help="issue 33's figures in one run (module docstring)")
+    parser.add_argument("--e2e-slices", type=int, default=300, help="--report: slices of the end-to-end CT")
+    parser.add_argument("--skip-bound", action="store_true", help="--report: constant windows on real CT and MR")
     parser.add_argument("--names", nargs="*", default=list(DEFAULT_NAMES), help="networks or shipped models")
     parser.add_argument("--slices", type=int, default=2, help="512 x 512 slices per timed call")
     parser.add_argument("--side", type=int, default=512, help="slice side in pixels")
@@ -166,6 +338,9 @@ def main() -> None:
     )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.report:
+        report(args)
+        return
     if args.worker:
         print(json.dumps(measure(args.names, args.slices, args.side, args.precisions, args.warm)))
         return
