@@ -911,7 +911,7 @@ def _derivation_text(provenance: Provenance | None, divided_by: float) -> str:
         f"Super-resolved by rmisr_monai {package_version()}. {RESEARCH_NOTICE}"
     )  # fmt: skip
     if divided_by != 1.0:
-        text = f"Stored values are the intensities divided by {divided_by:g}. " + text
+        text = f"Stored values are the intensities divided by {_ds(divided_by)}. " + text
     return text[:ST_MAX]
 
 

@@ -342,3 +342,14 @@ def test_phi_canary(tmp_path, ge_copy, caplog):
     assert all(canary not in t and "CANARY" not in t for t in text)
     assert "CANARY" not in (tmp_path / "out.nii.gz").read_bytes().decode("latin-1")
     assert {str(d.PatientName) for d in _headers(tmp_path / "out")} == {canary}  # only in the written patient module
+
+
+def test_mr_values_beyond_16_bits_divided_and_said(tmp_path):
+    volume = synthetic_volume(np.float32, modality="MR")
+    volume.array = (volume.array + 1024.0) * 100.0  # up to ~140,000: more than uint16 holds
+    write_volume(volume, tmp_path / "mr", dtype=np.float32)
+    first = _headers(tmp_path / "mr")[0]
+    assert "RescaleSlope" not in first
+    factor = float(first.DerivationDescription.split("divided by ")[1].split(". ")[0])
+    assert volume.array.max() / factor <= 65535 < volume.array.max() / factor * 1.01
+    np.testing.assert_allclose(read_volume(tmp_path / "mr").array * factor, volume.array, atol=factor)
