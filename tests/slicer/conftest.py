@@ -14,6 +14,9 @@ MODULE_DIR = EXTENSION / "SuperResolution"
 if str(MODULE_DIR) not in sys.path:
     sys.path.insert(0, str(MODULE_DIR))
 
+# checks that run inside the slicer-core venv only (test_real_mrml.py starts them there)
+collect_ignore = ["real_mrml"]
+
 # modules that import ``slicer`` when loaded: imported afresh under each test's stand-in
 _SLICER_MODULES = ("SuperResolution", "SuperResolutionLib.job", "SuperResolutionLib.nodes")
 

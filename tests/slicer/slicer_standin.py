@@ -608,6 +608,22 @@ def install(monkeypatch) -> types.ModuleType:
     util.VTKObservationMixin = _VTKObservationMixin
     util.errors = errors  # not Slicer: the messages tryWithErrorDisplay showed, for the tests
     util.shown = shown  # not Slicer: what setSliceViewerLayers was asked to show, for the tests
+    framework = _framework_modules(slicer)
+    slicer.util = util
+    slicer.mrmlScene, slicer.app = scene, _App()
+    slicer.vtkMRMLScalarVolumeNode = StandInScalarVolumeNode
+    slicer.vtkMRMLMarkupsROINode = StandInMarkupsROINode
+    slicer.vtkMRMLTableNode = StandInTableNode
+    slicer.vtkMRMLVolumeNode = StandInScalarVolumeNode
+    slicer.vtkMRMLLabelMapVolumeNode = StandInLabelMapVolumeNode
+    for name, module in {"slicer": slicer, "slicer.util": util, **framework}.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    return slicer
+
+
+def _framework_modules(slicer: types.ModuleType) -> dict:
+    """Stand-ins for what slicer-core lacks (``slicer.ScriptedLoadableModule``, ``slicer.parameterNodeWrapper``,
+    ``slicer.i18n``, ``qt``, ``ctk``), set as attributes of ``slicer``; returns them by module name."""
     slm = types.ModuleType("slicer.ScriptedLoadableModule")
     slm.ScriptedLoadableModule = _ScriptedLoadableModule
     slm.ScriptedLoadableModuleWidget = _ScriptedLoadableModuleWidget
@@ -618,24 +634,12 @@ def install(monkeypatch) -> types.ModuleType:
     pnw.WithinRange = pnw.Choice = _Validator
     i18n = types.ModuleType("slicer.i18n")
     i18n.tr = lambda text: text
-    slicer.util, slicer.ScriptedLoadableModule, slicer.parameterNodeWrapper, slicer.i18n = util, slm, pnw, i18n
-    slicer.mrmlScene, slicer.app = scene, _App()
-    slicer.vtkMRMLScalarVolumeNode = StandInScalarVolumeNode
-    slicer.vtkMRMLMarkupsROINode = StandInMarkupsROINode
-    slicer.vtkMRMLTableNode = StandInTableNode
-    slicer.vtkMRMLVolumeNode = StandInScalarVolumeNode
-    slicer.vtkMRMLLabelMapVolumeNode = StandInLabelMapVolumeNode
     qt = types.ModuleType("qt")
     qt.QTimer = _QTimer
     qt.Qt = types.SimpleNamespace(ToolTipRole=3)
-    modules = {
-        "slicer": slicer, "slicer.util": util, "slicer.ScriptedLoadableModule": slm,
-        "slicer.parameterNodeWrapper": pnw, "slicer.i18n": i18n,
-        "qt": qt, "ctk": types.ModuleType("ctk"),
-    }  # fmt: skip
-    for name, module in modules.items():
-        monkeypatch.setitem(sys.modules, name, module)
-    return slicer
+    slicer.ScriptedLoadableModule, slicer.parameterNodeWrapper, slicer.i18n = slm, pnw, i18n
+    return {"slicer.ScriptedLoadableModule": slm, "slicer.parameterNodeWrapper": pnw, "slicer.i18n": i18n,
+            "qt": qt, "ctk": types.ModuleType("ctk")}  # fmt: skip
 
 
 class _StartupEnvironment:
@@ -663,21 +667,5 @@ def install_framework(real_slicer: types.ModuleType) -> types.ModuleType:
     observed.clear()
     real_slicer.mrmlScene = real_slicer.vtkMRMLScene()
     real_slicer.app = _FrameworkApp()
-    slm = types.ModuleType("slicer.ScriptedLoadableModule")
-    slm.ScriptedLoadableModule = _ScriptedLoadableModule
-    slm.ScriptedLoadableModuleWidget = _ScriptedLoadableModuleWidget
-    slm.ScriptedLoadableModuleLogic = _ScriptedLoadableModuleLogic
-    slm.ScriptedLoadableModuleTest = _ScriptedLoadableModuleTest
-    pnw = types.ModuleType("slicer.parameterNodeWrapper")
-    pnw.parameterNodeWrapper = _parameter_node_wrapper
-    pnw.WithinRange = pnw.Choice = _Validator
-    i18n = types.ModuleType("slicer.i18n")
-    i18n.tr = lambda text: text
-    qt = types.ModuleType("qt")
-    qt.QTimer = _QTimer
-    qt.Qt = types.SimpleNamespace(ToolTipRole=3)
-    real_slicer.ScriptedLoadableModule, real_slicer.parameterNodeWrapper, real_slicer.i18n = slm, pnw, i18n
-    for name, module in {"slicer.ScriptedLoadableModule": slm, "slicer.parameterNodeWrapper": pnw,
-                         "slicer.i18n": i18n, "qt": qt, "ctk": types.ModuleType("ctk")}.items():  # fmt: skip
-        sys.modules[name] = module
+    sys.modules.update(_framework_modules(real_slicer))
     return real_slicer
