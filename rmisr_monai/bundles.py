@@ -153,16 +153,20 @@ class VolumeDataset(torch.utils.data.Dataset):
 
 
 class VolumeInferer:
-    """The inferer of a bundle: run options of the package's volume engine; ``inferer(volume, network)`` returns
-    :func:`rmisr_monai.inference.engine.upscale_volume` of the volume (a new ``Volume`` with rescaled geometry).
+    """The inferer of a bundle: the run options of the package's volume engine and what the weights need (their
+    intensity recipe and self-ensemble); ``inferer(volume, network)`` returns the super-resolved ``Volume``, made by
+    :class:`rmisr_monai.inference.batch.BatchUpscaler` (its input checks, then
+    :func:`rmisr_monai.inference.engine.upscale_volume`) with ``network`` instead of a registry model.
 
     Args:
         scale: SR factor (in-plane, or of ``axis`` alone when ``through_plane``).
         intensity: the normalisation the weights were trained with
             (:class:`~rmisr_monai.transforms.intensity.IntensityNormalization` ``to_dict()``).
+        network_name: the :func:`~rmisr_monai.networks.get_network` name of the network (for the input checks).
+        weights: the weights file (recorded in each output's provenance).
         axis, through_plane, device, tile, tile_overlap, batch_size, precision: as
-            :func:`~rmisr_monai.inference.engine.upscale_array` (``precision`` ``"auto"``: bf16 / fp16 where the
-            hardware runs it natively, ``"fp32"``: the reference).
+            :class:`rmisr_monai.core.options.RunOptions` (``precision`` ``"auto"``: bf16 / fp16 where the hardware
+            runs it natively, ``"fp32"``: the reference).
         self_ensemble: geometric self-ensemble size (1, 2, 4 or 8): the weights' recipe, or the user's choice.
         progress: tqdm bar over the slices.
     """
@@ -171,6 +175,8 @@ class VolumeInferer:
         self,
         scale: float,
         intensity: Mapping[str, Any] | None,
+        network_name: str = "",
+        weights: str | os.PathLike | None = None,
         axis: str | int = "z",
         through_plane: bool = False,
         self_ensemble: int = 1,
@@ -183,30 +189,45 @@ class VolumeInferer:
     ) -> None:
         self.scale = float(scale)
         self.intensity = None if intensity is None else dict(intensity)
-        self.axis = axis
-        self.through_plane = bool(through_plane)
+        self.network_name = network_name
+        self.weights = None if weights is None else str(weights)
         self.self_ensemble = int(self_ensemble)
         self.device = device
-        self.options: dict[str, Any] = {"tile": tile, "batch_size": batch_size, "precision": precision}
+        self.progress = bool(progress)
+        self.options: dict[str, Any] = {
+            "scale": self.scale, "axis": str(axis), "through_plane": bool(through_plane), "device": device,
+            "tile": tile, "batch": batch_size, "precision": precision, "self_ensemble": self.self_ensemble,
+        }  # fmt: skip
         if tile_overlap is not None:
             self.options["tile_overlap"] = int(tile_overlap)
-        self.progress = bool(progress)
+
+    def metadata(self, network: nn.Module) -> dict[str, Any]:
+        """What :func:`rmisr_monai.weights.load_model` would return beside ``network`` for the bundle's weights."""
+        from rmisr_monai.weights.loader import sha256_of
+
+        path = self.weights if self.weights and Path(self.weights).is_file() else None
+        return {
+            "network": self.network_name or type(network).__name__, "network_kwargs": {}, "intensity": self.intensity,
+            "info": {}, "path": path, "source": path or self.network_name, "sha256": sha256_of(path) if path else "",
+            "self_ensemble": self.self_ensemble,
+        }  # fmt: skip
+
+    def upscaler(self, network: nn.Module, **options: Any) -> Any:
+        """A :class:`~rmisr_monai.inference.batch.BatchUpscaler` (reading, sharding, skipping, checks, writing with
+        provenance) that runs ``network`` with these options; ``options``: its ``overwrite``, ``resample``..."""
+        return _network_upscaler(network, self, **options)
 
     def __call__(self, volume: Any, network: nn.Module) -> Any:
-        from rmisr_monai.inference.engine import upscale_volume
-
-        return upscale_volume(
-            volume, network, self.scale, axis=self.axis, through_plane=self.through_plane, intensity=self.intensity,
-            device=self.device, progress=self.progress, out_dtype=volume.source_dtype, ensemble=self.self_ensemble,
-            **self.options,
-        )  # fmt: skip
+        return self.upscaler(network, progress=self.progress).upscale(volume)
 
 
 def _network_upscaler(network: nn.Module, inferer: VolumeInferer, **options: Any) -> Any:
-    """A :class:`~rmisr_monai.inference.batch.BatchUpscaler` (reading, sharding, skipping, writing) whose upscaling
-    is ``inferer(volume, network)``: the bundle's network, not a registry model."""
+    """The package's :class:`~rmisr_monai.inference.batch.BatchUpscaler`, whose network is the bundle's (weights
+    loaded by the bundle's ``CheckpointLoader``), not a registry model; everything else is the package's."""
     from rmisr_monai.inference.batch import BatchUpscaler
     from rmisr_monai.inference.engine import resolve_device
+
+    meta = inferer.metadata(network)
 
     class NetworkUpscaler(BatchUpscaler):
         def check(self, scales: Sequence[float] = ()) -> None:
@@ -215,13 +236,11 @@ def _network_upscaler(network: nn.Module, inferer: VolumeInferer, **options: Any
             if other:
                 raise ConfigurationError(f"this bundle runs at scale {inferer.scale:g}; a job asks for {other[0]:g}")
 
-        def upscale(self, volume: Any, scale: float | None = None) -> Any:
-            return inferer(volume, network)
+        def network(self, scale: float, modality: str | None) -> tuple[nn.Module, dict[str, Any]]:
+            return network, dict(meta)
 
-    return NetworkUpscaler(
-        scale=inferer.scale, axis=inferer.axis, through_plane=inferer.through_plane, device=inferer.device,
-        progress=inferer.progress, **options,
-    )  # fmt: skip
+    options.setdefault("progress", inferer.progress)
+    return NetworkUpscaler(inferer.options, **options)
 
 
 class _VolumeEngine(Engine):
@@ -285,7 +304,7 @@ class VolumeInference(_VolumeEngine):
         self.options = {"overwrite": overwrite, "dtype": dtype, "resample": resample}
 
     def _iteration(self, engine: Engine, batch: Any) -> Any:
-        upscaler = _network_upscaler(self.network, self.inferer, **self.options)
+        upscaler = self.inferer.upscaler(self.network, **self.options)
         jobs = self.dataset.jobs
         upscaler.check([j.scale for j in jobs if j.scale is not None])
         for folder in {j.output.parent for j in jobs}:
@@ -340,8 +359,8 @@ class VolumeEvaluation(_VolumeEngine):
             )
             return evaluate_folder.__wrapped__(  # type: ignore[attr-defined]  # errors: one line from run()
                 [j.input for j in self.dataset.jobs], self.output_dir, inferer.scale, str(path),
-                max_slices=self.max_slices, overwrite=self.overwrite, device=inferer.device,
-                ensemble=inferer.self_ensemble, **inferer.options,
+                max_slices=self.max_slices, overwrite=self.overwrite,
+                **{k: v for k, v in inferer.options.items() if k not in ("scale", "axis", "through_plane")},
             )  # fmt: skip
 
 

@@ -1,7 +1,8 @@
 """The MONAI model zoo's own CI on every bundle, offline: ``ci/verify_bundle.py -b NAME -m min`` and ``-m full``
 (files, version and changelog, metadata against the schema, ``verify_net_in_out``, ``ckpt_export`` to TorchScript),
 and the zoo's unit-test runner ``ci/unit_tests/runner.py -b NAME`` with this project's zoo-style test of the bundle
-(``zoo_unit_tests/test_<bundle>.py``: train, evaluate, infer, each with ``check_properties=True``).
+(``zoo_unit_tests/test_<bundle>.py`` on ``zoo_unit_tests/zoo_bundle_test.py``: train, evaluate, infer, each with
+``check_properties=True``).
 
 They run as the zoo runs them: from a copy of the zoo's ``ci/`` folder (``../shared/monai/model-zoo``, commit
 dfae206) with the bundle copied unmodified into its ``models/``; the official schema is put where the zoo's
@@ -35,6 +36,7 @@ def zoo(tmp_path_factory) -> Path:
         (root / "models" / name / "eval").mkdir()
         shutil.copy(SCHEMA, root / "models" / name / "eval" / "schema.json")
         shutil.copy(ZOO_UNIT_TESTS / f"test_{name}.py", root / "ci" / "unit_tests" / f"test_{name}.py")
+    shutil.copy(ZOO_UNIT_TESTS / "zoo_bundle_test.py", root / "ci" / "unit_tests" / "zoo_bundle_test.py")
     return root
 
 
