@@ -165,3 +165,19 @@ def test_a_recipe_runs_two_iterations_from_its_shipped_file(data, ct, tmp_path):
     assert info["fov_rim_tiles"] and info["arguments"][-len(args):] == args
     moved = [float((a - b).abs().max()) for a, b in zip(trained.state_dict().values(), shipped.state_dict().values())]
     assert 0 < max(moved) < 0.01  # two Adam steps at lr 5e-5 from the shipped weights, not from random ones
+
+
+def test_every_shipped_file_of_a_recipe_points_at_it_and_the_recipe_parses():
+    """The registry's ``recipe`` fields and the recipes' ``models`` lists name each other; every recipe a registry
+    entry points at exists and parses to a training command."""
+    registry = json.loads((WEIGHTS / "registry.json").read_text())["models"]
+    pointed = {entry["name"]: entry["recipe"] for entry in registry if "recipe" in entry}
+    named = {name: f"benchmarks/recipes/{path.name}" for path in RECIPES.glob("*.json")
+             for name in json.loads(path.read_text())["models"]}
+    assert pointed == named
+    files = {entry["file"] for entry in registry if "recipe" in entry}
+    assert files == {"rmisr_bl64_x2.pt", "rmisr_bl64_x3.pt", "rmisr_bl64_mr_x3.pt", "rmisr_bl64_x4.pt",
+                     "rmisr_bl64_meta.pt", "rmisr_vp_ct_x4.pt"}
+    for name, recipe in pointed.items():
+        assert (REPO / recipe).is_file(), name
+        assert parse_args(["--recipe", str(REPO / recipe)]).output.suffix == ".pt"
