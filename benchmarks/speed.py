@@ -234,7 +234,7 @@ def report_networks(side: int) -> list[dict]:
     return rows
 
 
-def skip_bound(tiles: tuple[int, ...] = (64, 96), overlap: int = 32) -> list[str]:
+def skip_bound(windows: tuple[tuple[int, int], ...] = ((64, 24), (96, 32))) -> list[str]:
     """The engine's constant windows on a real CT and MR slice with each shipped x2 default: the share of the slice
     in their cores and the largest |network - bicubic| there (0..1 of the normalisation, and in the input's units)."""
     from rmisr_monai.inference.tiling import SKIP_RANGE, axis_windows
@@ -255,7 +255,7 @@ def skip_bound(tiles: tuple[int, ...] = (64, 96), overlap: int = 32) -> list[str
         with torch.inference_mode():
             y = net.eval()(x).float()
         diff = (y - imresize(x, None, output_shape=y.shape[-2:])).abs()
-        for tile in tiles:
+        for tile, overlap in windows:
             rows, cols = (axis_windows(n, 2.0, tile, overlap) for n in x.shape[-2:])
             share, worst = 0, 0.0
             for r in rows:
