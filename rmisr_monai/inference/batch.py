@@ -269,7 +269,7 @@ class BatchUpscaler:
         with ``adapt`` a copy of the model is fine-tuned on the scan (:mod:`rmisr_monai.inference.adapt`)."""
         net, meta, options = self.run_options_for(volume, scale)
         check_run(
-            volume, options.scale, net, meta, method=meta["source"], allow_extrapolation=options.allow_extrapolation
+            volume, options.scale, net, meta, method=meta.get("source"), allow_extrapolation=options.allow_extrapolation
         )
         intensity = intensity_for(meta, volume.modality)
         if options.adapt > 0 and is_learned(meta, net):

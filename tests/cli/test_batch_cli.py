@@ -57,7 +57,8 @@ def test_folder_in_folder_out(scans, tmp_path, capsys, umask022):
     assert len(errors) == 1 and "broken.nii.gz" in errors[0] and "Traceback" not in captured.err
     assert "3 done, 0 skipped (output exists), 1 failed" in captured.out
     files = {k for k, _ in _files(out).items() if (out / k).is_file()}
-    assert files == {"p1/t1.nii.gz", "p2/visit/ct.nii", "p2/other.nrrd"}
+    volumes = {"p1/t1.nii.gz", "p2/visit/ct.nii", "p2/other.nrrd"}
+    assert files == volumes | {"p1/t1.json", "p2/visit/ct.json", "p2/other.json"}  # each with its sidecar
     for name in ("p1/t1.nii.gz", "p2/visit/ct.nii"):  # NIfTI stays NIfTI, each in-plane axis doubled
         image = nib.load(out / name)
         assert isinstance(image, nib.Nifti1Image) and image.shape == (18, 16, 3)
@@ -111,20 +112,20 @@ def test_ranks_share_the_folder(scans, tmp_path, capsys, monkeypatch):
         assert main(["upscale", str(scans), str(out), "--scale", "2", "--model", "bicubic", "--quiet"]) == 0
         done.append(capsys.readouterr().out)
     assert "2 done" in done[0] and "rank 0 of 2" in done[0] and "1 done" in done[1] and "rank 1 of 2" in done[1]
-    assert len([p for p in out.rglob("*") if p.is_file()]) == 3
+    assert len([p for p in out.rglob("*") if p.is_file() and p.suffix != ".json"]) == 3
 
 
 def test_memory_error_is_one_line_and_writes_nothing(scans, tmp_path, capsys, monkeypatch):
     from rmisr_monai.inference.batch import BatchUpscaler
 
-    real = BatchUpscaler.upscale
+    real = BatchUpscaler.upscale_traced
 
     def out_of_memory_on_ct(self, volume, scale=None):
         if volume.source_path.endswith("ct.nii"):
             raise MemoryError
         return real(self, volume, scale)
 
-    monkeypatch.setattr(BatchUpscaler, "upscale", out_of_memory_on_ct)
+    monkeypatch.setattr(BatchUpscaler, "upscale_traced", out_of_memory_on_ct)
     src = scans / "p2" / "visit" / "ct.nii"
     single = tmp_path / "single"
     single.mkdir()

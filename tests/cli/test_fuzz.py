@@ -117,6 +117,7 @@ def test_mutants_end_in_status_0_or_2_with_one_line_and_nothing_left(tmp_path, c
     assert main(["upscale", str(originals[kind]), str(out_dir / "sr.nii.gz"), "--scale", "2", "--model", "bicubic",
                  "--quiet"]) == 0
     (out_dir / "sr.nii.gz").unlink()
+    (out_dir / "sr.json").unlink()  # the provenance sidecar beside it
     capsys.readouterr()
     previous = signal.signal(signal.SIGALRM, _alarm)
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -133,6 +134,7 @@ def test_mutants_end_in_status_0_or_2_with_one_line_and_nothing_left(tmp_path, c
             if rc == 0:
                 assert sitk.ReadImage(str(out)).GetSize()[:2] == (32, 28)
                 out.unlink()
+                (out_dir / "sr.json").unlink()
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     finally:
         signal.signal(signal.SIGALRM, previous)
