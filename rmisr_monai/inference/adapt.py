@@ -20,9 +20,11 @@ Guarantees:
 
 * **The input network is never changed**: a deep copy is trained and returned (in eval mode). The shipped weights on
   disk are never opened for writing. The input array is only read.
-* **Time**: :func:`adapt_network` returns within ``seconds`` of wall time, setup included (the clock starts on entry;
-  an iteration is only started while 1.5 x the mean iteration time so far and the held-out check still fit; the
-  check is skipped when the setup took a quarter of the budget). ``seconds <= 0`` returns the copy untrained.
+* **Time**: :func:`adapt_network` returns within ``seconds`` of wall time, setup included (the clock starts on entry),
+  plus at most one single-crop forward pass (the probes that price the rest): an iteration is only started while
+  1.5 x the mean iteration time so far (for the first one, 1.5 x 3 probes) and the held-out check
+  still fit; the check itself is run only when it and two iterations take at most half of the time left.
+  ``seconds <= 0`` returns the copy untrained.
 * **Determinism**: the number of iterations is planned from ``seconds`` by a fixed cost model
   (:func:`planned_iterations`: the network's multiply-adds per iteration against :data:`NOMINAL_MACS_PER_SECOND`),
   not from the clock, and every crop is drawn from a generator seeded with ``seed``; so the same scan, network,
@@ -344,15 +346,30 @@ def adapt_network(
     planned = planned_iterations(tuned, max(0.0, seconds), scale=scale, batch=batch, patch=pairs.lr_side)
     total = planned if iterations is None else int(iterations)
 
+    # one crop forward (no gradient; its own generator, so the training crops do not depend on it) prices the rest:
+    # an iteration ~ batch x 3 of it (forward + backward), the held-out check HOLDOUT_CROPS of it, run twice
+    # (the second of two such passes: the first one also builds the convolution kernels)
+    crop_seconds = 0.0
+    for _ in range(2):
+        if total > 0 and time.perf_counter() - start < seconds:
+            probe = pairs.batch(1, pairs.train_slices, torch.Generator().manual_seed(int(seed) + 2))[0]
+            probe_start = time.perf_counter()
+            with torch.no_grad():
+                _run(tuned, probe, scale_arg)
+            crop_seconds = time.perf_counter() - probe_start
+    # the first iteration starts unless even one crop's forward + backward cannot fit (small networks are dominated
+    # by per-call overhead, so batch x 3 probes would overprice them); later ones use the measured mean
+    estimate = crop_seconds * _BACKWARD_FACTOR
+
     holdout = None
-    if len(pairs.holdout_slices):
+    check_seconds = 0.0
+    left = seconds - (time.perf_counter() - start)
+    # the check only when both runs of it and two iterations take at most half of what is left
+    if total > 0 and len(pairs.holdout_slices) and 2 * HOLDOUT_CROPS * crop_seconds + 2 * batch * estimate < 0.5 * left:
         gen = torch.Generator().manual_seed(int(seed) + 1)
         holdout = [pairs.batch(1, pairs.holdout_slices, gen) for _ in range(HOLDOUT_CROPS)]
     check_start = time.perf_counter()
-    # the check runs twice (before, after): only when both fit in the budget besides the setup
-    before = None
-    if holdout and seconds > 0 and check_start - start < 0.25 * seconds:
-        before = _psnr(tuned, holdout, scale_arg)
+    before = _psnr(tuned, holdout, scale_arg) if holdout else None
     check_seconds = time.perf_counter() - check_start
 
     optimizer = _Adam(list(tuned.parameters()), learning_rate)
@@ -366,7 +383,7 @@ def adapt_network(
     try:
         while done < total:
             now = time.perf_counter()
-            mean = (now - loop_start) / done if done else 0.0
+            mean = (now - loop_start) / done if done else estimate
             # room for this iteration (and a half, for jitter) and for the held-out check after it
             if now - start + 1.5 * mean + check_seconds > seconds:
                 stopped = True

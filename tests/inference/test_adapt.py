@@ -91,7 +91,9 @@ def test_time_bound_respected():
     out = adapt_network(net, scan, scale=2, intensity=INTENSITY, seconds=3.0, iterations=10**6, batch=2, patch=12)
     elapsed = time.perf_counter() - start
     report = out.adaptation_report
-    assert report.stopped_by_time and 0 < report.iterations < 10**6
+    # how many iterations fit depends on the machine's load (a loaded 2-core machine may fit none): only the bound
+    # and the stop are asserted here; test_adaptation_lowers_loss... checks that the iterations train
+    assert report.stopped_by_time and report.iterations < 10**6
     assert elapsed < 3.0 + 0.5  # the bound, plus a margin for one slow iteration on a loaded machine
     # no time: the copy comes back untrained
     zero = adapt_network(net, scan, scale=2, intensity=INTENSITY, seconds=0)
@@ -185,3 +187,18 @@ def test_adam_matches_torch():
             opt.step()
     for p, q in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+
+
+def test_first_iteration_is_not_started_when_it_cannot_fit():
+    """A budget smaller than one estimated iteration: nothing is trained and the bound holds."""
+    big = get_network("rlfn", in_channels=1, scale=2).eval()  # 0.5 M parameters, batch 8 of 32 x 32 crops
+    start = time.perf_counter()
+    out = adapt_network(big, _scan((80, 80, 3)), scale=2, intensity=INTENSITY, seconds=0.3, iterations=5)
+    elapsed = time.perf_counter() - start
+    probe_start = time.perf_counter()
+    with torch.no_grad():
+        big(torch.rand(1, 1, 32, 32))
+    # the bound plus the single-crop probes that price an iteration (the first one also builds the kernels)
+    assert elapsed < 0.3 + 2 * (time.perf_counter() - probe_start) + 2.0
+    assert out.adaptation_report.iterations == 0 and out.adaptation_report.stopped_by_time
+    assert _states_equal(out, big)
