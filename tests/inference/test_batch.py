@@ -111,13 +111,13 @@ def test_shards_cover_every_job_once(dataset, tmp_path, monkeypatch):
 def test_ranks_together_do_every_volume_once(dataset, tmp_path, monkeypatch):
     out = tmp_path / "out"
     calls = []
-    original = BatchUpscaler.upscale
+    original = BatchUpscaler.upscale_traced
 
     def counting(self, volume, scale=None):
         calls.append(volume.source_path)
         return original(self, volume, scale)
 
-    monkeypatch.setattr(BatchUpscaler, "upscale", counting)
+    monkeypatch.setattr(BatchUpscaler, "upscale_traced", counting)
     summaries = []
     for rank in range(2):  # what two torchrun processes do, one after the other
         monkeypatch.setenv("RANK", str(rank))
@@ -161,7 +161,7 @@ def test_run_matches_single_runs_skips_bad_input_and_resumes(dataset, tmp_path, 
 
 def test_interrupted_run_resumes_with_what_is_missing(dataset, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    original = BatchUpscaler.upscale
+    original = BatchUpscaler.upscale_traced
     seen = []
 
     def interrupt_third(self, volume, scale=None):
@@ -170,12 +170,12 @@ def test_interrupted_run_resumes_with_what_is_missing(dataset, tmp_path, monkeyp
             raise KeyboardInterrupt
         return original(self, volume, scale)
 
-    monkeypatch.setattr(BatchUpscaler, "upscale", interrupt_third)
+    monkeypatch.setattr(BatchUpscaler, "upscale_traced", interrupt_third)
     with pytest.raises(KeyboardInterrupt):
         BatchUpscaler(model="bicubic", scale=2, progress=False).run(dataset, out)
-    written = sorted(p for p in out.rglob("*") if p.is_file() and p.parent.name != "series")
+    written = sorted(p for p in out.rglob("*") if p.is_file() and p.parent.name != "series" and p.suffix != ".json")
     assert len(written) == 2 and not list(out.rglob(".rmisr-tmp-*"))
-    monkeypatch.setattr(BatchUpscaler, "upscale", original)
+    monkeypatch.setattr(BatchUpscaler, "upscale_traced", original)
     summary = BatchUpscaler(model="bicubic", scale=2, progress=False).run(dataset, out)
     assert len(summary.skipped) == 2 and len(summary.done) == 3 and summary.ok
 
@@ -188,7 +188,7 @@ def test_reading_and_writing_overlap_the_compute(dataset, tmp_path, monkeypatch)
         with lock:
             events.append((time.perf_counter(), what, Path(name).name))
 
-    real_read, real_write, real_upscale = batch.read_volume, BatchUpscaler.write, BatchUpscaler.upscale
+    real_read, real_write, real_upscale = batch.read_volume, BatchUpscaler.write, BatchUpscaler.upscale_traced
 
     def slow_read(path, series_uid=None):
         log("read", path)
@@ -201,12 +201,12 @@ def test_reading_and_writing_overlap_the_compute(dataset, tmp_path, monkeypatch)
         log("compute-end", volume.source_path)
         return result
 
-    def slow_write(self, result, output):
+    def slow_write(self, result, output, provenance=None):
         log("write-start", result.source_path)
-        real_write(self, result, output)
+        real_write(self, result, output, provenance)
 
     monkeypatch.setattr(batch, "read_volume", slow_read)
-    monkeypatch.setattr(BatchUpscaler, "upscale", slow_upscale)
+    monkeypatch.setattr(BatchUpscaler, "upscale_traced", slow_upscale)
     monkeypatch.setattr(BatchUpscaler, "write", slow_write)
     jobs = folder_jobs(dataset, tmp_path / "out")
     BatchUpscaler(model="bicubic", scale=2, progress=False).run_jobs(jobs, 0, 1)
