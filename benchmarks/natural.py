@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from bicubic_tables import PIXEL_MAX, read_hr, to_uint8
+
 from rmisr_monai.metrics import psnr, ssim
 from rmisr_monai.networks import get_network
 from rmisr_monai.networks.nets.imdn import IMDN

@@ -164,8 +164,8 @@ def measure(names: list[str], slices: int, side: int, precisions: list[str], war
 
 
 def machine_name() -> str:
-    """CPU model, cores and bf16 support (``/proc/cpuinfo``), e.g. ``AMD EPYC (family 25 model 1), 2 cores, no bf16``."""
-    from rmisr_monai.inference.engine import cpu_has_fast_bf16
+    """CPU model, cores and bf16 support (``/proc/cpuinfo``), e.g.
+    ``AMD EPYC (family 25 model 1), 2 cores, no bf16``."""
 
     info: dict[str, str] = {}
     with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -205,10 +205,9 @@ def slice_seconds(net: torch.nn.Module, side: int, dtype: torch.dtype | None, re
 def report_networks(side: int) -> list[dict]:
     """Rows of the per-slice table: network, scale, useful GMAC, and seconds and ratio to the GEMM rate in fp32
     and in bf16."""
+    from rmisr_monai.inference.engine import cpu_has_fast_bf16
     from rmisr_monai.networks import NETWORK_NAMES, get_network
     from rmisr_monai.weights import load_model
-
-    from rmisr_monai.inference.engine import cpu_has_fast_bf16
 
     native = cpu_has_fast_bf16()
     # without native bf16 torch.mm runs a reference kernel (0.15 GMAC/s on the Zen 3 EPYC): a small one, once

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from speed import paused_training, reference_macs
 
 from rmisr_monai.inference.engine import upscale_volume
 from rmisr_monai.io.read import read_volume
@@ -46,7 +46,6 @@ from rmisr_monai.io.write import write_volume
 from rmisr_monai.networks import get_network
 from rmisr_monai.transforms.intensity import IntensityNormalization
 from rmisr_monai.weights import load_model
-from speed import paused_training, reference_macs
 
 DEFAULT_INPUT = Path(__file__).resolve().parents[2] / "shared/data/medical/dicom_series/ct_siemens_biograph_abdomen_j2k"
 GIB = 2**30

@@ -119,7 +119,9 @@ def weights_file(
         table: Mapping[str, Any] = files
         if all(isinstance(v, Mapping) for v in files.values()):
             if modality not in files:
-                raise WeightsError(f"{bundle_root}: no weights for modality {modality!r}; choose one of {sorted(files)}")
+                raise WeightsError(
+                    f"{bundle_root}: no weights for modality {modality!r}; choose one of {sorted(files)}"
+                )
             table = files[modality]
         what = "weights" if modality is None else f"{modality} weights"
         path = Path(bundle_root) / "models" / scale_entry(table, scale, what)
@@ -436,7 +438,8 @@ def evaluate_folder(
     else:
         inputs = [Path(p) for p in dataset_dir]
     if not inputs:
-        raise InputFileError(dataset_dir if isinstance(dataset_dir, (str, os.PathLike)) else ".", "no volume to evaluate")
+        where = dataset_dir if isinstance(dataset_dir, (str, os.PathLike)) else "."
+        raise InputFileError(where, "no volume to evaluate")
     out = Path(output_dir)
     summary_paths = {kind: out / f"evaluation.{kind}" for kind in ("csv", "json")}
     if out.is_dir():  # refuse before any work when the summary exists

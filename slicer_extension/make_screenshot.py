@@ -45,12 +45,11 @@ def main(argv=None) -> int:
     parser.add_argument("--slices", type=int, default=3, help="axial slices of the demo CT to run on")
     parser.add_argument("--out", default=str(HERE / "Screenshots" / "SuperResolution.png"))
     args = parser.parse_args(argv)
-    from rmisr_monai.io.read import read_volume
-    from rmisr_monai.io.write import write_volume
-
     import dataclasses
 
     from rmisr_monai.io.geometry import Geometry
+    from rmisr_monai.io.read import read_volume
+    from rmisr_monai.io.write import write_volume
 
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)

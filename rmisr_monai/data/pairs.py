@@ -26,8 +26,8 @@ from monai.config import KeysCollection
 from monai.data import Dataset, MetaTensor
 from monai.transforms import (
     Compose,
-    MapTransform,
     EnsureTyped,
+    MapTransform,
     RandFlipd,
     RandGaussianNoised,
     RandRotate90d,

@@ -610,10 +610,10 @@ def _plan(
     """``(tile, batch)`` from the memory budget: the limit (default: the peak-RSS target :func:`default_memory_limit`
     raised towards half the free memory, at most 2 GiB above it, :func:`~rmisr_monai.inference.tiling.
     memory_limit_from_free`: whole slices whenever they fit, since windows of a network with global statistics cost
-    several passes), less the process base (:data:`PROCESS_BASE_BYTES`), the input, the output and a margin. A slice costs ``network`` bytes per input pixel plus the engine's
-    buffers (the float32 input and its normalised copy, the stitched float32 output, its restored copy and the
-    cast; two batches of output are alive while the writer thread stores one). A given ``tile`` is kept and only
-    the batch is chosen (windows of a batch run together)."""
+    several passes), less the process base (:data:`PROCESS_BASE_BYTES`), the input, the output and a margin. A slice
+    costs ``network`` bytes per input pixel plus the engine's buffers (the float32 input and its normalised copy,
+    the stitched float32 output, its restored copy and the cast; two batches of output are alive while the writer
+    thread stores one). A given ``tile`` is kept and only the batch is chosen (windows of a batch run together)."""
     target = default_memory_limit(input_bytes, output_bytes)
     limit = memory_limit_from_free(target) if memory_limit is None else int(memory_limit)
     budget = limit - PROCESS_BASE_BYTES - input_bytes - output_bytes - MEMORY_MARGIN_BYTES

@@ -174,7 +174,9 @@ def _place(out: torch.Tensor | None, x: torch.Tensor, y: torch.Tensor, r: Window
 SKIP_RANGE = 1.0 / 1024
 
 
-def constant_window_output(x: torch.Tensor, scale: tuple[float, float], skip_range: float | None) -> torch.Tensor | None:
+def constant_window_output(
+    x: torch.Tensor, scale: tuple[float, float], skip_range: float | None
+) -> torch.Tensor | None:
     """The bicubic upscaling of window ``x`` ``(N, C, h, w)`` to ``(round(h*sy), round(w*sx))`` when every channel of
     every sample is constant to within ``skip_range`` (``max - min <= skip_range``), else ``None`` (also for
     ``skip_range=None``). Bicubic of a constant is that constant; within ``skip_range`` it stays within it."""
@@ -284,7 +286,8 @@ def run_tiled_exact(
             )
         if state.setdefault("layer", layer) is not layer:
             raise ConfigurationError("windows reached different global-statistics layers first")
-        core = feats[..., r.core_start - r.start : r.core_stop - r.start, c.core_start - c.start : c.core_stop - c.start]
+        rows = slice(r.core_start - r.start, r.core_stop - r.start)
+        core = feats[..., rows, c.core_start - c.start : c.core_stop - c.start]
         state["parts"].append(layer.partial_statistics(core).cpu())
         raise _Gathered
 

@@ -11,12 +11,12 @@ from rmisr_monai.errors import ConfigurationError
 from rmisr_monai.networks.nets import (
     FSRCNN,
     IMDN,
+    RLFN,
     SRCNN,
     VDSR,
     DenseSR,
     EDSRBaseline,
     Interpolation,
-    RLFN,
     rmisr_bl,
     rmisr_vp,
 )

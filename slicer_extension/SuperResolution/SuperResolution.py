@@ -30,7 +30,6 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
-
 from SuperResolutionLib import dependencies
 from SuperResolutionLib.job import DEVICES, MODES, SELF_ENSEMBLES, THICK_AXES, start_job
 from SuperResolutionLib.models import (
@@ -457,7 +456,6 @@ class SuperResolutionTest(ScriptedLoadableModuleTest):
     def test_NodeRoundTrip(self):
         """A node's voxels and oblique geometry through the engine's Volume and back into a new node: exact."""
         import numpy as np
-
         from SuperResolutionLib import nodes
 
         ijkToRAS = self._ijkToRAS((0.7, 0.9, 2.5))

@@ -207,7 +207,8 @@ def test_every_scale_option_is_served_by_the_bundle_itself():
     ):
         assert weights_file(BUNDLES / BL, table, scale, modality) == str(BUNDLES / BL / "models" / file)
         assert scale_entry(recipe, scale) == ensemble
-    with pytest.raises(SystemExit, match=r"^rmisr: error: no CT weights for scale 5; this bundle serves scales 2, 3, 4$"):
+    refused = r"^rmisr: error: no CT weights for scale 5; this bundle serves scales 2, 3, 4$"
+    with pytest.raises(SystemExit, match=refused):
         weights_file(BUNDLES / BL, table, 5, "CT")
     vp = bundle_config(VP, "inference")["weights"]
     assert weights_file(BUNDLES / VP, vp, 4) == str(BUNDLES / VP / "models" / "model.pt")

@@ -8,7 +8,6 @@ import itertools
 import logging
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest

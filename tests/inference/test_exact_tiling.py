@@ -57,7 +57,9 @@ def _slice(modality: str, meta: dict) -> torch.Tensor:
 
 def _default(modality: str, scale: int) -> dict:
     return next(
-        e for e in REGISTRY_DEFAULTS if e["modality"] == modality and e["scale"] == scale and not e.get("arbitrary_scale")
+        e
+        for e in REGISTRY_DEFAULTS
+        if e["modality"] == modality and e["scale"] == scale and not e.get("arbitrary_scale")
     )
 
 
@@ -160,9 +162,9 @@ def test_a_truly_constant_window_gets_its_constant_and_a_varying_one_runs():
 
 @pytest.mark.parametrize("modality", ["CT", "MR"])
 def test_skipping_constant_windows_stays_within_the_stated_bound(modality):
-    """The shipped x2 default on a real slice with background, in windows of 40-48 (cores of 16-24): the constant windows
-    get bicubic; elsewhere the result is that of running every window (the statistics are still gathered over every
-    window); in the skipped cores within SKIP_BOUND."""
+    """The shipped x2 default on a real slice with background, in windows of 40-48 (cores of 16-24): the constant
+    windows get bicubic; elsewhere the result is that of running every window (the statistics are still gathered over
+    every window); in the skipped cores within SKIP_BOUND."""
     entry = _default(modality, 2)
     net, meta = load_model(entry["name"])
     net.eval()

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from rmisr_monai.inference import upscale_volume
-from rmisr_monai.io.read import read_volume
 from rmisr_monai.io.geometry import rescaled_geometry
+from rmisr_monai.io.read import read_volume
 from rmisr_monai.io.volume import Volume
 from rmisr_monai.metrics import psnr
 from rmisr_monai.transforms import bicubic_resize

@@ -16,7 +16,6 @@ from monai.transforms import Compose, EnsureChannelFirstd, Invertd, LoadImaged, 
 from monai.utils import TraceKeys
 
 from rmisr_monai.errors import ConfigurationError
-
 from rmisr_monai.inference.engine import upscale_array
 from rmisr_monai.networks import get_network
 from rmisr_monai.transforms.intensity import IntensityNormalization

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-from rmisr_monai.weights import is_shipped, read_registry
 from SuperResolutionLib.models import (
     BICUBIC,
     CHECKPOINT,
@@ -18,6 +17,7 @@ from SuperResolutionLib.models import (
     worker_model_arguments,
 )
 
+from rmisr_monai.weights import is_shipped, read_registry
 from tests.slicer.conftest import MODULE_DIR
 
 

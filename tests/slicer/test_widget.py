@@ -14,9 +14,8 @@ import sys
 import time
 import types
 
-import pytest
-
 import numpy as np
+import pytest
 
 from tests.slicer.conftest import bright_volume, oblique_ijk_to_ras
 
@@ -110,8 +109,9 @@ def test_apply_shows_progress_and_puts_the_result_in_the_scene(widget, slicer):
 
 
 def test_self_ensemble_menu_reaches_the_worker(widget, slicer):
-    from rmisr_monai.inference.ensemble import SELF_ENSEMBLE_SIZES
     from SuperResolutionLib.job import SELF_ENSEMBLES
+
+    from rmisr_monai.inference.ensemble import SELF_ENSEMBLE_SIZES
 
     assert SELF_ENSEMBLES == ("model", *(str(n) for n in SELF_ENSEMBLE_SIZES))  # the worker's choices, as text
     widget.onApplyButton()  # "model": the worker follows the model's recipe
@@ -206,7 +206,11 @@ def test_apply_without_packages_asks_without_a_wait_cursor(widget, slicer, monke
     pip = []
     monkeypatch.setattr(slicer.util, "pip_install", pip.append, raising=False)
     asked = []
-    monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", lambda q: asked.append(cursors[:]) or False, raising=False)
+    def decline(question):
+        asked.append(cursors[:])
+        return False
+
+    monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", decline, raising=False)
     widget.onApplyButton()
     assert asked == [[False]]  # the question came with no wait cursor on
     assert widget._job is None and "Not started" in widget.ui.statusLabel.text and pip == []

@@ -7,6 +7,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from SuperResolutionLib import protocol
+from SuperResolutionLib.quality import check_same_grid, quality_report, table_rows
+from SuperResolutionLib.worker import main
+
 from rmisr_monai.inference import resolve_axis, upscale_volume
 from rmisr_monai.inference.engine import slice_layout
 from rmisr_monai.io.geometry import Geometry, rescaled_geometry
@@ -15,9 +19,6 @@ from rmisr_monai.io.volume import Volume
 from rmisr_monai.io.write import write_volume
 from rmisr_monai.networks import get_network
 from rmisr_monai.weights import load_model
-from SuperResolutionLib import protocol
-from SuperResolutionLib.quality import check_same_grid, quality_report, table_rows
-from SuperResolutionLib.worker import main
 
 
 def _volume(shape=(9, 8, 7), seed=0, modality="MR") -> Volume:

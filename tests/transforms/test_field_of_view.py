@@ -12,8 +12,8 @@ from monai.data import MetaTensor
 
 from rmisr_monai.errors import ConfigurationError
 from rmisr_monai.io.read import read_volume
-from tests.conftest import shared_path
 from rmisr_monai.transforms import FieldOfViewPad, FieldOfViewPadd
+from tests.conftest import shared_path
 
 
 def outside_reference(n0: int, n1: int, radius_fraction: float = 1.0, rule: str = "chord") -> np.ndarray:

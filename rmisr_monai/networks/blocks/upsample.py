@@ -167,8 +167,8 @@ class MetaUpsampler(nn.Module):
     ``N * in*k*k * H_out * W_out`` of Meta-SR's ``repeat_x``. With at most :data:`META_MAX_CONV_CLASSES` classes
     (integer and short-period fractional scales, the inference case), or while that convolution's output stays under
     :data:`META_MAX_CONV_VALUES` values (training patches), the product is instead one convolution with a filter per
-    class followed by a gather (:meth:`_forward_conv`): the same result, several times faster on CPU. Scriptable with ``torch.jit.script``; in eager mode
-    ``scale`` may also be an int or any pair accepted by :func:`as_scale_pair`.
+    class followed by a gather (:meth:`_forward_conv`): the same result, several times faster on CPU. Scriptable with
+    ``torch.jit.script``; in eager mode ``scale`` may also be an int or any pair accepted by :func:`as_scale_pair`.
 
     Args:
         in_channels: feature channels in (Meta-SR: ``G0 = 64``).

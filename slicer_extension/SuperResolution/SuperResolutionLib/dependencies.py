@@ -152,7 +152,9 @@ def _pip(pip_install: Callable[[list], None], arguments: list[str], what: str) -
             return
         except Exception as failure:  # Slicer raises CalledProcessError; the log holds pip's own words
             error = failure
-    raise RuntimeError(f"{what} could not be installed from the package index ({error}); see the Python console") from error
+    raise RuntimeError(
+        f"{what} could not be installed from the package index ({error}); see the Python console"
+    ) from error
 
 
 def _install_torch() -> None:

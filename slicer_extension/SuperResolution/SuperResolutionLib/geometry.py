@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
 from rmisr_monai.io.geometry import Geometry, lps_to_ras_affine, ras_to_lps_affine
 
 __all__ = [

@@ -4,7 +4,8 @@
 from the mode and starts the worker; :meth:`UpscaleJob.finish` reads the result back into the output node (created
 only now, so a cancelled or failed run leaves no node behind), puts it under the input's parent transform (so it
 is shown where the input is), copies the input's display settings, fills the quality table and removes the
-temporary folder; :attr:`UpscaleJob.summary` then says what ran (model, device, precision, seconds); :meth:`UpscaleJob.cancel` kills the worker and removes the folder.
+temporary folder; :attr:`UpscaleJob.summary` then says what ran (model, device, precision, seconds);
+:meth:`UpscaleJob.cancel` kills the worker and removes the folder.
 The input node is only read.
 """
 
@@ -69,7 +70,8 @@ class UpscaleJob:
         s = self.summary
         if not s:
             return ""
-        return f"{s.get('model', '?')} on {s.get('device', '?')}, {s.get('precision', '?')}, {s.get('seconds', 0):.1f} s"
+        where = f"{s.get('device', '?')}, {s.get('precision', '?')}"
+        return f"{s.get('model', '?')} on {where}, {s.get('seconds', 0):.1f} s"
 
     def finish(self, show: bool = True):
         """Read the finished result into the output node (a new one unless one was given) and the quality table.
@@ -81,7 +83,6 @@ class UpscaleJob:
             WorkerFailed: the worker failed or was cancelled (its error sentence); no node is created.
         """
         from rmisr_monai.io.read import read_volume
-
         from SuperResolutionLib import nodes
         from SuperResolutionLib.quality import TABLE_COLUMNS, table_rows
 
@@ -164,7 +165,6 @@ def start_job(
         ValueError: a choice that cannot work (said in words); nothing is started or created.
     """
     from rmisr_monai.io.write import write_volume
-
     from SuperResolutionLib import nodes
 
     if output_node is not None and output_node is input_node:

@@ -40,7 +40,6 @@ def volume_from_node(node, roi=None):
     from rmisr_monai.io.read import guess_modality
     from rmisr_monai.io.volume import Volume
     from rmisr_monai.io.write import OUTPUT_DTYPES
-
     from SuperResolutionLib.geometry import (
         cropped_geometry,
         geometry_from_ijk_to_ras,

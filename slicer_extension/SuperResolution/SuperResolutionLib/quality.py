@@ -29,6 +29,7 @@ def _slices(array: np.ndarray, axis: int, through_plane: bool, lines: bool = Fal
     """``(N, 1, H, W)`` float64 tensor of the 2D slices the engine processed; with ``lines`` and through-plane,
     ``(N, 1, L)`` lines along the thick axis (the only upscaled one, so the only one to downscale again)."""
     import torch
+
     from rmisr_monai.inference.engine import slice_layout
 
     slice_axis, row_axis, col_axis = slice_layout(axis, through_plane, np.shape(array))
@@ -77,6 +78,7 @@ def quality_report(lr, sr, axis: str | int, through_plane: bool, reference=None)
         ``ssim`` (``None`` when a slice is under the SSIM window), ``reference_range``.
     """
     import torch
+
     from rmisr_monai.inference import resolve_axis
     from rmisr_monai.metrics import back_project, psnr, ssim
     from rmisr_monai.metrics.sr_metrics import SSIM_WINDOW_SIZE

@@ -43,7 +43,6 @@ from rmisr_monai.io.read import read_volume
 from rmisr_monai.io.volume import Volume
 from rmisr_monai.io.write import write_volume
 from rmisr_monai.transforms.intensity import IntensityNormalization
-
 from SuperResolutionLib import protocol
 from SuperResolutionLib.quality import check_same_grid, quality_report
 

@@ -10,7 +10,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import MODULE_DIR
 
 
@@ -55,8 +54,9 @@ FLIPPED = [
 
 
 def test_the_engine_is_the_packaged_one_and_no_torch_is_imported_by_the_lib(real_slicer):
-    import rmisr_monai
     from SuperResolutionLib import geometry, job, models, nodes  # noqa: F401
+
+    import rmisr_monai
 
     assert os.path.dirname(rmisr_monai.__file__) == str(MODULE_DIR / "rmisr_monai")
     assert "torch" not in sys.modules
