@@ -43,3 +43,39 @@ def tiny_checkpoint(tmp_path) -> Path:
     torch.manual_seed(0)
     name, kwargs = TINY_NETWORK
     return save_checkpoint(tmp_path / "tiny.pt", get_network(name, **kwargs), name, kwargs, TINY_INTENSITY)
+
+
+# test modules that took over 20 s on 2 cores (`pytest --durations=50`, 2026-12-07, AMD EPYC, shared machine): the
+# fast tier leaves them out (pytest.ini)
+SLOW_MODULES = {
+    "tests/bundles/test_bundle_workflows.py",
+    "tests/bundles/test_model_zoo_ci.py",
+    "tests/cli/test_fuzz.py",
+    "tests/inference/test_adapt.py",
+    "tests/inference/test_exact_tiling.py",
+    "tests/inference/test_fast_paths.py",
+    "tests/inference/test_shipped_models.py",
+    "tests/networks/test_rlfn.py",
+    "tests/networks/test_imdn_official.py",
+    "tests/packaging/test_wheel.py",
+    "tests/slicer/test_real_mrml.py",
+    "tests/training/test_training.py",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test by its module: ``slow`` from :data:`SLOW_MODULES`, ``shared_data`` and ``subprocess`` from
+    what the module's source uses."""
+    sources: dict[Path, str] = {}
+    for item in items:
+        path = Path(str(item.fspath))
+        if path not in sources:
+            sources[path] = path.read_text(encoding="utf-8")
+        source = sources[path]
+        relative = path.relative_to(REPO_ROOT).as_posix() if path.is_relative_to(REPO_ROOT) else path.name
+        if relative in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+        if "shared_path(" in source or "data_dir" in source or "PEERS" in source:
+            item.add_marker(pytest.mark.shared_data)
+        if "subprocess" in source:
+            item.add_marker(pytest.mark.subprocess)

@@ -56,3 +56,9 @@ def test_every_modality_and_scale_has_exactly_one_default():
     assert len(keys) == len(set(keys))
     assert set(keys) == {(m, s) for m in ("CT", "MR") for s in (2, 3, 4, "any")}
     assert all(e.get("status") == "current" for e in defaults)
+
+
+def test_the_slow_tier_names_existing_test_modules():
+    from tests.conftest import SLOW_MODULES
+
+    assert SLOW_MODULES and all((ROOT / name).is_file() for name in SLOW_MODULES)
