@@ -7,7 +7,9 @@ with nothing written; Ctrl-C leaves no output and exits 130. Patient tags are ne
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
 import time
 import warnings
@@ -421,11 +423,29 @@ def _one_line(error: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``rmisr`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status. Ctrl-C at any point ends
     with one line saying what was kept."""
+    inductor = _inductor_cache_folder()
+    existed = inductor.exists()
     try:
         return _run(argv)
     except KeyboardInterrupt:  # before or after a command ran (parsing, imports, logging set-up)
         print("rmisr: interrupted; nothing written", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        if not existed:  # torch's compiler makes this empty cache folder in TMPDIR as a side effect of a network run
+            with contextlib.suppress(OSError):
+                inductor.rmdir()
+
+
+def _inductor_cache_folder() -> Path:
+    """Where torch puts its compiler cache unless told otherwise (``TMPDIR/torchinductor_<user>``)."""
+    import getpass
+    import tempfile
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return Path(os.environ.get("TORCHINDUCTOR_CACHE_DIR") or Path(tempfile.gettempdir()) / f"torchinductor_{user}")
 
 
 def _run(argv: Sequence[str] | None) -> int:

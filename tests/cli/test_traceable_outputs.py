@@ -90,3 +90,20 @@ def test_ctrl_c_in_folder_mode_says_what_was_kept(ct, tmp_path, monkeypatch, cap
     assert main(["upscale", str(ct), str(tmp_path / "x.nii.gz"), "--scale", "2", "--model", "bicubic"]) == 130
     assert capsys.readouterr().err.strip() == "rmisr: interrupted; nothing written"
     assert not (tmp_path / "x.nii.gz").exists()
+
+
+def test_nothing_is_left_in_tmpdir(ct, tmp_path):
+    """torch's compiler makes an empty torchinductor_<user> folder in TMPDIR during a network run; rmisr removes
+    what it did not find there (a fresh process, since torch makes the folder once per process)."""
+    import os
+    import subprocess
+    import sys
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    code = "import sys; from rmisr_monai.cli import main; sys.exit(main(sys.argv[1:]))"
+    argv = ["upscale", str(ct), str(tmp_path / "o.nii.gz"), "--scale", "2", "--model", "bicubic", "--quiet"]
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    env.pop("TORCHINDUCTOR_CACHE_DIR", None)
+    subprocess.run([sys.executable, "-c", code, *argv], env=env, check=True, timeout=300)
+    assert list(scratch.iterdir()) == []
