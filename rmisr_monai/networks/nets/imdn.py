@@ -20,9 +20,8 @@ Official weights (RGB, x2/x3/x4, ``IMDN_x{2,3,4}.pth``; research use only, not s
 from __future__ import annotations
 
 import os
-import pickle
 import re
-from typing import Any, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -31,6 +30,7 @@ from rmisr_monai.errors import ConfigurationError, WeightsError
 from rmisr_monai.networks.blocks.activation import LRELU_SLOPE
 from rmisr_monai.networks.blocks.attention import CCA_REDUCTION, ContrastChannelAttention
 from rmisr_monai.networks.blocks.upsample import as_scale_pair, forward_scale, make_upsampler
+from rmisr_monai.networks.nets.official import load_strictly, read_official_state, renaming_hook, upsampler_scale
 
 __all__ = [
     "IMDN",
@@ -164,7 +164,7 @@ class IMDN(nn.Module):
         self.arbitrary_scale = upsampler == "meta"
         self.upsampler = make_upsampler(upsampler, features, out_channels, scale)
         self.scale: Tuple[float, float] = as_scale_pair(scale)
-        self.register_load_state_dict_pre_hook(_rename_official_keys)
+        self.register_load_state_dict_pre_hook(renaming_hook(official_key))
 
     def forward(self, x: torch.Tensor, scale: Optional[Union[float, Tuple[float, float]]] = None) -> torch.Tensor:
         """Upscale ``x``; ``scale`` only when built with ``upsampler="meta"``."""
@@ -191,27 +191,10 @@ class IMDN(nn.Module):
         Raises:
             WeightsError: unreadable file, or keys/shapes that do not fit (e.g. ``scale`` differs from the file's).
         """
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
-            raise WeightsError(f"{path}: cannot read the IMDN checkpoint ({error})") from error
+        state = read_official_state(path, "IMDN")
         upsampler_weight = next((v for k, v in state.items() if k.endswith("upsampler.0.weight")), None)
         if upsampler_weight is None:
             raise WeightsError(f"{path}: no upsampler.0.weight; not an official IMDN checkpoint")
-        file_scale = round((upsampler_weight.shape[0] / IMDN_OFFICIAL_CHANNELS) ** 0.5)
-        if scale is not None and scale != file_scale:
-            raise WeightsError(f"{path}: the checkpoint is for x{file_scale}, x{scale} was asked for")
+        file_scale = upsampler_scale(path, upsampler_weight, IMDN_OFFICIAL_CHANNELS, scale)
         net = cls(in_channels=IMDN_OFFICIAL_CHANNELS, scale=file_scale)
-        try:
-            net.load_state_dict(state, strict=True)
-        except RuntimeError as error:
-            raise WeightsError(f"{path}: does not fit IMDN x{file_scale} ({error})") from error
-        return net
-
-
-def _rename_official_keys(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
-    """Load-state-dict pre-hook: rename official IMDN keys below ``prefix`` to ours, in place."""
-    for key in [k for k in state_dict if k.startswith(prefix)]:
-        ours = prefix + official_key(key[len(prefix) :])
-        if ours != key:
-            state_dict[ours] = state_dict.pop(key)
+        return load_strictly(net, state, path, f"IMDN x{file_scale}")

@@ -26,9 +26,8 @@ the official keys (``conv_1``, ``block_1`` ... ``block_6``, ``conv_2``) are rena
 from __future__ import annotations
 
 import os
-import pickle
 import re
-from typing import Any, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -37,6 +36,7 @@ from rmisr_monai.errors import ConfigurationError, WeightsError
 from rmisr_monai.networks.blocks.activation import LRELU_SLOPE
 from rmisr_monai.networks.blocks.esa import ESA, ESA_CHANNELS
 from rmisr_monai.networks.blocks.upsample import as_scale_pair, forward_scale, make_upsampler
+from rmisr_monai.networks.nets.official import load_strictly, read_official_state, renaming_hook, upsampler_scale
 
 __all__ = ["RLFN", "RLFB", "official_key", "RLFN_FEATURES", "RLFN_BLOCKS", "RLFN_IMG_RANGE"]
 
@@ -166,7 +166,7 @@ class RLFN(nn.Module):
         self.upsampler = make_upsampler(upsampler, features, out_channels, scale)
         self.scale: Tuple[float, float] = as_scale_pair(scale)
         self.img_range = float(img_range)
-        self.register_load_state_dict_pre_hook(_rename_official_keys)
+        self.register_load_state_dict_pre_hook(renaming_hook(official_key))
 
     def forward(self, x: torch.Tensor, scale: Optional[Union[float, Tuple[float, float]]] = None) -> torch.Tensor:
         """Upscale ``x`` (values in ``[0, 1]``); ``scale`` only when built with ``upsampler="meta"``."""
@@ -188,25 +188,10 @@ class RLFN(nn.Module):
         Raises:
             WeightsError: unreadable file, keys/shapes that do not fit, or a ``scale`` other than the file's.
         """
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            file_scale = round((state["upsampler.0.weight"].shape[0] / RLFN_OFFICIAL_CHANNELS) ** 0.5)
-            features = state["conv_1.weight"].shape[0]
-        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, KeyError, AttributeError) as error:
-            raise WeightsError(f"{path}: not a readable official RLFN checkpoint ({error!r})") from error
-        if scale is not None and scale != file_scale:
-            raise WeightsError(f"{path}: the checkpoint is for x{file_scale}, x{scale} was asked for")
+        state = read_official_state(path, "RLFN")
+        if "upsampler.0.weight" not in state or "conv_1.weight" not in state:
+            raise WeightsError(f"{path}: no upsampler.0.weight / conv_1.weight; not an official RLFN checkpoint")
+        file_scale = upsampler_scale(path, state["upsampler.0.weight"], RLFN_OFFICIAL_CHANNELS, scale)
+        features = state["conv_1.weight"].shape[0]
         net = cls(in_channels=RLFN_OFFICIAL_CHANNELS, scale=file_scale, features=features)
-        try:
-            net.load_state_dict(state, strict=True)
-        except RuntimeError as error:
-            raise WeightsError(f"{path}: does not fit RLFN x{file_scale} ({error})") from error
-        return net
-
-
-def _rename_official_keys(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
-    """Load-state-dict pre-hook: rename official RLFN keys below ``prefix`` to ours, in place."""
-    for key in [k for k in state_dict if k.startswith(prefix)]:
-        ours = prefix + official_key(key[len(prefix) :])
-        if ours != key:
-            state_dict[ours] = state_dict.pop(key)
+        return load_strictly(net, state, path, f"RLFN x{file_scale}")
