@@ -64,8 +64,7 @@ def test_precision_auto_keeps_networks_without_parameters_in_fp32(monkeypatch, d
     assert np.abs(upscale_array(vol, bicubic, 2, precision="bf16", **RUN) - auto).max() > 1e-4  # bf16 would round
 
 
-def test_precision_auto_without_amp_is_fp32_on_cuda_and_bad_names_fail():
-    assert engine.resolve_precision("auto", torch.device("cuda"), None, amp=False) is None
+def test_bad_precision_names_fail():
     with pytest.raises(ValueError, match="precision"):
         engine.resolve_precision("int8", torch.device("cpu"))
 
@@ -157,8 +156,8 @@ def test_cli_precision_reaches_the_engine_options_and_batch_defaults_to_the_budg
     parser = build_parser()
     args = parser.parse_args(["upscale", "in.nii.gz", "out.nii.gz", "--scale", "2", "--precision", "fp32"])
     options = _upscaler(args).options
-    assert options["precision"] == "fp32" and options["batch_size"] is None and options["tile"] is None
+    assert options.precision == "fp32" and options.batch is None and options.tile is None
     default = parser.parse_args(["upscale", "in.nii.gz", "out.nii.gz", "--scale", "2"])
-    assert _upscaler(default).options["precision"] == "auto"
+    assert _upscaler(default).options.precision == "auto"
     with pytest.raises(SystemExit):
         parser.parse_args(["upscale", "in.nii.gz", "out.nii.gz", "--scale", "2", "--precision", "int8"])

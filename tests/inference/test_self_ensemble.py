@@ -71,7 +71,7 @@ def test_through_plane_per_axis_scales_keep_their_axes():
 
 
 def test_bad_sizes_are_refused(tmp_path):
-    with pytest.raises(ConfigurationError, match="self-ensemble size"):
+    with pytest.raises(ConfigurationError, match="self_ensemble must be one of 1, 2, 4, 8"):
         upscale_array(VOLUME, get_network("bicubic", scale=2), 2, device="cpu", progress=False, ensemble=3)
     argv = ["upscale", str(tmp_path / "a.nii.gz"), str(tmp_path / "b.nii.gz"), "--scale", "2", "--self-ensemble", "3"]
     rc = main(argv)

@@ -18,7 +18,7 @@ from rmisr_monai.weights import load_model
 from rmisr_monai.weights.loader import default_model, read_registry
 from tests.conftest import shared_path
 
-SHIPPED = read_registry()
+SHIPPED = [e for e in read_registry() if e.get("status", "current") == "current"]
 # held-out scans (not in any shipped model's training data, benchmarks/RESULTS.md) per modality
 HELD_OUT = {
     "CT": ("data", "medical", "dicom_series", "ct_ge_lightspeedplus_chest"),
