@@ -45,7 +45,14 @@ import numpy as np
 import torch
 
 from rmisr_monai.evaluation.figure import quality_figure
-from rmisr_monai.evaluation.quality import MethodScores, QualityReport, degrade_volume, score_slices
+from rmisr_monai.evaluation.quality import (
+    MethodScores,
+    QualityReport,
+    degrade_volume,
+    score_slices,
+    scoring_normalization,
+    to_scoring_units,
+)
 from rmisr_monai.inference import upscale_volume
 from rmisr_monai.inference.adapt import ScanTooSmallError, adapt_network
 from rmisr_monai.inference.selection import intensity_for
@@ -105,8 +112,9 @@ def degrade(volume: Volume, scale: float, through_plane: bool) -> tuple[Volume, 
 
 
 def axial_stack(array: np.ndarray, norm: IntensityNormalization) -> torch.Tensor:
-    """``(K, 1, I, J)`` float64 axial slices, normalised and clipped to ``[0, 1]``."""
-    data = np.clip(norm.forward(array.astype(np.float64)), 0.0, 1.0)
+    """``(K, 1, I, J)`` float64 axial slices in the scoring units of ``rmisr evaluate`` (the one protocol:
+    :func:`rmisr_monai.evaluation.quality.to_scoring_units`)."""
+    data = to_scoring_units(array, norm)
     return torch.from_numpy(np.ascontiguousarray(np.moveaxis(data, 2, 0)))[:, None]
 
 
@@ -164,7 +172,7 @@ def run_case(volumes: list[Volume], modality: str, scale: float, through_plane: 
     report = None
     for volume in volumes:
         hr, lr = degrade(volume, scale, through_plane)
-        norm = IntensityNormalization.for_modality("mr", hr.array)
+        norm = scoring_normalization(hr.array)
         hr_s, lr_s = axial_stack(hr.array, norm), axial_stack(lr.array, norm)
         shave = math.ceil(scale)
         figure_k = int(hr_s.flatten(1).std(dim=1).argmax())

@@ -57,6 +57,8 @@ class SuperResolution(ScriptedLoadableModule):
         self.parent.dependencies = []
         self.parent.contributors = []  # no named contributors yet (a placeholder was removed)
         self.parent.helpText = _(
+            "FOR RESEARCH USE ONLY: super-resolved images can invent or hide findings; they are not for diagnosis. "
+            "Every output volume records the model, its sha256 and the options that made it.\n"
             "Upscale a CT or MRI volume slice by slice with a super-resolution network (or bicubic interpolation), "
             "in-plane on the axial, coronal or sagittal slices, or through-plane for thick slices. The result keeps "
             "the input's physical extent, orientation and display settings; a quality table reports its "
