@@ -128,6 +128,7 @@ def test_module_loads_without_torch_or_rmisr_monai():
         help = module.parent.helpText
         assert module.parent.categories == ["Filtering"] and "10.1007/s00521-021-06287-x" in help
         assert "10.11772/j.issn.1001-9081.2021061093" in help and module.parent.acknowledgementText
+        assert help.startswith("FOR RESEARCH USE ONLY") and "invent or hide findings" in help
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "rmisr_monai", "monai"))
         print("loaded:", heavy)
         """
