@@ -193,12 +193,13 @@ def test_first_iteration_is_not_started_when_it_cannot_fit():
     """A budget smaller than one estimated iteration: nothing is trained and the bound holds."""
     big = get_network("rlfn", in_channels=1, scale=2).eval()  # 0.5 M parameters, batch 8 of 32 x 32 crops
     start = time.perf_counter()
-    out = adapt_network(big, _scan((80, 80, 3)), scale=2, intensity=INTENSITY, seconds=0.3, iterations=5)
+    # 10 ms: one iteration (about 12 GMAC, forward and backward) cannot fit on any CPU, loaded or not
+    out = adapt_network(big, _scan((80, 80, 3)), scale=2, intensity=INTENSITY, seconds=0.01, iterations=5)
     elapsed = time.perf_counter() - start
     probe_start = time.perf_counter()
     with torch.no_grad():
         big(torch.rand(1, 1, 32, 32))
     # the bound plus the single-crop probes that price an iteration (the first one also builds the kernels)
-    assert elapsed < 0.3 + 2 * (time.perf_counter() - probe_start) + 2.0
+    assert elapsed < 0.01 + 2 * (time.perf_counter() - probe_start) + 2.0
     assert out.adaptation_report.iterations == 0 and out.adaptation_report.stopped_by_time
     assert _states_equal(out, big)
