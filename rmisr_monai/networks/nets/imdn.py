@@ -30,7 +30,13 @@ from rmisr_monai.errors import ConfigurationError, WeightsError
 from rmisr_monai.networks.blocks.activation import LRELU_SLOPE
 from rmisr_monai.networks.blocks.attention import CCA_REDUCTION, ContrastChannelAttention
 from rmisr_monai.networks.blocks.upsample import as_scale_pair, forward_scale, make_upsampler
-from rmisr_monai.networks.nets.official import load_strictly, read_official_state, renaming_hook, upsampler_scale
+from rmisr_monai.networks.nets.official import (
+    load_strictly,
+    read_official_state,
+    renamed_key,
+    renaming_hook,
+    upsampler_scale,
+)
 
 __all__ = [
     "IMDN",
@@ -58,13 +64,7 @@ def official_key(key: str) -> str:
 
     Keys that are already ours come back unchanged.
     """
-    key = key[len("module.") :] if key.startswith("module.") else key
-    block = _OFFICIAL_BLOCK.match(key)
-    if block:
-        return f"blocks.{int(block.group(1)) - 1}.{key[block.end():]}"
-    for pattern, ours in _OFFICIAL_RENAMES:
-        key = re.sub(pattern, ours, key)
-    return key
+    return renamed_key(key, _OFFICIAL_BLOCK, _OFFICIAL_RENAMES)
 
 
 class IMDB(nn.Module):

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import os
 import pickle
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -14,7 +15,20 @@ from torch import nn
 
 from rmisr_monai.errors import WeightsError
 
-__all__ = ["read_official_state", "upsampler_scale", "load_strictly", "renaming_hook"]
+__all__ = ["renamed_key", "read_official_state", "upsampler_scale", "load_strictly", "renaming_hook"]
+
+
+def renamed_key(key: str, block: re.Pattern, renames: Sequence[tuple[str, str]]) -> str:
+    """Our name for an official key: a ``module.`` prefix dropped; a key of block ``n`` (``block`` matches its
+    prefix, numbered from 1) becomes ``blocks.{n - 1}.``; else each ``(pattern, ours)`` of ``renames`` applied in
+    turn. Keys that are already ours come back unchanged."""
+    key = key[len("module.") :] if key.startswith("module.") else key
+    match = block.match(key)
+    if match:
+        return f"blocks.{int(match.group(1)) - 1}.{key[match.end():]}"
+    for pattern, ours in renames:
+        key = re.sub(pattern, ours, key)
+    return key
 
 
 def read_official_state(path: str | os.PathLike, what: str) -> dict[str, torch.Tensor]:
