@@ -201,9 +201,10 @@ def _check_network(net: nn.Module, scale: float, through_plane: bool) -> bool:
     """Validate ``scale`` against the network; returns whether ``forward`` takes a scale."""
     arbitrary = bool(getattr(net, "arbitrary_scale", False))
     if through_plane and not arbitrary:
+        need = "through-plane upscaling needs an arbitrary-scale network (it runs the network with (s, 1.0))"
         raise ConfigurationError(
-            "through-plane upscaling needs an arbitrary-scale network (it runs the network with (s, 1.0)); "
-            "use a network built with upsampler='meta', or --model bicubic"
+            f"{need}; use a network built with upsampler='meta', or model='bicubic'",
+            cli=f"{need}; use an arbitrary-scale (meta) model, or --model bicubic",
         )
     if not (np.isfinite(scale) and scale > 0):
         raise ConfigurationError(f"scale must be finite and > 0, got {scale!r}")
@@ -211,9 +212,10 @@ def _check_network(net: nn.Module, scale: float, through_plane: bool) -> bool:
         fixed = getattr(net, "scale", None)
         fixed = fixed[0] if isinstance(fixed, (tuple, list)) else fixed
         if fixed is not None and abs(float(fixed) - scale) > 1e-9:
+            fixed_scale = f"this network has the fixed scale {float(fixed):g} (sub-pixel upsampler), got {scale:g}"
             raise ConfigurationError(
-                f"this network has the fixed scale {float(fixed):g} (sub-pixel upsampler), got scale {scale:g}; "
-                "use its scale, a meta network, or --model bicubic"
+                f"{fixed_scale}; use its scale, a meta network, or model='bicubic'",
+                cli=f"{fixed_scale}; use its --scale, an arbitrary-scale (meta) model, or --model bicubic",
             )
         if abs(scale - round(scale)) > 1e-9:
             raise ConfigurationError(f"a sub-pixel network needs an integer scale, got {scale:g}")
@@ -356,7 +358,9 @@ class _Runner:
                     self.tile = self.initial_tile
                     continue
                 raise RmisrError(
-                    f"out of memory even with tile {self.tile} on the CPU; use a smaller --tile or --batch"
+                    f"out of memory even with tile {self.tile} on the CPU; use a smaller tile or batch "
+                    "(RunOptions.tile, RunOptions.batch)",
+                    cli=f"out of memory even with tile {self.tile} on the CPU; use a smaller --tile or --batch",
                 ) from None
 
 
