@@ -132,19 +132,24 @@ def weights_file(
 
 class VolumeDataset(torch.utils.data.Dataset):
     """The volumes of a folder or a ``.csv`` list (:func:`rmisr_monai.inference.batch.folder_jobs` /
-    :func:`~rmisr_monai.inference.batch.csv_jobs`), each a :class:`~rmisr_monai.inference.batch.VolumeJob` with
+    :func:`~rmisr_monai.inference.batch.csv_jobs`), or a list of volumes (files and DICOM series folders, e.g.
+    ``--dataset_dir "['a.nii.gz','series/']"``), each a :class:`~rmisr_monai.inference.batch.VolumeJob` with
     its output under ``output_dir``. ``data``: the same as ``{"input", "output"}`` dicts."""
 
     def __init__(
-        self, dataset_dir: str | os.PathLike, output_dir: str | os.PathLike, output_ext: str | None = None
+        self,
+        dataset_dir: str | os.PathLike | Sequence[str | os.PathLike],
+        output_dir: str | os.PathLike,
+        output_ext: str | None = None,
     ) -> None:
         from rmisr_monai.inference.jobs import csv_jobs, folder_jobs
 
-        source = Path(dataset_dir)
-        if source.is_file() and source.suffix.lower() == ".csv":
-            self.jobs = csv_jobs(source, output_dir, output_ext)
+        if not isinstance(dataset_dir, (str, os.PathLike)):
+            self.jobs = _list_jobs(dataset_dir, output_dir, output_ext)
+        elif Path(dataset_dir).is_file() and Path(dataset_dir).suffix.lower() == ".csv":
+            self.jobs = csv_jobs(Path(dataset_dir), output_dir, output_ext)
         else:
-            self.jobs = folder_jobs(source, output_dir, output_ext)
+            self.jobs = folder_jobs(Path(dataset_dir), output_dir, output_ext)
         self.data = [{"input": str(j.input), "output": str(j.output)} for j in self.jobs]
 
     def __len__(self) -> int:
@@ -152,6 +157,24 @@ class VolumeDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> Any:
         return self.jobs[index]
+
+
+def _list_jobs(
+    paths: Sequence[str | os.PathLike], output_dir: str | os.PathLike, output_ext: str | None = None
+) -> list[Any]:
+    """The jobs of a list of volumes: each as one row of a CSV list without an output column would be
+    (:func:`~rmisr_monai.inference.jobs.csv_jobs`: the output named after the input, under ``output_dir``)."""
+    from rmisr_monai.inference.jobs import csv_jobs
+
+    if not paths:
+        raise InputFileError(".", "the dataset list holds no volume")
+    with tempfile.TemporaryDirectory(prefix="rmisr-list-") as folder:
+        listing = Path(folder) / "dataset.csv"
+        with open(listing, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["input"])
+            writer.writerows([str(Path(p).expanduser().absolute())] for p in paths)
+        return csv_jobs(listing, output_dir, output_ext)
 
 
 class VolumeInferer:
@@ -332,7 +355,12 @@ class VolumeEvaluation(_VolumeEngine):
             scorer takes the network as a package checkpoint, written to a temporary folder.
         output_dir: where the reports go.
         max_slices: score at most this many evenly spaced slices per volume (``None``: all).
+        slice_range: pick them from this fraction of each scan to that one (``[0.2, 0.8]``: the middle 60 %).
+        round_lr: round the LR of integer scans to whole numbers, as a low-resolution file would be.
         overwrite: replace existing reports.
+
+    The inferer's ``axis`` and ``through_plane`` are the evaluation's: a through-plane bundle is scored
+    through-plane (``axis`` alone degraded and upscaled).
     """
 
     def __init__(
@@ -346,10 +374,13 @@ class VolumeEvaluation(_VolumeEngine):
         val_handlers: Sequence = (),
         max_slices: int | None = None,
         overwrite: bool = False,
+        slice_range: Sequence[float] = (0.0, 1.0),
+        round_lr: bool = False,
     ) -> None:
         super().__init__(network, inferer, dataset, val_handlers)
         self.network_name, self.network_kwargs = network_name, dict(network_kwargs)
         self.output_dir, self.max_slices, self.overwrite = output_dir, max_slices, overwrite
+        self.slice_range, self.round_lr = tuple(float(f) for f in slice_range), bool(round_lr)
 
     def _iteration(self, engine: Engine, batch: Any) -> Any:
         from rmisr_monai.weights.loader import save_checkpoint
@@ -361,8 +392,8 @@ class VolumeEvaluation(_VolumeEngine):
             )
             return evaluate_folder.__wrapped__(  # type: ignore[attr-defined]  # errors: one line from run()
                 [j.input for j in self.dataset.jobs], self.output_dir, inferer.scale, str(path),
-                max_slices=self.max_slices, overwrite=self.overwrite,
-                **{k: v for k, v in inferer.options.items() if k not in ("scale", "axis", "through_plane")},
+                max_slices=self.max_slices, overwrite=self.overwrite, slice_range=self.slice_range,
+                round_lr=self.round_lr, **{k: v for k, v in inferer.options.items() if k != "scale"},
             )  # fmt: skip
 
 
@@ -424,7 +455,9 @@ def evaluate_folder(
         checkpoint: a package checkpoint file or a shipped model name.
         max_slices: score at most this many evenly spaced slices per volume (``None``: all).
         overwrite: replace existing reports.
-        run_options: ``device``, ``tile``, ``batch_size``, ``amp``, ``ensemble``... of the volume engine.
+        run_options: ``axis``, ``through_plane``, ``slice_range``, ``round_lr`` of
+            :func:`rmisr_monai.evaluation.evaluate_volume`; ``device``, ``tile``, ``batch``, ``precision``,
+            ``self_ensemble``... of the volume engine.
 
     Returns:
         The content of ``evaluation.json``: ``{"volumes": [report dicts], "mean": {method: {metric: mean}}}``.

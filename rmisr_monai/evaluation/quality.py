@@ -213,13 +213,22 @@ def degrade_volume(
     return hr_volume, lr_volume
 
 
-def _scored_slices(volume: Volume, axis: int, max_slices: int | None) -> list[int]:
+def _scored_slices(
+    volume: Volume, axis: int, max_slices: int | None, slice_range: tuple[float, float] = (0.0, 1.0)
+) -> list[int]:
+    """The indices along ``axis``: ``max_slices`` evenly spaced from ``lo * (n - 1)`` to ``hi * (n - 1)``
+    (``slice_range``, rounded, duplicates dropped; as ``benchmarks/quality.py`` picks them), or every slice in that
+    range (``max_slices=None``)."""
     n = volume.array.shape[axis]
-    if max_slices is None or max_slices >= n:
-        return list(range(n))
-    if max_slices < 1:
+    lo, hi = (float(f) for f in slice_range)
+    if not 0.0 <= lo <= hi <= 1.0:
+        raise ConfigurationError(f"slice_range must be two fractions 0 <= lo <= hi <= 1, got {list(slice_range)}")
+    if max_slices is not None and max_slices < 1:
         raise ConfigurationError(f"max_slices must be >= 1, got {max_slices}")
-    return sorted({int(k) for k in np.linspace(0, n - 1, max_slices).round()})
+    if max_slices is None:
+        first, last = int(np.ceil(lo * (n - 1) - 1e-9)), int(np.floor(hi * (n - 1) + 1e-9))
+        return list(range(first, last + 1))
+    return sorted({int(k) for k in np.linspace(lo * (n - 1), hi * (n - 1), min(n, max_slices)).round()})
 
 
 def _stack(array: np.ndarray, axis: int) -> torch.Tensor:
@@ -264,6 +273,9 @@ def evaluate_volume(
     weights: Sequence[str | os.PathLike] = (),
     axis: str | int = "z",
     max_slices: int | None = None,
+    through_plane: bool = False,
+    slice_range: tuple[float, float] = (0.0, 1.0),
+    round_lr: bool = False,
     **run_options: Any,
 ) -> QualityReport:
     """Degrade ``volume``, upscale it back with bicubic and each method, and score them (module docstring).
@@ -275,8 +287,15 @@ def evaluate_volume(
             (and no ``weights``): the shipped default for the scale and modality, if there is one. Bicubic is
             always scored, first.
         weights: checkpoint files, each one more method (named by its file name).
-        axis: the slice axis (``"x"|"y"|"z"`` or ``0|1|2``).
+        axis: the slice axis (``"x"|"y"|"z"`` or ``0|1|2``); with ``through_plane``, the thick axis.
         max_slices: score at most this many evenly spaced slices (``None``: all).
+        through_plane: degrade and upscale ``axis`` alone (a thick-slice scan, as ``rmisr upscale
+            --through-plane`` runs it); the scored slices are then those along the third index axis (``k``), or
+            along ``i`` when ``axis`` is ``k``, each holding ``axis`` (scored with factors ``(s, 1)``).
+        slice_range: pick the slices from this fraction of the scan to that one (``(0.2, 0.8)``: its middle 60 %,
+            as ``benchmarks/quality.py`` does).
+        round_lr: store the LR of a scan stored as integers (CT in HU, uint8 MR) rounded to whole numbers as
+            int16, as a low-resolution file would be (``benchmarks/quality.py``'s LR); float scans stay unrounded.
         run_options: ``device``, ``tile``, ``tile_overlap``, ``batch_size``, ``amp``, ``progress`` for the engine
             (:class:`~rmisr_monai.inference.batch.BatchUpscaler`).
 
@@ -286,14 +305,22 @@ def evaluate_volume(
     """
     from rmisr_monai.weights import default_model
 
-    ax = resolve_axis(axis)
+    thick = resolve_axis(axis)
+    through_plane = bool(through_plane)
+    ax = (0 if thick == 2 else 2) if through_plane else thick  # the axis the scored slices are taken along
     scale = float(scale)
-    indices = _scored_slices(volume, ax, max_slices)
+    indices = _scored_slices(volume, ax, max_slices, slice_range)
     subset = Volume(
         np.take(volume.array, indices, axis=ax), volume.geometry, volume.modality, volume.source_dtype,
         volume.source_path, volume.source_format,
     )  # fmt: skip
-    hr, lr = degrade_volume(subset, scale, ax)
+    hr, lr = degrade_volume(subset, scale, thick, through_plane=through_plane)
+    if round_lr and np.issubdtype(np.dtype(volume.source_dtype), np.integer):
+        lr = Volume(
+            np.round(lr.array).astype(np.int16), lr.geometry, lr.modality, np.int16, lr.source_path,
+            lr.source_format,
+        )  # fmt: skip
+    factors = tuple(scale if (a == thick or not through_plane) else 1.0 for a in _in_plane_axes(ax))
     shave = int(np.ceil(scale))
     in_plane = [hr.array.shape[a] - 2 * shave for a in _in_plane_axes(ax)]
     if min(in_plane) < SSIM_WINDOW_SIZE:
@@ -303,7 +330,7 @@ def evaluate_volume(
     methods: list[tuple[str, dict[str, Any]]] = [(BASELINE, {"model": BASELINE})]
     if models is None and not weights:
         try:
-            methods.append((default_model(scale, volume.modality)["name"], {}))
+            methods.append((default_model(scale, volume.modality, arbitrary_scale=through_plane)["name"], {}))
         except RmisrError:
             pass  # nothing shipped for this scale: bicubic alone
     methods += [(m, {"model": m}) for m in models or () if m != BASELINE]
@@ -335,14 +362,18 @@ def evaluate_volume(
     )
     report.images["LR"] = _plane(lr.array, ax, figure_pos)
     for name, choice in methods:
-        upscaler = BatchUpscaler(scale=scale, axis=ax, dtype="float32", **choice, **run_options)
+        upscaler = BatchUpscaler(
+            scale=scale, axis=thick, through_plane=through_plane, dtype="float32", **choice, **run_options
+        )
         _, meta = upscaler.network(scale, volume.modality)  # loaded before the clock starts
         report.training[name] = training_status(meta, volume.source_path)
         started = time.perf_counter()
         sr = upscaler.upscale(lr).array
         seconds = time.perf_counter() - started
         scored = _stack(to_scoring_units(sr, norm), ax)
-        report.scores.append(score_slices(name, scored[keep], hr_stack[keep], lr_all[keep], scale, seconds))
+        report.scores.append(
+            score_slices(name, scored[keep], hr_stack[keep], lr_all[keep], factors, seconds, shave=shave)
+        )
         report.images[name] = _plane(sr, ax, figure_pos)
     report.images["HR"] = _plane(hr.array, ax, figure_pos)
     return report
