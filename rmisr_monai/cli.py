@@ -402,9 +402,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+class _CliWords(logging.Formatter):
+    """``rmisr: <message>``, in the CLI's words where the library logged them too (``extra={"cli": ...}``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        cli = getattr(record, "cli", None)
+        return f"rmisr: {cli}" if cli else super().format(record)
+
+
 def _configure_logging(quiet: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("rmisr: %(message)s"))
+    handler.setFormatter(_CliWords("rmisr: %(message)s"))
     for name in ("rmisr", "rmisr_monai"):
         log = logging.getLogger(name)
         log.handlers[:] = [handler]

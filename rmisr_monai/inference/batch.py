@@ -156,11 +156,17 @@ def _rank_device(device: str | torch.device) -> str | torch.device:
     return device
 
 
-def _named(path: Path, exc: BaseException, stage: str) -> str:
-    """One line about a failed job that names its file."""
+# what a job that ran out of memory should make smaller, in the CLI's words
+_CLI_SMALLER = "--tile or --batch"
+
+
+def _named(path: Path, exc: BaseException, stage: str, cli: bool = False) -> str:
+    """One line about a failed job that names its file; with ``cli``, in the ``rmisr`` command's words (the error's
+    :attr:`~rmisr_monai.errors.RmisrError.cli`, where it has one)."""
     if isinstance(exc, MemoryError):
-        return f"{path}: out of memory while {stage}; try a smaller --tile or --batch, or free memory"
-    text = " ".join(str(exc).split()) or type(exc).__name__
+        smaller = _CLI_SMALLER if cli else "tile or batch (RunOptions.tile, RunOptions.batch)"
+        return f"{path}: out of memory while {stage}; try a smaller {smaller}, or free memory"
+    text = " ".join(((getattr(exc, "cli", None) if cli else None) or str(exc)).split()) or type(exc).__name__
     return text if str(path) in text else f"{path}: {text}"
 
 
@@ -391,7 +397,8 @@ class BatchUpscaler:
     @staticmethod
     def _fail(summary: BatchSummary, job: VolumeJob, exc: BaseException, stage: str) -> None:
         line = _named(job.input, exc, stage)
-        logger.error("error: %s", line)
+        # the CLI's log handler prints ``cli`` instead of the message (rmisr_monai.cli)
+        logger.error("error: %s", line, extra={"cli": f"error: {_named(job.input, exc, stage, cli=True)}"})
         summary.failed.append((str(job.input), line))
 
     def run_jobs(

@@ -586,7 +586,11 @@ def _select_stack(path: Path, frames: list[_Frame], stack: str | None) -> list[_
             raise InputFileError(path, f"stack {stack} not found; stacks here: {listing}")
         return stacks[str(stack)]
     if len(stacks) > 1:
-        raise InputFileError(path, f"{len(stacks)} stacks of frames (pick one with --stack N): {listing}")
+        raise InputFileError(
+            path,
+            f"{len(stacks)} stacks of frames (pick one with stack=N): {listing}",
+            f"{len(stacks)} stacks of frames (pick one with --stack N): {listing}",
+        )
     return frames
 
 

@@ -84,11 +84,16 @@ def check_representable(volume: Volume, path: str | os.PathLike) -> None:
     kind = output_format(path)
     if kind != "dicom" and not volume.geometry.is_regular:
         steps = stack_summary(volume.geometry, volume.array.shape[2])
+        uneven = (
+            f"unevenly spaced slices ({steps['min_step']:.4g} to {steps['max_step']:.4g} mm between planes) cannot "
+            f"be written as {kind}, which has one affine for all slices; resample them onto a regular grid"
+        )
+        keep = "or write a DICOM folder, which keeps every slice's position"
         raise OutputFileError(
-            path, f"unevenly spaced slices ({steps['min_step']:.4g} to {steps['max_step']:.4g} mm between planes) "
-            f"cannot be written as {kind}, which has one affine for all slices; resample them onto a regular grid "
-            "(rmisr upscale --resample, lossy) or write a DICOM folder, which keeps every slice's position"
-        )  # fmt: skip
+            path,
+            f"{uneven} (io.resample.resample_orthogonal or BatchUpscaler(resample=True), lossy) {keep}",
+            f"{uneven} (rmisr upscale --resample, lossy) {keep}",
+        )
     if kind == "dicom" and (volume.source_info or {}).get("segmentation"):
         raise OutputFileError(
             path, "a segmentation (label map) cannot be written as a DICOM image series; write .nii.gz, .nrrd or "

@@ -59,7 +59,7 @@ def test_several_stacks_listed_and_picked(tmp_path, capsys):
     slices = real_slices(3)
     path = tmp_path / "stacks.dcm"
     enhanced(slices, stacks=("1", "2"), rle=False).save_as(path, enforce_file_format=True)
-    with pytest.raises(InputFileError, match=r"2 stacks of frames \(pick one with --stack N\): 1: 3 frames.*2: 3"):
+    with pytest.raises(InputFileError, match=r"2 stacks of frames \(pick one with stack=N\): 1: 3 frames.*2: 3"):
         read_volume(path)
     one, two = read_volume(path, stack="1"), read_volume(path, stack="2")
     np.testing.assert_array_equal(one.array, two.array)
