@@ -14,6 +14,11 @@ transforms on the key ``"label"`` (HR) producing ``"image"`` (LR), the names ``S
    and every augmentation is shared by construction;
 5. optional additive Gaussian noise on the LR, standard deviation uniform in ``[0, noise_sigma]``: robustness to
    noisy low-dose CT, on which networks trained on clean pictures sharpen the noise.
+
+Optionally (``contrast_gamma``), between 3 and 4 the HR patch gets a random gamma contrast change with probability
+:data:`CONTRAST_PROB` (MONAI ``RandAdjustContrastd``: ``((x - min) / range) ** gamma * range + min`` on the patch,
+gamma uniform in the range given), so LR and HR share it: contrast variety (MR weightings and windows the training
+volumes lack) without changing the degradation.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from monai.transforms import (
     Compose,
     EnsureTyped,
     MapTransform,
+    RandAdjustContrastd,
     RandFlipd,
     RandGaussianNoised,
     RandRotate90d,
@@ -41,6 +47,7 @@ from rmisr_monai.ops.resize import imresize
 from rmisr_monai.transforms.intensity import IntensityNormalization, IntensityNormalized
 
 __all__ = [
+    "CONTRAST_PROB",
     "FLIP_PROB",
     "ROTATE_PROB",
     "bicubic_degradation",
@@ -51,6 +58,7 @@ __all__ = [
 
 FLIP_PROB = 0.5  # one flip, then rot90 with k = 1, 2, 3 at ROTATE_PROB: the 8 dihedral symmetries, 1/8 each
 ROTATE_PROB = 0.75
+CONTRAST_PROB = 0.5  # with contrast_gamma: half the patches keep the scan's own contrast
 
 
 def bicubic_degradation(scale: float) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -95,6 +103,7 @@ def paired_patch_transform(
     degradation: Callable[[torch.Tensor], torch.Tensor] | None = None,
     augment: bool = True,
     noise_sigma: float = 0.0,
+    contrast_gamma: Sequence[float] | None = None,
 ) -> Compose:
     """The dictionary pipeline of the module docstring: ``{"label": HR item} -> {"image": LR, "label": HR}``.
 
@@ -107,12 +116,16 @@ def paired_patch_transform(
         noise_sigma: maximum standard deviation of the LR noise in normalised units; for a fixed window convert
             from stored units with ``sigma_hu / (a_max - a_min)`` (:meth:`PairedPatchDataset` does it for ``"ct"``
             and ``"range"``).
+        contrast_gamma: ``(low, high)``: a random gamma in that range on the HR patch with probability
+            :data:`CONTRAST_PROB`, before the LR is made (``None``: the scan's own contrast).
     """
     hr_size = patch_size * scale
     if patch_size < 1 or scale <= 0 or abs(hr_size - round(hr_size)) > 1e-9:
         raise ConfigurationError(f"patch_size * scale must be a positive integer, got {patch_size} * {scale}")
     if noise_sigma < 0:
         raise ConfigurationError(f"noise_sigma must be >= 0, got {noise_sigma}")
+    if contrast_gamma is not None and not (len(contrast_gamma) == 2 and 0 < contrast_gamma[0] <= contrast_gamma[1]):
+        raise ConfigurationError(f"contrast_gamma must be (low, high) with 0 < low <= high, got {contrast_gamma}")
     roi = (int(round(hr_size)),) * 2
     steps: list = [EnsureTyped("label", dtype=torch.float32, track_meta=True)]  # MetaTensor: records the steps
     if normalization is not None:
@@ -120,6 +133,8 @@ def paired_patch_transform(
     steps += [SpatialPadd("label", spatial_size=roi, mode="edge"), RandSpatialCropd("label", roi, random_size=False)]
     if augment:
         steps += [RandFlipd("label", prob=FLIP_PROB, spatial_axis=0), RandRotate90d("label", prob=ROTATE_PROB)]
+    if contrast_gamma is not None:
+        steps.append(RandAdjustContrastd("label", prob=CONTRAST_PROB, gamma=tuple(float(g) for g in contrast_gamma)))
     steps.append(Degraded("label", "image", degradation or bicubic_degradation(scale)))
     if noise_sigma > 0:
         steps.append(RandGaussianNoised("image", prob=1.0, std=noise_sigma, sample_std=True))
@@ -142,6 +157,7 @@ class PairedPatchDataset(Dataset):
         augment: random flips and 90-degree rotations.
         noise_sigma: maximum LR noise standard deviation, in stored units (HU for CT) for ``"ct"``/``"range"``
             normalisations and in normalised units otherwise (MR windows differ per image).
+        contrast_gamma: see :func:`paired_patch_transform`.
         seed: random state of the augmentation.
     """
 
@@ -155,10 +171,13 @@ class PairedPatchDataset(Dataset):
         augment: bool = True,
         noise_sigma: float = 0.0,
         seed: int = 0,
+        contrast_gamma: Sequence[float] | None = None,
     ) -> None:
         if normalization is not None and not isinstance(normalization, IntensityNormalization):
             normalization = IntensityNormalization.from_dict(normalization)
         if normalization is not None and normalization.kind != "mr":
             noise_sigma = noise_sigma / (float(normalization.a_max) - float(normalization.a_min))
-        transform = paired_patch_transform(scale, patch_size, normalization, degradation, augment, noise_sigma)
+        transform = paired_patch_transform(
+            scale, patch_size, normalization, degradation, augment, noise_sigma, contrast_gamma
+        )
         super().__init__(data=list(data), transform=transform.set_random_state(seed))

@@ -121,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--noise", type=float, default=0.0, help="max std of Gaussian noise added to LR ([0,1] units)")
     parser.add_argument(
+        "--contrast-gamma", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+        help="with --volumes at one scale: a random gamma in [LOW, HIGH] on half the HR patches before the LR is "
+        "made (MONAI RandAdjustContrastd): contrasts the training scans lack, e.g. 0.6 1.7",
+    )
+    parser.add_argument(
         "--fov-padding", type=float, nargs="+", default=(), metavar="HU",
         help="with --modality MR: also train on copies of every CT volume of a whole, unpadded field of view whose "
         "corners outside the reconstruction circle hold each of these padding values, as GE scanners write them "
@@ -195,6 +200,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--fov-padding-share weighs the copies of --fov-padding at one --scale")
     if args.fov_rim_tiles and (not args.fov_padding or args.scale_range is not None):
         parser.error("--fov-rim-tiles cuts the copies of --fov-padding at one --scale")
+    if args.contrast_gamma is not None and (args.volumes is None or args.scale_range is not None):
+        parser.error("--contrast-gamma changes the contrast of --volumes patches at one --scale")
     return args
 
 
@@ -240,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             samples=args.iterations * args.batch, axes=args.axes, noise=args.noise, seed=args.seed,
             ct_window=args.ct_window, pictures=picture_files(args.pictures or []), pictures_share=args.pictures_share,
             fov_padding=args.fov_padding, fov_padding_share=args.fov_padding_share, fov_rim_tiles=args.fov_rim_tiles,
+            contrast_gamma=args.contrast_gamma,
         )
     else:
         if not getattr(network, "arbitrary_scale", False):
@@ -270,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         "fov_padding": list(args.fov_padding) or None,
         "fov_padding_share": args.fov_padding_share,
         "fov_rim_tiles": args.fov_rim_tiles,
+        "contrast_gamma": args.contrast_gamma,
         "iterations": trainer.state.iteration,  # what ran (in all, when resumed)
         "final_lr": trainer.optimizer.param_groups[0]["lr"],
         "minutes": round(minutes, 1),

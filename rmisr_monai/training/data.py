@@ -60,6 +60,7 @@ def slice_patch_loader(
     fov_padding: Sequence[float] = (),
     fov_padding_share: float | None = None,
     fov_rim_tiles: bool = False,
+    contrast_gamma: Sequence[float] | None = None,
 ) -> tuple[DataLoader, dict]:
     """A DataLoader of ``samples`` random ``{"image": LR, "label": HR}`` patches, and the intensity recipe.
 
@@ -86,6 +87,8 @@ def slice_patch_loader(
         fov_rim_tiles: with ``fov_padding``, the padded copies are squares 5/4 of the HR patch on the rim, up to 8 per
             slice (``fov_rim_tile`` of :func:`rmisr_monai.data.volume_slice_items`): every patch drawn from them
             crosses it.
+        contrast_gamma: ``(low, high)``: random gamma contrast on half the HR patches
+            (:func:`rmisr_monai.data.paired_patch_transform`).
     """
     if fov_rim_tiles and not fov_padding:
         raise ConfigurationError("fov_rim_tiles cuts the padded copies of fov_padding: give padding values")
@@ -126,7 +129,9 @@ def slice_patch_loader(
     weights = None
     if len(groups) > 1:
         weights = [shares[name] / len(group) for name, group in groups.items() for _ in group]
-    dataset = PairedPatchDataset(items, scale, patch, normalization=None, noise_sigma=noise, seed=seed)
+    dataset = PairedPatchDataset(
+        items, scale, patch, normalization=None, noise_sigma=noise, seed=seed, contrast_gamma=contrast_gamma
+    )
     return _drawn_with_replacement(dataset, batch, samples, seed, weights), normalization.recipe()
 
 

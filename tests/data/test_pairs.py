@@ -93,3 +93,36 @@ def test_invalid_sizes():
         paired_patch_transform(scale=1.5, patch_size=5)
     with pytest.raises(ConfigurationError, match="noise"):
         paired_patch_transform(scale=2, patch_size=5, noise_sigma=-1.0)
+
+
+def test_contrast_gamma_changes_half_the_hr_patches_and_the_lr_follows():
+    """contrast_gamma: a MONAI RandAdjustContrastd on the HR patch before the LR is made; LR = bicubic(HR) holds for
+    the changed patches, about CONTRAST_PROB of them are changed, the patch's min and max are kept, and the same seed
+    gives the same patches."""
+    from rmisr_monai.data.pairs import CONTRAST_PROB
+
+    image = (unique_image(40, 40) + 1.0) / 1601.0  # (0, 1]: a ramp whose every pixel is distinct
+    kwargs = dict(scale=2, patch_size=6, augment=False, seed=5)
+    plain = PairedPatchDataset([{"label": image}], **kwargs)
+    varied = PairedPatchDataset([{"label": image}], contrast_gamma=(0.5, 2.0), **kwargs)
+    changed = 0
+    draws = 64
+    for _ in range(draws):
+        a, b = plain[0], varied[0]
+        hr_a, hr_b = a["label"].as_tensor(), b["label"].as_tensor()
+        torch.testing.assert_close(b["image"], imresize(hr_b, 0.5), rtol=0, atol=1e-6)
+        # same crop (the crop is drawn first, from the same seed); gamma keeps the patch's own min and max
+        torch.testing.assert_close(hr_b.min(), hr_a.min(), rtol=0, atol=1e-5)
+        torch.testing.assert_close(hr_b.max(), hr_a.max(), rtol=0, atol=1e-5)
+        changed += int(not torch.allclose(hr_a, hr_b, rtol=0, atol=1e-5))
+    assert abs(changed / draws - CONTRAST_PROB) < 0.2
+    again = PairedPatchDataset([{"label": image}], contrast_gamma=(0.5, 2.0), **kwargs)
+    first = PairedPatchDataset([{"label": image}], contrast_gamma=(0.5, 2.0), **kwargs)
+    for _ in range(8):
+        torch.testing.assert_close(again[0]["label"].as_tensor(), first[0]["label"].as_tensor())
+
+
+def test_contrast_gamma_is_checked():
+    for bad in [(0.0, 1.0), (2.0, 1.0), (1.0,)]:
+        with pytest.raises(ConfigurationError, match="contrast_gamma"):
+            paired_patch_transform(scale=2, patch_size=5, contrast_gamma=bad)

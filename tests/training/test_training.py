@@ -160,6 +160,7 @@ def test_images_and_volumes_options_are_checked(tmp_path, capsys):
         (["--images", "p.png", "--modality", "MR"], "--images trains at one --scale"),
         (["--images", "p.png", "--volumes", "v.nii.gz", "--modality", "MR"], "not allowed with argument"),
         ([], "one of the arguments --volumes --images is required"),
+        (["--images", "p.png", "--contrast-gamma", "0.6", "1.7"], "--contrast-gamma changes the contrast"),
     ]:
         with pytest.raises(SystemExit) as exit_info:
             main([*bad, *common])
