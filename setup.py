@@ -71,8 +71,8 @@ setup(
         # ruff: tests/repository/test_style.py checks the lint rules of ruff.toml
         # jsonschema, requests: tests/slicer/test_extensions_index.py runs the ExtensionsIndex's own checks
         "test": [
-            "pytest>=8", "parameterized>=0.9", "pynrrd>=1.0", "vtk>=9.3", "psutil>=5.9", "fire>=0.5", "tensorboard>=2.14",
-            "onnx>=1.16", "onnxruntime>=1.18", "ruff>=0.6", "jsonschema>=4", "requests>=2",
+            "pytest>=8", "parameterized>=0.9", "pynrrd>=1.0", "vtk>=9.3", "psutil>=5.9", "fire>=0.5",
+            "tensorboard>=2.14", "onnx>=1.16", "onnxruntime>=1.18", "ruff>=0.6", "jsonschema>=4", "requests>=2",
         ],
         "bundle": ["fire>=0.5", "tensorboard>=2.14"],
     },

@@ -4,8 +4,12 @@ entry's file, with its sha256; no superseded or unlisted file), the version of `
 ``rmisr`` command; nothing of the repository beside the package (tests, bundles, benchmarks, Slicer extension).
 
 The build runs on a copy of what setup.py reads (no stale ``build/`` folder of the checkout can leak into it) and
-without build isolation, so no package index is needed. The fresh-venv check (install torch==2.13.0, then the wheel,
-then ``rmisr demo DIR``) needs the index and minutes: it runs when ``RMISR_WHEEL_INSTALL_TEST=1``.
+without build isolation, so no package index is needed. The fresh-venv check needs the index and minutes: it runs
+when ``RMISR_WHEEL_INSTALL_TEST=1``. It installs torch==2.13.0, then the wheel with its ``bundle`` extra, into a new
+venv run outside the checkout (no ``PYTHONPATH``, working folder a temporary one), and there runs ``rmisr demo DIR``,
+``rmisr upscale`` with every default model of the registry (in-plane at its scale, the arbitrary-scale ones
+through-plane), each bundle's ``configs/inference.json`` from a copy of the bundle folder standing alone, and
+``twine check`` on the wheel.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 
 import rmisr_monai
@@ -89,17 +95,68 @@ def test_the_wheel_holds_the_package_and_nothing_else_of_the_repository(wheel):
     assert not [n for n in names if n.endswith((".pyc", ".tmp")) or "__pycache__" in n]
 
 
+def _small_volume(path: Path, modality: str, slices: int = 2) -> Path:
+    """A 40 x 40 x ``slices`` NIfTI with structure: CT in HU with air around a body, MR uint8."""
+    rng = np.random.default_rng(0)
+    i, j = np.mgrid[:40, :40]
+    body = (i - 20) ** 2 + (j - 20) ** 2 < 15**2
+    if modality == "CT":
+        plane = np.where(body, 40 + 400 * ((i // 5 + j // 7) % 2), -1000)
+        array = np.stack([plane + rng.integers(-20, 20, plane.shape) for _ in range(slices)], -1).astype(np.int16)
+    else:
+        plane = np.where(body, 80 + 100 * ((i // 4 + j // 6) % 2), 0)
+        array = np.stack([plane + rng.integers(0, 20, plane.shape) for _ in range(slices)], -1).astype(np.uint8)
+    nib.save(nib.Nifti1Image(array, np.diag([0.8, 0.8, 2.0, 1.0])), path)
+    return path
+
+
 @pytest.mark.skipif(os.environ.get("RMISR_WHEEL_INSTALL_TEST") != "1", reason="set RMISR_WHEEL_INSTALL_TEST=1")
-def test_the_wheel_installs_into_a_fresh_venv_and_runs_the_demo(wheel, tmp_path):
+def test_the_wheel_installs_into_a_fresh_venv_and_runs_the_demo_every_default_and_each_bundle(wheel, tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
-    subprocess.run([*pip, "torch==2.13.0"], check=True, timeout=1800)
-    subprocess.run([*pip, str(wheel)], check=True, timeout=1800)
+    python = str(venv / "bin" / "python")
+    pip = [python, "-m", "pip", "install", "-q"]
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    work = tmp_path / "work"
+    work.mkdir()
+
+    def run(command: list[str], timeout: int = 1800) -> subprocess.CompletedProcess:
+        result = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=timeout)
+        assert result.returncode == 0, f"{command}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+        return result
+
+    run([*pip, "torch==2.13.0"])
+    run([*pip, f"{wheel}[bundle]", "twine"])
+    where = run([python, "-c", "import rmisr_monai; print(rmisr_monai.__file__)"]).stdout.strip()
+    assert Path(where).is_relative_to(venv) and not Path(where).is_relative_to(REPO_ROOT), where
+    run([python, "-m", "twine", "check", "--strict", str(wheel)])
+
     out = tmp_path / "demo"
-    result = subprocess.run(
-        [str(venv / "bin" / "rmisr"), "demo", str(out)], cwd=tmp_path, capture_output=True, text=True, timeout=1800,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    run([str(venv / "bin" / "rmisr"), "demo", str(out)])
     assert list(out.glob("*.nii.gz")) and list(out.glob("*_quality.png"))
+
+    defaults = [e for e in _registry() if e.get("file") and e.get("status") != "superseded" and e.get("default", True)]
+    assert {e["scale"] for e in defaults if not e.get("arbitrary_scale")} == {2, 3, 4}
+    for entry in defaults:
+        source = _small_volume(work / f"{entry['modality']}.nii.gz", entry["modality"], slices=4)
+        target = work / f"{entry['name']}.nii.gz"
+        through = ["--through-plane", "--axis", "z"] if entry.get("arbitrary_scale") else []
+        run([str(venv / "bin" / "rmisr"), "upscale", str(source), str(target), "--scale", str(entry["scale"]),
+             "--model", entry["name"], "--quiet", *through])  # fmt: skip
+        shape = nib.load(target).shape
+        s = int(entry["scale"])
+        assert shape == ((40, 40, 4 * s) if through else (40 * s, 40 * s, 4)), (entry["name"], shape)
+
+    for bundle in sorted(p for p in (REPO_ROOT / "bundles").iterdir() if (p / "configs" / "metadata.json").is_file()):
+        copy = tmp_path / "bundles" / bundle.name
+        shutil.copytree(bundle, copy, ignore=shutil.ignore_patterns("train_output", "eval", "inference_output"))
+        data = tmp_path / "data" / bundle.name
+        data.mkdir(parents=True)
+        modality = json.loads((copy / "configs" / "inference.json").read_text())["modality"]
+        _small_volume(data / "scan.nii.gz", modality, slices=4)
+        result_dir = tmp_path / "results" / bundle.name
+        run([python, "-m", "monai.bundle", "run", "--config_file", str(copy / "configs" / "inference.json"),
+             "--bundle_root", str(copy), "--dataset_dir", str(data), "--output_dir", str(result_dir),
+             "--device", "cpu"])  # fmt: skip
+        assert [p.name for p in result_dir.glob("*.nii.gz")] == ["scan.nii.gz"], bundle.name
