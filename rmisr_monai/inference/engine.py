@@ -173,10 +173,10 @@ def resolve_precision(
 
     ``"fp32"``: ``None``. ``"bf16"`` / ``"fp16"``: that dtype on any device. ``"auto"``: fp32 for a network without
     parameters (``learned=False``: the interpolators are references, and cheap); else float16 on CUDA; bfloat16 on
-    a CPU with native bf16 (:func:`cpu_has_fast_bf16`) unless the input is in
-    Hounsfield units: ``intensity`` is a CT window, or ``hounsfield`` (a CT input under any recipe, e.g. the
-    percentile-normalised CT defaults): bf16's 8-bit mantissa gave 22-33 HU maximum errors on CT slices
-    (benchmarks/RESULTS.md §7, §13; float16 2.9 HU); fp32 elsewhere.
+    a CPU with native bf16 (:func:`cpu_has_fast_bf16`), CT included: with the first convolution and the
+    reconstruction in fp32 (:attr:`_Runner.FP32_UNDER_BF16`) bf16 is within 0.01 dB of fp32 on the held-out CT of
+    ``benchmarks/scans.json`` at x2/x3/x4 (``benchmarks/precision_ct.py``; max 9 HU); fp32 elsewhere. ``intensity``
+    and ``hounsfield`` are accepted for callers that pass them and no longer change the choice.
     """
     if precision not in PRECISIONS:
         raise ConfigurationError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -186,8 +186,7 @@ def resolve_precision(
         return None
     if device.type == "cuda":
         return torch.float16
-    in_hounsfield = hounsfield or (intensity is not None and intensity.kind == "ct")
-    if device.type == "cpu" and cpu_has_fast_bf16() and not in_hounsfield:
+    if device.type == "cpu" and cpu_has_fast_bf16():
         return torch.bfloat16
     return None
 
@@ -418,8 +417,8 @@ def upscale_array(
         intensity: the normalisation to ``[0, 1]`` (``IntensityNormalization`` or its dict, e.g. a checkpoint's
             ``"intensity"``); fitted on the whole volume (MR percentiles), applied before the network and undone
             after. ``None``: intensities go to the network as they are (right for the non-learned interpolators).
-        modality: the input's modality (``Volume.modality``; :func:`upscale_volume` passes it): ``"CT"`` keeps
-            ``"auto"`` off bf16 whatever the intensity recipe (:func:`resolve_precision`).
+        modality: the input's modality (``Volume.modality``; :func:`upscale_volume` passes it; recorded for
+            :func:`resolve_precision`, whose ``"auto"`` no longer depends on it).
         progress: a tqdm progress bar over slices (``True``), none (``False``), or ``progress(done, total)`` called
             after each batch of slices is stored.
         memmap_threshold: outputs above this many bytes are held in an unlinked temporary memory map.

@@ -93,15 +93,19 @@ def test_bands_equal_the_whole_slice_for_every_shipped_default(entry, modality):
 
 def test_engine_windows_equal_whole_slices_with_the_self_ensemble():
     """Through ``upscale_array`` (windows of 72, the 2-fold self-ensemble: every flipped copy gets its own
-    statistics), in HU: within 1e-4 of the volume's range."""
+    statistics), in HU: within 1e-4 of the volume's range in fp32. In bf16 (what `auto` runs on CPUs with native
+    bf16) windows and whole slices round differently: measured 6.9e-4 of the range (1.3 HU; bf16 itself is up to
+    9 HU from fp32 on the held-out CT, benchmarks/precision_ct.py), bounded here by 2e-3."""
     entry = _default("CT", 2)
     net, meta = load_model(entry["name"])
     parts, (r0, c0), k = SLICES["CT"]
     volume = read_volume(shared_path(*parts)).array[r0 : r0 + 80, c0 : c0 + 48, k : k + 1].astype(np.float32)
-    run = dict(intensity=meta["intensity"], device="cpu", progress=False, ensemble=2, tile_overlap=OVERLAP)
-    whole = upscale_array(volume, net, 2, tile=None, batch_size=1, **run)
-    tiled = upscale_array(volume, net, 2, tile=72, batch_size=1, **run)  # four windows of cores 24 (rows)
-    assert np.abs(tiled - whole).max() < TOLERANCE * float(volume.max() - volume.min())
+    for precision, tolerance in (("fp32", TOLERANCE), ("bf16", 2e-3)):
+        run = dict(intensity=meta["intensity"], device="cpu", progress=False, ensemble=2, tile_overlap=OVERLAP,
+                   precision=precision)
+        whole = upscale_array(volume, net, 2, tile=None, batch_size=1, **run)
+        tiled = upscale_array(volume, net, 2, tile=72, batch_size=1, **run)  # four windows of cores 24 (rows)
+        assert np.abs(tiled - whole).max() < tolerance * float(volume.max() - volume.min()), precision
 
 
 def test_exact_windows_refuse_a_statistic_on_a_resampled_map():
