@@ -29,21 +29,19 @@ from monai.data import MetaTensor
 from monai.transforms import InvertibleTransform, MapTransform, Transform
 from monai.utils import TraceKeys, TransformBackends
 
-from rmisr_monai.core.intensity import (
-    CT_PADDED_WINDOW_HU,
+from rmisr_monai.core.intensity import (  # the names not used here are re-exported through __all__
+    CT_PADDED_WINDOW_HU,  # noqa: F401
     CT_WINDOW_HU,
     MR_PERCENTILES,
-    NORMALIZATION_KINDS,
+    NORMALIZATION_KINDS,  # noqa: F401
     IntensityNormalization,
 )
+from rmisr_monai.core.intensity import __all__ as _CORE_NAMES
 from rmisr_monai.errors import ConfigurationError
 
+# the bottom layer's names (all but its float helper) are this module's too
 __all__ = [
-    "CT_WINDOW_HU",
-    "CT_PADDED_WINDOW_HU",
-    "MR_PERCENTILES",
-    "NORMALIZATION_KINDS",
-    "IntensityNormalization",
+    *(name for name in _CORE_NAMES if name != "as_float"),
     "IntensityNormalize",
     "NormalizeCT",
     "NormalizeMR",
