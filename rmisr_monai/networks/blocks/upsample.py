@@ -25,6 +25,7 @@ __all__ = [
     "SubpixelUpsampler",
     "MetaUpsampler",
     "make_upsampler",
+    "contract_out_channels",
     "UPSAMPLER_KINDS",
     "META_HIDDEN_FEATURES",
     "META_MAX_CONV_CLASSES",
@@ -269,6 +270,30 @@ class MetaUpsampler(nn.Module):
         index = ((src_y[:, None] * w + src_x[None, :]) * ny + cls_y[:, None]) * nx + cls_x[None, :]
         out = table.index_select(1, index.reshape(-1)).view(n, src_y.numel(), src_x.numel(), o)
         return out.permute(0, 3, 1, 2)
+
+
+def contract_out_channels(
+    network: str, in_channels: int, out_channels: int | None, zero_ok: Sequence[str] = (), **sizes: int | None
+) -> int:
+    """``out_channels`` as the network contract defaults it (``in_channels``), once the sizes are checked.
+
+    Args:
+        network: the network's name, for the message.
+        in_channels, out_channels: the contract's first arguments (``out_channels=None``: ``in_channels``).
+        zero_ok: the names in ``sizes`` that may be 0 (a number of repeated layers); all others must be >= 1.
+        sizes: the architecture sizes by argument name; ``None`` (an optional size left to its default) is not
+            checked.
+
+    Raises:
+        ConfigurationError: a size out of range, naming the network and every size.
+    """
+    out = in_channels if out_channels is None else out_channels
+    low = {name: 0 if name in zero_ok else 1 for name in sizes}
+    if min(in_channels, out) < 1 or any(v is not None and v < low[k] for k, v in sizes.items()):
+        rule = "sizes must be >= 1" + (f" ({', '.join(zero_ok)} >= 0)" if zero_ok else "")
+        got = ", ".join(f"{k}={v}" for k, v in {"in": in_channels, "out": out, **sizes}.items())
+        raise ConfigurationError(f"{network} {rule}, got {got}")
+    return out
 
 
 def make_upsampler(kind: str, in_channels: int, out_channels: int, scale: float) -> nn.Module:

@@ -16,8 +16,7 @@ from typing import List, Optional, Tuple, Union
 import torch
 from torch import nn
 
-from rmisr_monai.errors import ConfigurationError
-from rmisr_monai.networks.blocks.upsample import as_scale_pair, forward_scale, make_upsampler
+from rmisr_monai.networks.blocks.upsample import as_scale_pair, contract_out_channels, forward_scale, make_upsampler
 from rmisr_monai.networks.nets.edsr import cascade_scales
 from rmisr_monai.networks.nets.fsrcnn import deconv_upsampler
 
@@ -114,12 +113,10 @@ class DenseSR(nn.Module):
         growth_rate: int = DENSE_SR_GROWTH,
     ) -> None:
         super().__init__()
-        out_channels = in_channels if out_channels is None else out_channels
-        if min(in_channels, out_channels, features, num_blocks, layers_per_block, growth_rate) < 1:
-            raise ConfigurationError(
-                f"DenseSR sizes must be >= 1, got in={in_channels}, out={out_channels}, features={features}, "
-                f"num_blocks={num_blocks}, layers_per_block={layers_per_block}, growth_rate={growth_rate}"
-            )
+        out_channels = contract_out_channels(
+            "DenseSR", in_channels, out_channels, features=features, num_blocks=num_blocks,
+            layers_per_block=layers_per_block, growth_rate=growth_rate,
+        )  # fmt: skip
         pad = DENSE_SR_KERNEL_SIZE // 2
         self.shallow = nn.Conv2d(in_channels, features, DENSE_SR_KERNEL_SIZE, padding=pad)
         self.blocks = nn.ModuleList(DenseBlock(features, growth_rate, layers_per_block) for _ in range(num_blocks))

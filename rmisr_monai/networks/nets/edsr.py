@@ -16,7 +16,13 @@ import torch
 from torch import nn
 
 from rmisr_monai.errors import ConfigurationError
-from rmisr_monai.networks.blocks.upsample import SubpixelUpsampler, as_scale_pair, forward_scale, make_upsampler
+from rmisr_monai.networks.blocks.upsample import (
+    SubpixelUpsampler,
+    as_scale_pair,
+    contract_out_channels,
+    forward_scale,
+    make_upsampler,
+)
 
 __all__ = [
     "EDSRBaseline",
@@ -105,12 +111,9 @@ class EDSRBaseline(nn.Module):
         res_scale: float = EDSR_BASELINE_RES_SCALE,
     ) -> None:
         super().__init__()
-        out_channels = in_channels if out_channels is None else out_channels
-        if min(in_channels, out_channels, features) < 1 or num_blocks < 0:
-            raise ConfigurationError(
-                f"EDSR needs positive channels and num_blocks >= 0, got in={in_channels}, out={out_channels}, "
-                f"features={features}, num_blocks={num_blocks}"
-            )
+        out_channels = contract_out_channels(
+            "EDSR", in_channels, out_channels, ("num_blocks",), features=features, num_blocks=num_blocks
+        )
         pad = EDSR_KERNEL_SIZE // 2
         self.head = nn.Conv2d(in_channels, features, EDSR_KERNEL_SIZE, padding=pad)
         self.body = nn.Sequential(

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from rmisr_monai.errors import ConfigurationError
-from rmisr_monai.networks.blocks.upsample import as_scale_pair, forward_scale, make_upsampler
+from rmisr_monai.networks.blocks.upsample import as_scale_pair, contract_out_channels, forward_scale, make_upsampler
 
 __all__ = [
     "FSRCNN",
@@ -94,12 +94,7 @@ class FSRCNN(nn.Module):
         m: int = FSRCNN_M,
     ) -> None:
         super().__init__()
-        out_channels = in_channels if out_channels is None else out_channels
-        if min(in_channels, out_channels, d, s) < 1 or m < 0:
-            raise ConfigurationError(
-                f"FSRCNN needs positive channels and m >= 0, got in={in_channels}, out={out_channels}, "
-                f"d={d}, s={s}, m={m}"
-            )
+        out_channels = contract_out_channels("FSRCNN", in_channels, out_channels, ("m",), d=d, s=s, m=m)
         layers: list[nn.Module] = [
             nn.Conv2d(in_channels, d, FSRCNN_EXTRACT_KERNEL, padding=FSRCNN_EXTRACT_KERNEL // 2),
             nn.PReLU(d),

@@ -29,7 +29,7 @@ from torch import nn
 from rmisr_monai.errors import ConfigurationError, WeightsError
 from rmisr_monai.networks.blocks.activation import LRELU_SLOPE
 from rmisr_monai.networks.blocks.attention import CCA_REDUCTION, ContrastChannelAttention
-from rmisr_monai.networks.blocks.upsample import as_scale_pair, forward_scale, make_upsampler
+from rmisr_monai.networks.blocks.upsample import as_scale_pair, contract_out_channels, forward_scale, make_upsampler
 from rmisr_monai.networks.nets.official import (
     load_strictly,
     read_official_state,
@@ -148,12 +148,9 @@ class IMDN(nn.Module):
         cca_reduction: int = CCA_REDUCTION,
     ) -> None:
         super().__init__()
-        out_channels = in_channels if out_channels is None else out_channels
-        if min(in_channels, out_channels, features, num_modules) < 1:
-            raise ConfigurationError(
-                f"IMDN sizes must be >= 1, got in={in_channels}, out={out_channels}, features={features}, "
-                f"num_modules={num_modules}"
-            )
+        out_channels = contract_out_channels(
+            "IMDN", in_channels, out_channels, features=features, num_modules=num_modules
+        )
         pad = IMDN_KERNEL_SIZE // 2
         self.head = nn.Conv2d(in_channels, features, IMDN_KERNEL_SIZE, padding=pad)
         self.blocks = nn.ModuleList(

@@ -35,7 +35,7 @@ from torch import nn
 from rmisr_monai.errors import ConfigurationError, WeightsError
 from rmisr_monai.networks.blocks.activation import LRELU_SLOPE
 from rmisr_monai.networks.blocks.esa import ESA, ESA_CHANNELS
-from rmisr_monai.networks.blocks.upsample import as_scale_pair, forward_scale, make_upsampler
+from rmisr_monai.networks.blocks.upsample import as_scale_pair, contract_out_channels, forward_scale, make_upsampler
 from rmisr_monai.networks.nets.official import (
     load_strictly,
     read_official_state,
@@ -149,13 +149,10 @@ class RLFN(nn.Module):
         img_range: float = RLFN_IMG_RANGE,
     ) -> None:
         super().__init__()
-        out_channels = in_channels if out_channels is None else out_channels
+        out_channels = contract_out_channels(
+            "RLFN", in_channels, out_channels, features=features, mid_features=mid_features, num_blocks=num_blocks
+        )
         mid = features if mid_features is None else mid_features
-        if min(in_channels, out_channels, features, mid, num_blocks) < 1:
-            raise ConfigurationError(
-                f"RLFN sizes must be >= 1, got in={in_channels}, out={out_channels}, features={features}, "
-                f"mid_features={mid_features}, num_blocks={num_blocks}"
-            )
         if not img_range > 0:
             raise ConfigurationError(f"img_range must be > 0, got {img_range!r}")
         pad = RLFN_KERNEL_SIZE // 2
