@@ -356,7 +356,9 @@ class VolumeEvaluation(_VolumeEngine):
         output_dir: where the reports go.
         max_slices: score at most this many evenly spaced slices per volume (``None``: all).
         slice_range: pick them from this fraction of each scan to that one (``[0.2, 0.8]``: the middle 60 %).
-        round_lr: round the LR of integer scans to whole numbers, as a low-resolution file would be.
+        round_lr: round the LR to whole numbers (int16), as a low-resolution file would be and as
+            ``benchmarks/quality.py`` does (:func:`~rmisr_monai.evaluation.evaluate_volume`; not for scans in
+            ``[0, 1]``).
         overwrite: replace existing reports.
 
     The inferer's ``axis`` and ``through_plane`` are the evaluation's: a through-plane bundle is scored

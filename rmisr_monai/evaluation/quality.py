@@ -46,6 +46,7 @@ import torch
 from rmisr_monai.errors import ConfigurationError, InputFileError, RmisrError
 from rmisr_monai.inference.batch import BatchUpscaler
 from rmisr_monai.inference.engine import resolve_axis, slice_layout
+from rmisr_monai.inference.guards import check_run
 from rmisr_monai.io.geometry import Geometry, rescaled_geometry
 from rmisr_monai.io.read import read_volume
 from rmisr_monai.io.volume import Volume
@@ -294,8 +295,9 @@ def evaluate_volume(
             along ``i`` when ``axis`` is ``k``, each holding ``axis`` (scored with factors ``(s, 1)``).
         slice_range: pick the slices from this fraction of the scan to that one (``(0.2, 0.8)``: its middle 60 %,
             as ``benchmarks/quality.py`` does).
-        round_lr: store the LR of a scan stored as integers (CT in HU, uint8 MR) rounded to whole numbers as
-            int16, as a low-resolution file would be (``benchmarks/quality.py``'s LR); float scans stay unrounded.
+        round_lr: store the LR rounded to whole numbers as int16, as a low-resolution file would be
+            (``benchmarks/quality.py``'s LR); only for scans whose units make whole numbers fine and fit int16 (CT
+            in HU, MR of a few hundred or thousand grey levels), not for a scan in ``[0, 1]``.
         run_options: ``device``, ``tile``, ``tile_overlap``, ``batch_size``, ``amp``, ``progress`` for the engine
             (:class:`~rmisr_monai.inference.batch.BatchUpscaler`).
 
@@ -315,7 +317,7 @@ def evaluate_volume(
         volume.source_path, volume.source_format,
     )  # fmt: skip
     hr, lr = degrade_volume(subset, scale, thick, through_plane=through_plane)
-    if round_lr and np.issubdtype(np.dtype(volume.source_dtype), np.integer):
+    if round_lr:
         lr = Volume(
             np.round(lr.array).astype(np.int16), lr.geometry, lr.modality, np.int16, lr.source_path,
             lr.source_format,
@@ -361,11 +363,17 @@ def evaluate_volume(
         plane_axes=(row, col),
     )
     report.images["LR"] = _plane(lr.array, ax, figure_pos)
+    # the input checks (rmisr_monai.inference.guards) judge the scan itself, as `rmisr upscale` would see it, not the
+    # LR simulated from it: bicubic over- and undershoots at a sharp edge (CT padding of -3024 HU outside the field
+    # of view next to air) would make the LR look like no CT although it is this CT made smaller
+    allow_extrapolation = bool(run_options.pop("allow_extrapolation", False))
     for name, choice in methods:
         upscaler = BatchUpscaler(
-            scale=scale, axis=thick, through_plane=through_plane, dtype="float32", **choice, **run_options
-        )
-        _, meta = upscaler.network(scale, volume.modality)  # loaded before the clock starts
+            scale=scale, axis=thick, through_plane=through_plane, dtype="float32", allow_extrapolation=True,
+            **choice, **run_options,
+        )  # fmt: skip
+        network, meta = upscaler.network(scale, volume.modality)  # loaded before the clock starts
+        check_run(volume, scale, network, meta, method=meta.get("source"), allow_extrapolation=allow_extrapolation)
         report.training[name] = training_status(meta, volume.source_path)
         started = time.perf_counter()
         sr = upscaler.upscale(lr).array

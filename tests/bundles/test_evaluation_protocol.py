@@ -64,7 +64,7 @@ def test_bundle_evaluate_equals_quality_py_on_one_scan(bundle, scale, axis, defa
     workflow = ConfigWorkflow(
         config_file=str(root / "configs" / "evaluate.json"), meta_file=str(root / "configs" / "metadata.json"),
         workflow_type=None, bundle_root=str(root), dataset_dir=[str(scan)], output_dir=str(report),
-        max_slices=MAX_SLICES, device="cpu", scale=scale, axis=axis,
+        max_slices=MAX_SLICES, round_lr=True, device="cpu", scale=scale, axis=axis,
     )  # fmt: skip
     workflow.initialize()
     workflow.run()
