@@ -61,11 +61,15 @@ SLOW_MODULES = {
     "tests/slicer/test_real_mrml.py",
     "tests/training/test_training.py",
 }
+# single tests of otherwise fast modules that took over 10 s on their own (same measurement); node ids
+SLOW_TESTS = {
+    "tests/slicer/test_logic.py::test_the_module_self_test_passes_under_the_standin",
+}
 
 
 def pytest_collection_modifyitems(config, items):
-    """Mark each test by its module: ``slow`` from :data:`SLOW_MODULES`, ``shared_data`` and ``subprocess`` from
-    what the module's source uses."""
+    """Mark each test by its module: ``slow`` from :data:`SLOW_MODULES` (or the test from :data:`SLOW_TESTS`),
+    ``shared_data`` and ``subprocess`` from what the module's source uses."""
     sources: dict[Path, str] = {}
     for item in items:
         path = Path(str(item.fspath))
@@ -73,7 +77,7 @@ def pytest_collection_modifyitems(config, items):
             sources[path] = path.read_text(encoding="utf-8")
         source = sources[path]
         relative = path.relative_to(REPO_ROOT).as_posix() if path.is_relative_to(REPO_ROOT) else path.name
-        if relative in SLOW_MODULES:
+        if relative in SLOW_MODULES or f"{relative}::{item.name}" in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
         if "shared_path(" in source or "data_dir" in source or "PEERS" in source:
             item.add_marker(pytest.mark.shared_data)
