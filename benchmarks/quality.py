@@ -136,7 +136,8 @@ def methods_for(
         default = None
     for entry in read_registry():
         serves = entry.get("arbitrary_scale") or (not through_plane and float(entry["scale"]) == scale)
-        if entry["modality"] == modality and serves and entry["name"] != default and not defaults_only:
+        current = entry.get("status", "current") == "current"  # superseded entries are no longer shipped
+        if entry["modality"] == modality and serves and current and entry["name"] != default and not defaults_only:
             fits.append((entry["name"], entry["name"]))
     for label, name in fits:
         net, meta = load_model(name)

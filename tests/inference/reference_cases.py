@@ -20,7 +20,8 @@ CASES = (
     ("ct_default_x3_ensemble4", None, 3.0, {}),
     ("ct_default_x4_plain", None, 4.0, {"self_ensemble": 1}),
     ("ct_through_plane_2_5", None, 2.5, {"axis": "z", "through_plane": True}),
-    ("mr_default_x2", None, 2.0, {"modality": "MR"}),
+    # the MR x2 default before 2026-12-07 was this file (rmisr_bl64_x2.pt); MR x2 now has its own
+    ("mr_default_x2", "rmisr_bl64_ct_x2", 2.0, {"modality": "MR"}),
 )
 
 

@@ -176,7 +176,8 @@ def test_every_shipped_file_of_a_recipe_points_at_it_and_the_recipe_parses():
              for name in json.loads(path.read_text())["models"]}
     assert pointed == named
     files = {entry["file"] for entry in registry if "recipe" in entry}
-    assert files == {"rmisr_bl64_x2.pt", "rmisr_bl64_x3.pt", "rmisr_bl64_mr_x3.pt", "rmisr_bl64_x4.pt",
+    assert files == {"rmisr_bl64_x2.pt", "rmisr_bl64_mr_x2.pt", "rmisr_bl64_x3.pt", "rmisr_bl64_mr_x3.pt",
+                     "rmisr_bl64_x4.pt",
                      "rmisr_bl64_meta.pt", "rmisr_vp_ct_x4.pt"}
     for name, recipe in pointed.items():
         assert (REPO / recipe).is_file(), name
