@@ -19,7 +19,7 @@ side by side.
 
 ``--baseline DIR`` also runs the same measurement with ``PYTHONPATH=DIR`` (e.g. ``git archive HEAD~3 rmisr_monai``
 unpacked there), alternating baseline and current tree ``--repeats`` times in subprocesses; the table gives medians.
-A background training job whose PID is in ``/tmp/team/train.pid`` is paused (SIGSTOP) for the timed runs and always
+A background training job whose PID is in ``/work/team/train.pid`` is paused (SIGSTOP) for the timed runs and always
 resumed (SIGCONT), also on errors and Ctrl-C.
 
     python benchmarks/speed.py --names rmisr_bl rmisr_bl_ct_x2 --slices 2
@@ -56,7 +56,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-TRAIN_PID = Path("/tmp/team/train.pid")
+TRAIN_PID = Path("/work/team/train.pid")
 DEFAULT_NAMES = (
     "rmisr_bl", "rmisr_bl_ct_x2_percentile", "rmisr_bl_mr_x2", "rmisr_bl_ct_x4_percentile", "rmisr_bl_mr_x4", "imdn"
 )
