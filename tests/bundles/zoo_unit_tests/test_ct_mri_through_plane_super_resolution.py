@@ -6,7 +6,7 @@ import unittest
 
 from zoo_bundle_test import bundle_test_case, test_order
 
-TestCtMriThroughPlaneSuperResolution = bundle_test_case("ct_mri_through_plane_super_resolution", {"network_kwargs#num_blocks": 1})
+TestCtMriThroughPlaneSuperResolution = bundle_test_case("ct_mri_through_plane_super_resolution", {"network_kwargs#num_blocks": 1}, {"axis": "x"})
 
 if __name__ == "__main__":
     loader = unittest.TestLoader()

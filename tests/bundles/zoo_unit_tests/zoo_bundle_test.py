@@ -27,10 +27,12 @@ def test_order(test_name1, test_name2):
     return get_order(test_name1) - get_order(test_name2)
 
 
-def bundle_test_case(name: str, small: dict) -> type:
-    """The zoo's test class of bundle ``name`` (under ``models/``); ``small``: overrides for a faster tiny network."""
+def bundle_test_case(name: str, small: dict, evaluate: dict | None = None) -> type:
+    """The zoo's test class of bundle ``name`` (under ``models/``); ``small``: overrides for a faster tiny network;
+    ``evaluate``: overrides of the evaluation alone (a through-plane bundle: a thick axis the tiny images can shrink)."""
     BUNDLE_ROOT = f"models/{name}"
     SMALL = small
+    EVALUATE = dict(evaluate or {})
 
     TEST_CASE_1 = [  # train, evaluate
         {
@@ -95,6 +97,7 @@ def bundle_test_case(name: str, small: dict) -> type:
                 dataset_dir=self.dataset_dir,
                 device="cpu",
                 **SMALL,
+                **EVALUATE,
             )
             check_workflow(validator, check_properties=True)
             self.assertTrue(os.path.isfile(os.path.join(self.output_dir, "eval", "evaluation.json")))
