@@ -70,8 +70,8 @@ def main() -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="a 3-channel model checkpoint (python -m rmisr_monai.training --output)")
     source.add_argument(
-        "--trainer-checkpoint", help="a resumable trainer checkpoint of benchmarks/campaign/train_natural_x4.sh "
-        "(RMISR-BL x4, 64 features, 3 channels)",
+        "--trainer-checkpoint", help="a resumable trainer checkpoint of the recipe "
+        "benchmarks/recipes/rmisr_bl_natural_x4.json (RMISR-BL x4, 64 features, 3 channels)",
     )
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
