@@ -389,8 +389,9 @@ class VolumeEvaluation(_VolumeEngine):
 
         inferer = self.inferer
         with tempfile.TemporaryDirectory(prefix="rmisr-bundle-") as folder:
+            name = Path(inferer.weights).name if inferer.weights else "model.pt"  # the report names the weights
             path = save_checkpoint(
-                Path(folder) / "model.pt", self.network, self.network_name, self.network_kwargs, inferer.intensity
+                Path(folder) / name, self.network, self.network_name, self.network_kwargs, inferer.intensity
             )
             return evaluate_folder.__wrapped__(  # type: ignore[attr-defined]  # errors: one line from run()
                 [j.input for j in self.dataset.jobs], self.output_dir, inferer.scale, str(path),

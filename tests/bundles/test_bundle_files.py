@@ -37,7 +37,7 @@ MAX_FILE_BYTES = 5 << 20  # the project's limit outside rmisr_monai/weights (the
 # which shipped file each bundle weight is (the bundle is self-contained; the package file is the provenance)
 PACKAGE_FILES = {
     "ct_mri_super_resolution": {
-        "model.pt": "rmisr_bl64_x2.pt", "model_x3.pt": "rmisr_bl64_x3.pt", "model_mr_x3.pt": "rmisr_bl64_mr_x3.pt",
+        "model.pt": "rmisr_bl64_x2.pt", "model_mr_x2.pt": "rmisr_bl64_mr_x2.pt", "model_x3.pt": "rmisr_bl64_x3.pt", "model_mr_x3.pt": "rmisr_bl64_mr_x3.pt",
         "model_x4.pt": "rmisr_bl64_x4.pt",
     },
     "ct_edge_super_resolution": {"model.pt": "rmisr_vp_ct_x4.pt"},
@@ -119,6 +119,31 @@ def test_metadata_keys_types_and_text(name):
     assert io["inputs"]["image"]["spatial_shape"] == ["n", "p"]
     assert io["outputs"]["pred"]["spatial_shape"] == [f"{scale}*n", f"{scale}*p"]
     assert any(isinstance(v, float) and k.endswith("_psnr") for k, v in meta["eval_metrics"].items())
+
+
+# a Performance row of a bundle README: "| CT x3 (4-fold) | ... | **35.79 / 0.9795 (+5.20)** | ..."
+PERFORMANCE_ROW = re.compile(
+    r"^\| (CT|MR)( through-plane)? x([\d.]+)(?: \(4-fold\))? \|.*\*\*([\d.]+) / ([\d.]+) \(\+([\d.]+)\)\*\*", re.M
+)
+
+
+@pytest.mark.parametrize("name", BUNDLE_NAMES)
+def test_eval_metrics_are_the_readme_performance_table(name):
+    """metadata ``eval_metrics`` give the figures of the README's Performance table (the bundle's own evaluate.json
+    on the test scans), row for row: the zoo's listing and the README cannot disagree."""
+    readme = (BUNDLES / name / "docs" / "README.md").read_text()
+    table = {
+        f"{m.lower()}{'_through_plane' if thick else ''}_x{s}": (float(p), float(q), float(g))
+        for m, thick, s, p, q, g in PERFORMANCE_ROW.findall(readme)
+    }
+    metrics = _meta(name)["eval_metrics"]
+    assert table and "test scans" in metrics["protocol"]
+    listed = {k[: -len("_psnr")] for k in metrics if k.endswith("_psnr")}
+    assert listed == set(table), name
+    for key, (value, ssim, gain) in table.items():
+        assert (metrics[f"{key}_psnr"], metrics[f"{key}_ssim"], metrics[f"{key}_gain_over_bicubic_db"]) == (
+            value, ssim, gain
+        ), key
 
 
 @pytest.mark.parametrize("name", BUNDLE_NAMES)

@@ -205,7 +205,7 @@ def test_every_scale_option_is_served_by_the_bundle_itself():
     table = bundle_config(BL, "inference")["weights"]
     recipe = bundle_config(BL, "inference")["self_ensemble_recipe"]
     for modality, scale, file, ensemble in (
-        ("CT", 2, "model.pt", 1), ("MR", 2, "model.pt", 1), ("CT", 3, "model_x3.pt", 4), ("MR", 3, "model_mr_x3.pt", 4),
+        ("CT", 2, "model.pt", 1), ("MR", 2, "model_mr_x2.pt", 1), ("CT", 3, "model_x3.pt", 4), ("MR", 3, "model_mr_x3.pt", 4),
         ("CT", 4, "model_x4.pt", 4), ("MR", 4.0, "model_x4.pt", 4),
     ):
         assert weights_file(BUNDLES / BL, table, scale, modality) == str(BUNDLES / BL / "models" / file)
@@ -221,16 +221,17 @@ def test_every_scale_option_is_served_by_the_bundle_itself():
     assert weights_file(BUNDLES / "ct_mri_through_plane_super_resolution", meta, 2.5).endswith("models/model.pt")
 
 
-def test_mr_x3_runs_its_own_weights_with_the_four_fold_recipe(tmp_path):
-    """``--modality MR --scale 3``: the bundle's MR x3 file as the 4-fold self-ensemble, voxel for voxel what
-    ``rmisr upscale`` runs for the registry's MR x3 default (same weights, the registry's recipe)."""
+@pytest.mark.parametrize(("scale", "default"), [(2, "rmisr_bl64_mr_x2"), (3, "rmisr_bl64_mr_x3")])
+def test_mr_runs_its_own_weights_with_their_recipe(scale, default, tmp_path):
+    """``--modality MR --scale 2`` / ``3``: the bundle's MR file (x2 plain, x3 as the 4-fold self-ensemble), voxel for
+    voxel what ``rmisr upscale`` runs for the registry's MR default (same weights, the registry's recipe)."""
     (tmp_path / "in").mkdir()
     source = write_crops(tmp_path / "crops", "MR")[0]
     small = tmp_path / "in" / "mr.nii.gz"
     nib.save(nib.load(source).slicer[:24, :24, :1], small)
     _run(BL, "inference", dataset_dir=str(tmp_path / "in"), output_dir=str(tmp_path / "out"), device="cpu",
-         modality="MR", scale=3)
-    expected = _package_result(tmp_path, small, "rmisr_bl64_mr_x3", 3)
+         modality="MR", scale=scale)
+    expected = _package_result(tmp_path, small, default, scale)
     np.testing.assert_array_equal(_voxels(tmp_path / "out" / "mr.nii.gz"), expected)
 
 
