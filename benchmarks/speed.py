@@ -151,14 +151,14 @@ def measure(names: list[str], slices: int, side: int, precisions: list[str], war
         recipe = None if intensity is None else IntensityNormalization.from_dict(intensity)
         values = volume * 2000.0 - 1000.0 if modality == "CT" else volume
         for precision in precisions:
-            run = dict(intensity=recipe, device="cpu", progress=False, precision=precision, modality=modality)
+            run = dict(intensity=recipe, device="cpu", progress=False, precision=precision)
             if warm:
                 upscale_array(values[..., :1], net, scale, **run)
             t0 = time.perf_counter()
             upscale_array(values, net, scale, **run)
             key = f"{name}/{precision}"
             result["seconds"][key] = time.perf_counter() - t0
-            dtype = resolve_precision(precision, torch.device("cpu"), recipe, hounsfield=modality == "CT")
+            dtype = resolve_precision(precision, torch.device("cpu"))
             result["dtype"][key] = str(dtype or torch.float32)
     return result
 

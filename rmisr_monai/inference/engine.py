@@ -163,11 +163,7 @@ def _network_in_channels(net: nn.Module) -> int | None:
 
 
 def resolve_precision(
-    precision: str,
-    device: torch.device,
-    intensity: IntensityNormalization | None = None,
-    learned: bool = True,
-    hounsfield: bool = False,
+    precision: str, device: torch.device, learned: bool = True
 ) -> torch.dtype | None:
     """The autocast dtype of the network call, or ``None`` for fp32.
 
@@ -175,8 +171,8 @@ def resolve_precision(
     parameters (``learned=False``: the interpolators are references, and cheap); else float16 on CUDA; bfloat16 on
     a CPU with native bf16 (:func:`cpu_has_fast_bf16`), CT included: with the first convolution and the
     reconstruction in fp32 (:attr:`_Runner.FP32_UNDER_BF16`) bf16 is within 0.01 dB of fp32 on the held-out CT of
-    ``benchmarks/scans.json`` at x2/x3/x4 (``benchmarks/precision_ct.py``; max 9 HU); fp32 elsewhere. ``intensity``
-    and ``hounsfield`` are accepted for callers that pass them and no longer change the choice.
+    ``benchmarks/scans.json`` at x2/x3/x4 (``benchmarks/precision_ct.py``; max 9 HU); fp32 elsewhere. Neither the
+    modality nor the intensity recipe changes the choice.
     """
     if precision not in PRECISIONS:
         raise ConfigurationError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -396,7 +392,6 @@ def upscale_array(
     *,
     options: RunOptions | Mapping[str, Any] | None = None,
     intensity: IntensityNormalization | Mapping[str, Any] | None = None,
-    modality: str | None = None,
     progress: Progress = True,
     memmap_threshold: int = MEMMAP_THRESHOLD_BYTES,
     **changes: Any,
@@ -417,8 +412,6 @@ def upscale_array(
         intensity: the normalisation to ``[0, 1]`` (``IntensityNormalization`` or its dict, e.g. a checkpoint's
             ``"intensity"``); fitted on the whole volume (MR percentiles), applied before the network and undone
             after. ``None``: intensities go to the network as they are (right for the non-learned interpolators).
-        modality: the input's modality (``Volume.modality``; :func:`upscale_volume` passes it; recorded for
-            :func:`resolve_precision`, whose ``"auto"`` no longer depends on it).
         progress: a tqdm progress bar over slices (``True``), none (``False``), or ``progress(done, total)`` called
             after each batch of slices is stored.
         memmap_threshold: outputs above this many bytes are held in an unlinked temporary memory map.
@@ -476,7 +469,7 @@ def upscale_array(
     # NHWC: oneDNN (CPU) and cuDNN (CUDA, AMP) convolutions run 2-3x faster than with NCHW (benchmarks/RESULTS.md)
     network.to(dev, memory_format=torch.channels_last)
     learned = any(True for _ in network.parameters())
-    autocast_dtype = resolve_precision(options.precision, dev, norm, learned, hounsfield=modality == "CT")
+    autocast_dtype = resolve_precision(options.precision, dev, learned)
     dihedral_transforms(ensemble)  # refuse a bad size before any work
     runner = _Runner(network, scale_arg, arbitrary, dev, tile, int(tile_overlap), autocast_dtype, ensemble)
     n_slices = src.shape[0]
@@ -666,7 +659,7 @@ def upscale_volume(
 ):
     """Super-resolve a :class:`~rmisr_monai.io.volume.Volume`; returns a new ``Volume`` (array of
     ``options.out_dtype``, default float32; geometry from :func:`~rmisr_monai.io.geometry.rescaled_geometry`; other
-    fields kept). Arguments as for :func:`upscale_array`, which gets the volume's modality; pass the dtype that will
+    fields kept). Arguments as for :func:`upscale_array`; pass the dtype that will
     be written as ``out_dtype`` to keep the peak memory at input + output as stored.
 
     A 4D volume (time series, echoes, diffusion weightings: ``fourth_axis``) is upscaled 3D volume by 3D volume
@@ -687,7 +680,7 @@ def upscale_volume(
                 progress(t * total + done, len(frames) * total)
 
         array = upscale_array(
-            frame.array, network, options=options, intensity=intensity, modality=volume.modality, progress=report
+            frame.array, network, options=options, intensity=intensity, progress=report
         )
         if len(frames) == 1:
             out = array

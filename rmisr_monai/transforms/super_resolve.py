@@ -71,8 +71,7 @@ class SuperResolve(InvertibleTransform, Transform):
             precision, batch, tile, overlap, self-ensemble, memory budget, ``model`` / ``weights``.
         intensity: normalisation to ``[0, 1]`` applied before and undone after the network (checkpoint
             ``"intensity"``); ``None`` with a given network: the image is already in the network's range.
-        modality: ``"CT"`` or ``"MR"``: which shipped default serves ``network=None``; and ``"CT"`` keeps the
-            automatic precision off bf16 (as for a CT file in the CLI).
+        modality: ``"CT"`` or ``"MR"``: which shipped default serves ``network=None``.
         progress: tqdm progress bar.
         inverse_mode: ``F.interpolate`` mode of :meth:`inverse`, one of :data:`INVERSE_MODES` (module docstring);
             recorded with the operation, where ``Invertd(nearest_interp=True)`` replaces it by ``"nearest"``.
@@ -126,8 +125,7 @@ class SuperResolve(InvertibleTransform, Transform):
                 intensity=self.intensity, seconds=o.adapt, seed=o.seed, progress=self.progress,
             )
         array = upscale_array(
-            img, network, options=self.options, intensity=self.intensity, modality=self.modality,
-            progress=self.progress,
+            img, network, options=self.options, intensity=self.intensity, progress=self.progress
         )
         out = torch.from_numpy(np.ascontiguousarray(array))
         out_size = [int(n) for n in out.shape[1:]]

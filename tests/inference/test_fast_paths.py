@@ -18,40 +18,25 @@ from rmisr_monai.weights import load_model
 from tests.inference.test_shipped_models import _crop_pair
 
 RUN = dict(device="cpu", progress=False)
-CT, MR = IntensityNormalization.ct(), IntensityNormalization.mr()
 # measured on these crops (benchmarks/RESULTS.md §7): bf16 0.0053 (CT) / 0.0086 (MR), fp16 0.0007 / 0.0009 of [0, 1]
 MAX_ABS_01 = {"bf16": 0.02, "fp16": 0.003}
 
 
 @pytest.mark.parametrize(
-    "precision, device, intensity, fast_bf16, expected",
+    "precision, device, fast_bf16, expected",
     [
-        ("fp32", "cpu", None, True, None),
-        ("fp32", "cuda", None, True, None),
-        ("auto", "cpu", MR, False, None),  # e.g. this project's AVX2 EPYC: bf16 is emulated, slower than fp32
-        ("auto", "cpu", MR, True, torch.bfloat16),
-        ("auto", "cpu", None, True, torch.bfloat16),
-        ("auto", "cpu", CT, True, torch.bfloat16),  # head and reconstruction in fp32: within 0.01 dB on CT
-        ("auto", "cpu", CT, False, None),
-        ("auto", "cuda", CT, False, torch.float16),
-        ("bf16", "cpu", CT, False, torch.bfloat16),
-        ("fp16", "cpu", None, False, torch.float16),
+        ("fp32", "cpu", True, None),
+        ("fp32", "cuda", True, None),
+        ("auto", "cpu", False, None),  # e.g. an AVX2 EPYC (Zen 3): bf16 is emulated, slower than fp32
+        ("auto", "cpu", True, torch.bfloat16),  # CT too: head and reconstruction in fp32, within 0.01 dB on CT
+        ("auto", "cuda", False, torch.float16),
+        ("bf16", "cpu", False, torch.bfloat16),
+        ("fp16", "cpu", False, torch.float16),
     ],
 )
-def test_precision_policy(monkeypatch, precision, device, intensity, fast_bf16, expected):
+def test_precision_policy(monkeypatch, precision, device, fast_bf16, expected):
     monkeypatch.setattr(engine, "cpu_has_fast_bf16", lambda: fast_bf16)
-    assert engine.resolve_precision(precision, torch.device(device), intensity) is expected
-
-
-def test_precision_auto_runs_ct_in_bf16_where_bf16_is_native(monkeypatch):
-    """CT (HU window or percentile recipe) gets bf16 on a CPU with native bf16 (issue 33: the first convolution and
-    the reconstruction stay fp32, ``engine._Runner.FP32_UNDER_BF16``; benchmarks/precision_ct.py on the held-out CT:
-    within 0.01 dB of fp32 at x2/x3/x4), float16 on CUDA, fp32 where bf16 is emulated."""
-    monkeypatch.setattr(engine, "cpu_has_fast_bf16", lambda: True)
-    assert engine.resolve_precision("auto", torch.device("cpu"), MR, hounsfield=True) is torch.bfloat16
-    assert engine.resolve_precision("auto", torch.device("cuda"), MR, hounsfield=True) is torch.float16
-    monkeypatch.setattr(engine, "cpu_has_fast_bf16", lambda: False)
-    assert engine.resolve_precision("auto", torch.device("cpu"), CT, hounsfield=True) is None
+    assert engine.resolve_precision(precision, torch.device(device)) is expected
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
@@ -59,8 +44,8 @@ def test_precision_auto_keeps_networks_without_parameters_in_fp32(monkeypatch, d
     """The interpolators are references: `auto` never rounds them, and the engine passes that on, so bicubic through
     the engine equals bicubic in fp32 exactly even where bf16 is native."""
     monkeypatch.setattr(engine, "cpu_has_fast_bf16", lambda: True)
-    assert engine.resolve_precision("auto", torch.device(device), None, learned=False) is None
-    assert engine.resolve_precision("bf16", torch.device(device), None, learned=False) is torch.bfloat16  # asked for
+    assert engine.resolve_precision("auto", torch.device(device), learned=False) is None
+    assert engine.resolve_precision("bf16", torch.device(device), learned=False) is torch.bfloat16  # asked for
     vol = np.random.default_rng(3).random((20, 18, 2), dtype=np.float32)
     bicubic = get_network("bicubic")
     auto = upscale_array(vol, bicubic, 2, **RUN)
@@ -101,7 +86,7 @@ def test_fast_paths_equal_the_fp32_reference_on_real_slices(modality, name):
     _set_fused(model, True)
     ref_psnr = float(psnr(_slices(reference.array), _slices(hr), data_range=data_range, shave=2).mean())
     assert lr.modality == modality
-    auto_dtype = engine.resolve_precision("auto", torch.device("cpu"), window, hounsfield=modality == "CT")
+    auto_dtype = engine.resolve_precision("auto", torch.device("cpu"))
     auto_bound = MAX_ABS_01["bf16"] if auto_dtype is not None else 1e-4  # bf16 where the CPU has native bf16
     for precision, bound in (("auto", auto_bound), ("bf16", MAX_ABS_01["bf16"]), ("fp16", MAX_ABS_01["fp16"])):
         out = upscale_volume(lr, model, 2, intensity=meta["intensity"], precision=precision, **RUN).array

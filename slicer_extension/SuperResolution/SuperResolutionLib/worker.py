@@ -42,7 +42,6 @@ from rmisr_monai.io.geometry import rescaled_geometry
 from rmisr_monai.io.read import read_volume
 from rmisr_monai.io.volume import Volume
 from rmisr_monai.io.write import write_volume
-from rmisr_monai.transforms.intensity import IntensityNormalization
 from SuperResolutionLib import protocol
 from SuperResolutionLib.quality import check_same_grid, quality_report
 
@@ -102,13 +101,12 @@ def device_name(device) -> str:
     return device.type.upper()
 
 
-def precision_name(network, device, intensity: dict | None, modality: str | None, precision: str) -> str:
+def precision_name(network, device, precision: str) -> str:
     """The precision of the network call as the engine resolves it (``fp32``, ``bf16`` or ``fp16``)."""
     import torch
 
-    norm = IntensityNormalization.from_dict(intensity) if intensity else None
     learned = any(True for _ in network.parameters())
-    dtype = resolve_precision(precision, device, intensity=norm, learned=learned, hounsfield=modality == "CT")
+    dtype = resolve_precision(precision, device, learned=learned)
     return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
@@ -145,7 +143,7 @@ def run(args: argparse.Namespace) -> dict:
         out_shape = output_spatial_shape(volume.array.shape, args.scale, args.axis, args.through_plane)
         check_same_grid(reference, out_shape, rescaled_geometry(volume.geometry, volume.array.shape, out_shape))
     ran_on = device_name(device)
-    precision = precision_name(network, device, intensity_for(meta, modality), modality, args.precision)
+    precision = precision_name(network, device, args.precision)
     # what ran, by the name the user would give it: the registry name of a shipped model, else the file or network
     model = Path(args.weights).name if args.weights else model_source(args.model, None, args.scale, modality,
                                                                       args.through_plane)  # fmt: skip
