@@ -9,7 +9,8 @@ channels-last, ``--threads`` threads (default: every core), one untimed call the
 * ONNX Runtime (CPU execution provider, graph optimisation all) of the ONNX export (TorchScript exporter), fp32;
   ORT's CPU provider has no bf16 convolution kernels, so no bf16 row;
 * OpenVINO (CPU plugin) of the same ONNX file with ``INFERENCE_PRECISION_HINT`` f32 and bf16 (OpenVINO's bf16 is
-  every layer in bf16).
+  every layer in bf16);
+* eager fp32 once more at the end: the ratios hold only where it matches the first row.
 
 Accuracy against eager fp32 on the same slice: largest |difference| in HU and PSNR of the difference over the
 model's [0, 1] range. A background training job in ``/work/team/train.pid`` is paused meanwhile (speed.py).
@@ -57,7 +58,8 @@ def main() -> None:
     parser.add_argument("--model", default="rmisr_bl64_ct_x2")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--skip", nargs="*", default=[], help="rows to leave out (compile, ort, openvino)")
+    parser.add_argument("--skip", nargs="*", default=[],
+                        help="rows to leave out (compile, ort, openvino; bf16: every bf16 row, for CPUs without it)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     net, meta = load_model(args.model)
@@ -83,12 +85,17 @@ def main() -> None:
 
     rows: list[tuple[str, float, float, np.ndarray | None, str]] = []
     with paused_training():
+        bf16 = "bf16" not in args.skip
         for label, dtype in (("eager fp32 (engine)", None), ("eager bf16 (engine, head/tail fp32)", torch.bfloat16)):
+            if dtype is not None and not bf16:
+                continue
             first, best, y = best_of(eager(dtype), args.repeats)
             rows.append((label, first, best, y, ""))
         reference = rows[0][3]
         if "compile" not in args.skip:
             for label, dtype in (("torch.compile fp32", None), ("torch.compile bf16 (head/tail fp32)", torch.bfloat16)):
+                if dtype is not None and not bf16:
+                    continue
                 try:
                     compiled = torch.compile(net)
                     first, best, y = best_of(eager(dtype, compiled), args.repeats)
@@ -124,7 +131,7 @@ def main() -> None:
                     core = ov.Core()
                     model = core.read_model(str(onnx_path))
                     xn = x.contiguous().numpy()
-                    for hint in ("f32", "bf16"):
+                    for hint in ("f32", "bf16") if bf16 else ("f32",):
                         cfg = {"INFERENCE_PRECISION_HINT": hint, "INFERENCE_NUM_THREADS": args.threads,
                                "PERFORMANCE_HINT": "LATENCY"}
                         t0 = time.perf_counter()
@@ -138,6 +145,9 @@ def main() -> None:
                         rows.append((f"OpenVINO {ov.__version__.split('-')[0]} {hint} (every layer)", first, best,
                                      y, f"compile_model {setup:.1f} s"))
                         del request, compiled
+        # eager again, last: a machine whose load changed during the run shows it here, not in the ratios
+        first, best, y = best_of(eager(None), args.repeats)
+        rows.append(("eager fp32 (engine), timed again last", first, best, y, "load drift check"))
     print("| path | s / 512^2 slice (best) | speed vs eager fp32 | max abs diff vs eager fp32 (HU) | PSNR of the "
           "difference (dB, [0, 1]) | note |")
     print("|---|---|---|---|---|---|")
