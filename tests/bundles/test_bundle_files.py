@@ -37,7 +37,8 @@ MAX_FILE_BYTES = 5 << 20  # the project's limit outside rmisr_monai/weights (the
 # which shipped file each bundle weight is (the bundle is self-contained; the package file is the provenance)
 PACKAGE_FILES = {
     "ct_mri_super_resolution": {
-        "model.pt": "rmisr_bl64_x2.pt", "model_mr_x2.pt": "rmisr_bl64_mr_x2.pt", "model_x3.pt": "rmisr_bl64_x3.pt", "model_mr_x3.pt": "rmisr_bl64_mr_x3.pt",
+        "model.pt": "rmisr_bl64_x2.pt", "model_mr_x2.pt": "rmisr_bl64_mr_x2.pt", "model_x3.pt": "rmisr_bl64_x3.pt",
+        "model_mr_x3.pt": "rmisr_bl64_mr_x3.pt",
         "model_x4.pt": "rmisr_bl64_x4.pt",
     },
     "ct_edge_super_resolution": {"model.pt": "rmisr_vp_ct_x4.pt"},

@@ -205,7 +205,8 @@ def test_every_scale_option_is_served_by_the_bundle_itself():
     table = bundle_config(BL, "inference")["weights"]
     recipe = bundle_config(BL, "inference")["self_ensemble_recipe"]
     for modality, scale, file, ensemble in (
-        ("CT", 2, "model.pt", 1), ("MR", 2, "model_mr_x2.pt", 1), ("CT", 3, "model_x3.pt", 4), ("MR", 3, "model_mr_x3.pt", 4),
+        ("CT", 2, "model.pt", 1), ("MR", 2, "model_mr_x2.pt", 1), ("CT", 3, "model_x3.pt", 4),
+        ("MR", 3, "model_mr_x3.pt", 4),
         ("CT", 4, "model_x4.pt", 4), ("MR", 4.0, "model_x4.pt", 4),
     ):
         assert weights_file(BUNDLES / BL, table, scale, modality) == str(BUNDLES / BL / "models" / file)
